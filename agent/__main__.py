@@ -1,0 +1,7 @@
+"""`python -m agent` is the same program as the `visionloop` console script."""
+
+import sys
+
+from agent.cli import main
+
+sys.exit(main())

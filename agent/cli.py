@@ -1,0 +1,190 @@
+"""Argument parsing and exit codes only.
+
+One sub-command per registered tool is generated from the tool's declared inputs, so a tool
+from a third-party plugin gets its command with no CLI code. Other commands (tools, info,
+validate, run, watch, chat, ...) live in their own modules and plug in through `COMMANDS`.
+
+Exit codes: 0 success; 1 a tool, input or config error (one line on stderr, the traceback only
+under -v); 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from agent import __version__
+from agent.errors import UsageError, VisionloopError
+from agent.tools import Tool, ToolCall, ToolResult
+
+log = logging.getLogger("agent")
+
+#: Modules that add sub-commands: each has `add_commands(subparsers, common)` and the
+#: parsers it adds set `handler=function(args, app) -> int`.
+COMMANDS = ["agent.commands"]
+
+_METAVARS = {"image": "IMAGE", "int": "N", "float": "F", "text": "TEXT", "box": "x0,y0,x1,y1", "size": "WxH"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+
+def common_options(skip: set[str] = frozenset()) -> argparse.ArgumentParser:
+    """Global flags, accepted before or after the sub-command."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = argparse.SUPPRESS  # a flag given after the sub-command must not be reset by its defaults
+    p.add_argument("--config", metavar="FILE", default=d, help="config file (default: see README)")
+    p.add_argument("--profile", metavar="NAME", default=d, help="model profile, e.g. default or tiny")
+    p.add_argument("--json", action="store_true", default=d, help="print results as JSON")
+    p.add_argument("--out", metavar="DIR", default=d, help="output folder for images and runs")
+    p.add_argument(*[f for f in ("-v", "--verbose") if f not in skip], action="count", default=d,
+                   help="more output; -v shows tracebacks")
+    p.add_argument(*[f for f in ("-q", "--quiet") if f not in skip], action="store_true", default=d,
+                   help="only errors and results")
+    return p
+
+
+def _add_tool_command(sub, tool: Tool) -> None:
+    claimed = {f for i in tool.inputs for f in i.flags}
+    p = sub.add_parser(tool.name, help=tool.description, description=tool.description,
+                       parents=[common_options(claimed)])
+    for inp in tool.inputs:
+        extra = []
+        if inp.default is not None and inp.type != "bool":
+            extra.append(f"default: {inp.default}")
+        if inp.choices:
+            extra.append("one of: " + ", ".join(inp.choices))
+        help_text = inp.help + (f" ({'; '.join(extra)})" if extra else "")
+        metavar = _METAVARS.get(inp.type)
+        if inp.positional:
+            nargs = ("+" if inp.required else "*") if inp.multiple else (None if inp.required else "?")
+            p.add_argument(inp.name, nargs=nargs, metavar=metavar, help=help_text)
+            continue
+        flags = [f"--{inp.name.replace('_', '-')}", *inp.flags]
+        if inp.type == "bool":
+            p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            p.add_argument(*flags, dest=inp.name, metavar=metavar, default=None, required=inp.required,
+                           action="append" if inp.multiple else "store", help=help_text)
+    p.set_defaults(handler=run_tool_command, tool=tool.name)
+
+
+@dataclass
+class App:
+    """What a command handler gets: the parsed flags, the config and registry, and a lazily
+    created context and loop (nothing loads a model until a tool runs)."""
+
+    args: argparse.Namespace
+    config: object
+    registry: object
+    _loop: object = field(default=None, repr=False)
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def loop(self):
+        if self._loop is None:
+            from agent.context import Context
+            from agent.loop import Loop
+
+            progress = sys.stderr.isatty() and not self.json and not getattr(self.args, "quiet", False)
+            ctx = Context.create(self.config, getattr(self.args, "out", None), progress=progress)
+            self._loop = Loop(self.registry, ctx)
+        return self._loop
+
+    def print_results(self, results: list[ToolResult]) -> int:
+        if self.json:
+            payload = [r.to_json() for r in results]
+            print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False, default=str))
+        for r in results:
+            if r.error:
+                print(f"error: {r.error}", file=sys.stderr)
+            elif not self.json:
+                if len(results) > 1 and len(r.data.get("images") or []) == 1:
+                    print(f"{r.data['images'][0]}:")
+                if r.text:
+                    print(r.text)
+                for path in r.images:
+                    print(path)
+                for note in r.data.get("notes", []):
+                    print(f"note: {note}", file=sys.stderr)
+        return 0 if all(r.ok for r in results) else 1
+
+
+def run_tool_command(args, app: App) -> int:
+    tool = app.registry.tool(args.tool)
+    values = {i.name: getattr(args, i.name) for i in tool.inputs if getattr(args, i.name, None) not in (None, [])}
+    return app.print_results(app.loop.call(ToolCall(tool.name, values)))
+
+
+def build_parser(registry) -> argparse.ArgumentParser:
+    parser = _Parser(prog="visionloop", parents=[common_options()],
+                     description="A local agent for images: LLaVA describes, Stable Diffusion draws, "
+                                 "workflows chain them.")
+    parser.add_argument("--version", action="version", version=f"visionloop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(name).add_commands(sub, common_options)
+    for tool in sorted(registry.tools.values(), key=lambda t: t.name):
+        _add_tool_command(sub, tool)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # third-party noise stays down unless asked for
+    for noisy in ("transformers", "diffusers", "huggingface_hub", "PIL", "filelock", "watchdog", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
+    if verbose < 2:
+        import os
+
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Phase 1: the flags that decide which config and plugins to load.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--profile")
+    pre.add_argument("-v", "--verbose", action="count", default=0)
+    pre.add_argument("--quiet", action="store_true")
+    early, _ = pre.parse_known_args(argv)
+    _setup_logging(early.verbose, early.quiet)
+    try:
+        from agent.config import load_config
+        from agent.plugins import load_registry
+
+        config = load_config(early.config, early.profile)
+        registry = load_registry(config.plugins.paths)
+        for name, error in registry.broken.items():
+            log.warning("plugin %s is broken and was skipped: %s", name, error)
+        registry.pm.hook.startup(config=config)
+        # Phase 2: the full command line, with one sub-command per tool.
+        args = build_parser(registry).parse_args(argv)
+        if not getattr(args, "command", None):
+            build_parser(registry).print_help()
+            return 2
+        app = App(args=args, config=config, registry=registry)
+        return int(args.handler(args, app) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except VisionloopError as exc:
+        if early.verbose:
+            log.exception("error")
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 1

@@ -1,0 +1,50 @@
+"""The core's own sub-commands: `tools` (what is registered) and `info` (what an image carries)."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("tools", help="list the registered tools and their inputs", parents=[common()])
+    p.set_defaults(handler=cmd_tools)
+    p = sub.add_parser("info", help="print the generation record an image carries", parents=[common()])
+    p.add_argument("image", nargs="+", metavar="IMAGE")
+    p.set_defaults(handler=cmd_info)
+
+
+def cmd_tools(args, app) -> int:
+    tools = sorted(app.registry.tools.values(), key=lambda t: t.name)
+    if app.json:
+        print(json.dumps([t.describe() for t in tools], ensure_ascii=False, default=str))
+        return 0
+    for tool in tools:
+        print(f"{tool.name}  {tool.description}")
+        for inp in tool.inputs:
+            bits = [inp.type + ("..." if inp.multiple else "")]
+            if inp.required:
+                bits.append("required")
+            elif inp.default is not None:
+                bits.append(f"default {inp.default}")
+            if inp.choices:
+                bits.append("|".join(inp.choices))
+            print(f"    {inp.name:<16} {', '.join(bits):<28} {inp.help}")
+    for name, error in app.registry.broken.items():
+        print(f"broken plugin {name}: {error}")
+    return 0
+
+
+def cmd_info(args, app) -> int:
+    from agent.images import read_metadata
+
+    records = [read_metadata(path) for path in args.image]
+    if app.json:
+        print(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False, default=str))
+        return 0
+    for rec in records:
+        print(f"{rec['file']}: {rec['format']} {rec['size']}")
+        if "parameters" in rec:
+            print(rec["parameters"])
+        if "visionloop" not in rec and "parameters" not in rec:
+            print("(no generation metadata)")
+    return 0

@@ -1,0 +1,229 @@
+"""Load and validate the configuration.
+
+Lookup order: `--config FILE`, `$VISIONLOOP_CONFIG`, `./config.yaml`, the user config folder
+(platformdirs), then the built-in defaults. A file is merged over the defaults, so a file that
+holds one section is valid. Unknown or mistyped keys are errors naming the file, the line and
+the key. `--profile`, `$VISIONLOOP_PROFILE`, `$VISIONLOOP_DEVICE` and `$VISIONLOOP_DTYPE`
+override the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import ConfigError
+from agent.yamlsource import YamlProblem, format_loc, load_yaml
+
+APP = "visionloop"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VisionModel(Strict):
+    model: str = "llava-hf/llava-1.5-7b-hf"
+    revision: str | None = None
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=5.0)  # 0 = greedy decoding
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class Lora(Strict):
+    path: str
+    scale: float = 1.0
+    name: str | None = None
+
+
+class DiffusionModel(Strict):
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    revision: str | None = None
+    inpaint_model: str | None = None
+    steps: int = Field(25, ge=1, le=500)
+    guidance: float = Field(7.5, ge=0.0, le=50.0)
+    width: int | None = Field(None, ge=8)
+    height: int | None = Field(None, ge=8)
+    scheduler: str | None = None  # None keeps the model's own scheduler
+    max_width: int = Field(2048, ge=8)
+    max_height: int = Field(2048, ge=8)
+    safety_checker: Literal["auto", "on", "off"] = "auto"
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    offload: Literal["none", "model", "sequential"] = "none"
+    compile: bool = False
+    loras: list[Lora] = []
+
+
+class Profile(Strict):
+    vision: VisionModel = VisionModel()
+    diffusion: DiffusionModel = DiffusionModel()
+
+
+class ImageLimits(Strict):
+    max_pixels: int = Field(50_000_000, ge=1)
+    max_file_mb: float = Field(200.0, gt=0)
+
+
+class OcrSettings(Strict):
+    engine: Literal["auto", "rapidocr", "tesseract", "llava"] = "auto"
+    lang: str = "en"
+
+
+class PluginSettings(Strict):
+    paths: list[str] = []
+    # Settings for third-party plugins, by plugin name; each plugin checks its own in `startup`.
+    settings: dict[str, dict[str, Any]] = {}
+
+
+class WatchRule(Strict):
+    name: str
+    folder: str
+    patterns: list[str] = ["*.jpg", "*.jpeg", "*.png", "*.webp"]
+    workflow: str
+    input: str = "image"
+    output: str
+    settle: float = Field(2.0, ge=0.0)
+    recursive: bool = False
+    failed: str | None = None
+    on_success: Literal["keep", "move"] = "keep"
+
+
+TINY = "tiny"  # a model name that means "the built-in tiny random model"
+
+DEFAULT_PROFILES = {
+    "default": {},
+    TINY: {
+        "vision": {"model": TINY, "max_new_tokens": 24},
+        "diffusion": {"model": TINY, "steps": 4, "width": 64, "height": 64},
+    },
+}
+
+
+class Config(Strict):
+    profile: str = "default"
+    profiles: dict[str, Profile] = {}
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    output: str = "visionloop-out"
+    workflows: str = "workflows"
+    cache_dir: str | None = None  # where the tiny models are built; default: user cache folder
+    offline: bool = False  # never reach the hub (same as HF_HUB_OFFLINE=1)
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+    images: ImageLimits = ImageLimits()
+    ocr: OcrSettings = OcrSettings()
+    plugins: PluginSettings = PluginSettings()
+    watch: list[WatchRule] = []
+
+    # filled in by load_config, not read from the file
+    source: str | None = Field(None, exclude=True)
+
+    @property
+    def active(self) -> Profile:
+        """The selected profile (validated to exist by `load_config`)."""
+        return self.profiles[self.profile]
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else Path(platformdirs.user_cache_dir(APP))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The config file to read, by the documented lookup order, or None for built-in defaults."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("VISIONLOOP_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (Path("config.yaml"), Path(platformdirs.user_config_dir(APP)) / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _did_you_mean(key: str, model: type[BaseModel] | None) -> str:
+    if model is None:
+        return ""
+    match = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at `loc`, for 'did you mean' hints."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            model = WatchRule if model is Config and loc[0] == "watch" else model
+            continue
+        if model is Config and part == "profiles":
+            model = "profiles"
+            continue
+        if model == "profiles":
+            model = Profile
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        ann = field.annotation if field else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return model if isinstance(model, type) else None
+
+
+def load_config(path: str | None = None, profile: str | None = None) -> Config:
+    """Find, read, merge and validate the configuration; raise ConfigError with file:line."""
+    file = find_config(path)
+    raw: dict = {}
+    doc = None
+    if file is not None:
+        try:
+            doc = load_yaml(file)
+        except FileNotFoundError:
+            raise ConfigError(f"{file}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read config: {exc}") from None
+        except YamlProblem as exc:
+            raise ConfigError(f"{file}:{exc.line}: {exc.message}") from None
+        if doc.data is not None and not isinstance(doc.data, dict):
+            raise ConfigError(f"{file}:1: the config must be a mapping of sections, got {type(doc.data).__name__}")
+        raw = doc.data or {}
+    merged = _merge({"profiles": DEFAULT_PROFILES}, raw)
+    for env, key in (("VISIONLOOP_PROFILE", "profile"), ("VISIONLOOP_DEVICE", "device"), ("VISIONLOOP_DTYPE", "dtype")):
+        if os.environ.get(env):
+            merged[key] = os.environ[env]
+    if profile:
+        merged["profile"] = profile
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        where = str(file) if file else "built-in defaults"
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        line = doc.line(loc) if doc else 0
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), _model_at(loc))}"
+        else:
+            message = first["msg"]
+            if "input" in first and not isinstance(first["input"], (dict, list)):
+                message += f" (got {first['input']!r})"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{where}:{line}: {format_loc(loc)}: {message}{more}") from None
+    if config.profile not in config.profiles:
+        raise ConfigError(
+            f"unknown profile {config.profile!r} (profiles: {', '.join(sorted(config.profiles))})")
+    config.source = str(file) if file else None
+    return config

@@ -1,0 +1,37 @@
+"""`Context`: what a tool receives besides its arguments.
+
+It carries the configuration, the shared `ModelCache`, the output folder, whether to show
+progress bars, an optional streaming callback and the cancel flag. Tools reach models only
+through `ctx.models`, so every tool in a process shares the same weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agent.config import Config
+from agent.images import load_image
+from agent.models.cache import ModelCache
+
+
+@dataclass
+class Context:
+    config: Config
+    models: ModelCache
+    out_dir: Path
+    progress: bool = False  # draw progress bars (a terminal, and not --json)
+    on_text: Callable[[str], None] | None = None  # streamed text, for the chat
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def create(cls, config: Config, out_dir: str | Path | None = None, **kwargs) -> "Context":
+        return cls(config=config, models=ModelCache(config), out_dir=Path(out_dir or config.output).expanduser(),
+                   **kwargs)
+
+    def load_image(self, path: str, mode: str = "RGB"):
+        """Load an input image with the configured limits (pixel count, file size)."""
+        limits = self.config.images
+        return load_image(path, max_pixels=limits.max_pixels, max_file_mb=limits.max_file_mb, mode=mode)

@@ -1,0 +1,47 @@
+"""Every hook a visionloop plugin can implement.
+
+A plugin is a module (or object) registered under the ``visionloop`` entry-point group, or a
+``.py`` file in one of the folders listed in ``plugins.paths`` in the config. It implements
+any of these hooks with ``@agent.hookimpl``. The built-in tools in ``plugins/`` are registered
+exactly this way.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("visionloop")
+hookimpl = pluggy.HookimplMarker("visionloop")
+
+
+@hookspec
+def register_tools(register):
+    """Register the tools this plugin provides.
+
+    Call ``register(tool)`` once per :class:`agent.tools.Tool`. Two tools with one name are an
+    error that names both plugins; nothing is silently overridden.
+
+    :return: ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def route_message(message, session, tools):
+    """Turn one chat message, in the user's own words, into a tool call.
+
+    :param str message: what the user typed (never text that came out of an image).
+    :param session: the :class:`agent.session.Session` (attached images, last result).
+    :param dict tools: the registered tools by name.
+    :return: a :class:`agent.tools.ToolCall`, a ``str`` question to ask the user back when the
+        message is ambiguous, or ``None`` to let the next router try. The first non-``None``
+        result wins; the built-in router runs last.
+    """
+
+
+@hookspec
+def startup(config):
+    """Check this plugin's own configuration before any tool runs.
+
+    :param config: the validated :class:`agent.config.Config`.
+    :return: ignored. Raise :class:`agent.errors.ConfigError` to stop with a clear message.
+    """

@@ -1,0 +1,93 @@
+"""`ModelCache`: every model is loaded once per process, lazily, and shared by every tool.
+
+`see`, `caption` and `read-text --engine llava` get the same `LlavaBackend`; `draw`, `edit`
+and `restyle` get the same `DiffusionBackend`. `loads` counts real loads so tests (and
+curious users, with `-v`) can check that nothing was loaded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from agent.config import TINY, Config
+
+log = logging.getLogger(__name__)
+
+
+class ModelCache:
+    def __init__(self, config: Config):
+        self.config = config
+        self._models: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self.loads: Counter[str] = Counter()
+        self._device: str | None = None
+        self._dtype = None
+
+    # -- device ----------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            from agent.models.device import resolve_device
+
+            self._device = resolve_device(self.config.device)
+        return self._device
+
+    @property
+    def dtype(self):
+        if self._dtype is None:
+            from agent.models.device import resolve_dtype
+
+            self._dtype = resolve_dtype(self.config.dtype, self.device)
+        return self._dtype
+
+    # -- generic ---------------------------------------------------------------------------
+    def resolve(self, model_id: str, kind: str) -> str:
+        """What to hand `from_pretrained`: the tiny model's folder, a local folder, or a hub id."""
+        if model_id == TINY:
+            from agent.models.tiny import tiny_model_path
+
+            return str(tiny_model_path(kind, self.config.cache_path))
+        local = Path(model_id).expanduser()
+        return str(local) if local.exists() else model_id
+
+    def get(self, key: str, factory: Callable[[], Any]) -> Any:
+        """The model under `key`, built by `factory()` the first time it is asked for."""
+        with self._lock:
+            if key not in self._models:
+                self.loads[key] += 1
+                self._models[key] = factory()
+            return self._models[key]
+
+    def loaded(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._models)
+
+    def describe(self) -> dict:
+        """Loaded models, device and dtype, for run manifests."""
+        from agent.models.device import dtype_name
+
+        out = {"device": self._device, "dtype": dtype_name(self._dtype) if self._dtype is not None else None,
+               "models": {}}
+        for key, model in self.loaded().items():
+            out["models"][key] = {"model": getattr(model, "model_id", None), "source": getattr(model, "source", None),
+                                  "revision": getattr(model, "revision", None)}
+        return out
+
+    # -- backends --------------------------------------------------------------------------
+    def llava(self):
+        """The shared LLaVA backend of the active profile."""
+        spec = self.config.active.vision
+
+        def load():
+            from agent.models.llava import LlavaBackend
+
+            return LlavaBackend(spec.model, self.resolve(spec.model, "llava"), spec.revision, self.device,
+                                self.dtype, offline=self.config.offline,
+                                trust_remote_code=self.config.trust_remote_code,
+                                allow_pickle=self.config.allow_pickle)
+
+        return self.get("llava", load)

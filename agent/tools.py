@@ -1,0 +1,260 @@
+"""Tools, their inputs, calls and results: the one vocabulary shared by the CLI, the chat,
+workflows and the watcher.
+
+A tool is a plain function with declared inputs. It knows nothing of where a call came from;
+`run_tool()` is the one place where its arguments are checked and where its errors become data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from agent.errors import Cancelled, InputError, VisionloopError
+
+log = logging.getLogger(__name__)
+
+#: Input types a tool may declare. Values arrive as strings from the CLI and the chat and as
+#: YAML scalars from workflows; `coerce_value` turns both into the declared type.
+INPUT_TYPES = ("text", "int", "float", "bool", "image", "choice", "box", "size")
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Input:
+    """One declared argument of a tool.
+
+    `image` inputs are file paths (the tool loads them with `agent.images.load_image`);
+    `box` is `(x0, y0, x1, y1)`; `size` is `(width, height)` from `WxH`.
+    """
+
+    name: str
+    type: str = "text"
+    default: Any = None
+    help: str = ""
+    required: bool = False
+    multiple: bool = False  # accepts a list of values (the CLI takes several)
+    positional: bool = False  # the CLI takes it as a positional argument
+    flags: tuple[str, ...] = ()  # extra CLI spellings, e.g. ("-q",)
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self):
+        if self.type not in INPUT_TYPES:
+            raise ValueError(f"input {self.name!r}: unknown type {self.type!r}")
+
+    def describe(self) -> dict:
+        """The JSON form shown by `visionloop tools --json` and used by workflow validation."""
+        out = {"name": self.name, "type": self.type, "default": self.default, "help": self.help,
+               "required": self.required, "multiple": self.multiple}
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        return out
+
+
+@dataclass
+class Tool:
+    """A registered tool.
+
+    `run(ctx, **args)` returns a `ToolResult`. When `each` names an input, a call with several
+    values for it runs once per value and gives one result each (`caption a.png b.png`).
+    """
+
+    name: str
+    description: str
+    inputs: list[Input]
+    run: Callable[..., "ToolResult"]
+    each: str | None = None
+    plugin: str = ""  # filled in by the registry: which plugin provided the tool
+
+    def input(self, name: str) -> Input | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "description": self.description,
+                "inputs": [i.describe() for i in self.inputs]}
+
+
+@dataclass
+class ToolCall:
+    """A request to run `tool` with `args` (raw values; `run_tool` coerces them)."""
+
+    tool: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolResult:
+    """What a tool gives back. `--json` prints exactly these five keys.
+
+    `data` holds everything needed to reproduce the call: the model actually loaded, the
+    exact prompt, the seed and every parameter, timings.
+    """
+
+    tool: str
+    text: str = ""
+    images: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# --- argument checking ---------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_numbers(text: str, sep: str, count: int, what: str) -> tuple[int, ...]:
+    parts = [p.strip() for p in str(text).lower().split(sep)]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise ValueError(f"expected {what}")
+    return values
+
+
+def coerce_value(inp: Input, value: Any) -> Any:
+    """Turn one raw value into `inp`'s type; raise ValueError with the reason otherwise."""
+    t = inp.type
+    if t in ("text", "image"):
+        if isinstance(value, (dict, list, tuple)):
+            raise ValueError(f"expected {'a file path' if t == 'image' else 'text'}, got a {type(value).__name__}")
+        value = str(value)
+        if t == "image" and not value.strip():
+            raise ValueError("expected a file path, got an empty string")
+        return value
+    if t == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            value = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    elif t == "float":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got {value!r}") from None
+        if value != value:  # NaN
+            raise ValueError("expected a number, got NaN")
+    elif t == "bool":
+        if isinstance(value, bool):
+            return value
+        s = str(value).strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    elif t == "choice":
+        value = str(value)
+        if value not in inp.choices:
+            raise ValueError(f"expected one of {', '.join(inp.choices)}, got {value!r}")
+        return value
+    elif t == "box":
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        return _parse_numbers(value, ",", 4, "four whole numbers x0,y0,x1,y1")
+    elif t == "size":
+        if isinstance(value, (list, tuple)):
+            value = "x".join(str(v) for v in value)
+        return _parse_numbers(value, "x", 2, "WIDTHxHEIGHT, e.g. 512x512")
+    if inp.min is not None and value < inp.min:
+        raise ValueError(f"must be at least {inp.min:g}, got {value:g}")
+    if inp.max is not None and value > inp.max:
+        raise ValueError(f"must be at most {inp.max:g}, got {value:g}")
+    return value
+
+
+def check_args(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
+    """Coerce `args` to `tool`'s declared inputs and fill in defaults.
+
+    Raises `InputError` naming every problem at once (`--strength: must be at most 1, got 1.5`).
+    Unknown names, missing required inputs, wrong types and out-of-range values are all caught
+    here, before any model loads.
+    """
+    problems: list[str] = []
+    known = {i.name for i in tool.inputs}
+    for name in args:
+        if name not in known:
+            problems.append(f"{tool.name} takes no argument {name!r} (it takes: {', '.join(sorted(known))})")
+    out: dict[str, Any] = {}
+    for inp in tool.inputs:
+        value = args.get(inp.name)
+        if value is None:
+            if inp.required:
+                problems.append(f"{inp.name}: required")
+            out[inp.name] = list(inp.default) if inp.multiple and inp.default else inp.default
+            continue
+        try:
+            if inp.multiple:
+                values = value if isinstance(value, (list, tuple)) else [value]
+                if inp.required and not values:
+                    raise ValueError("required")
+                out[inp.name] = [coerce_value(inp, v) for v in values]
+            else:
+                if isinstance(value, (list, tuple)) and inp.type not in ("box", "size"):
+                    raise ValueError(f"expected one value, got a list of {len(value)}")
+                out[inp.name] = coerce_value(inp, value)
+        except ValueError as exc:
+            problems.append(f"{inp.name}: {exc}")
+    if problems:
+        raise InputError("; ".join(problems))
+    return out
+
+
+# --- running ---------------------------------------------------------------------------------
+
+def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
+    """Run one call and return its results: the one place where tool errors become data.
+
+    A `VisionloopError` (bad image, bad value, model not cached) becomes a result whose
+    `error` is its one-line message. Any other exception is a bug in the tool: it is logged
+    with its traceback and also becomes an error result, so one broken tool never takes down
+    the chat or the watcher. Only `Cancelled` propagates, because the caller asked for it.
+    """
+    try:
+        checked = check_args(tool, args)
+    except InputError as exc:
+        return [ToolResult(tool=tool.name, error=str(exc))]
+    if tool.each and isinstance(checked.get(tool.each), list):
+        calls = [{**checked, tool.each: v} for v in checked[tool.each]]
+    else:
+        calls = [checked]
+    results = []
+    for call in calls:
+        started = time.perf_counter()
+        try:
+            result = tool.run(ctx, **call)
+        except Cancelled:
+            raise
+        except VisionloopError as exc:
+            log.debug("tool %s failed", tool.name, exc_info=True)
+            result = ToolResult(tool=tool.name, error=str(exc))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a bug in the tool: keep the process alive, say what happened
+            log.debug("tool %s crashed", tool.name, exc_info=True)  # -v shows it
+            result = ToolResult(tool=tool.name, error=f"{tool.name} failed: {type(exc).__name__}: {exc}")
+        result.data.setdefault("seconds", round(time.perf_counter() - started, 4))
+        results.append(result)
+    return results

@@ -1,0 +1,137 @@
+"""Strict YAML loading that remembers where every value came from.
+
+Used for `config.yaml` and for workflow files. On top of `yaml.SafeLoader` (nothing is ever
+constructed from a `!!python/...` tag) it rejects duplicate keys (PyYAML silently keeps the
+last one), aliases (billion-laughs), files over 1 MB and nesting deeper than 50, and it maps
+every path in the document (`("steps", 1, "with", "strength")`) to its line so that schema
+errors can say `file:line: steps[1].with.strength: ...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MAX_BYTES = 1_000_000
+MAX_DEPTH = 50
+
+
+class YamlProblem(Exception):
+    """A YAML document cannot be read; `line` is 1-based (0 when unknown)."""
+
+    def __init__(self, line: int, message: str):
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise YamlProblem(event.start_mark.line + 1, "aliases (*name) are not allowed")
+        if self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            self._depth = getattr(self, "_depth", 0) + 1
+            if self._depth > MAX_DEPTH:
+                raise YamlProblem(self.peek_event().start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+        return super().compose_node(parent, index)
+
+
+def _check_duplicates(node: yaml.Node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            k = key.value if isinstance(key, yaml.ScalarNode) else id(key)
+            line = key.start_mark.line + 1
+            if k in seen:
+                raise YamlProblem(line, f"duplicate key {k!r} (first on line {seen[k]})")
+            seen[k] = line
+            _check_duplicates(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicates(item)
+
+
+def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (key.value,)
+            lines[sub] = key.start_mark.line + 1
+            _index_lines(value, sub, lines)
+            lines[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, path + (i,), lines)
+
+
+@dataclass
+class YamlDoc:
+    """A parsed document, its source name, and the line of every path in it."""
+
+    data: Any
+    source: str
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def line(self, path) -> int:
+        """The line of `path`, or of its nearest ancestor that exists (1 for the root)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), 1)
+
+
+def parse_yaml(text: str, source: str = "<string>") -> YamlDoc:
+    """Parse `text`; raise `YamlProblem` for syntax errors, tags, duplicates, aliases, limits."""
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise YamlProblem(0, f"file is larger than {MAX_BYTES // 1000} kB")
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDoc(data=None, source=source, lines={(): 1})
+        _check_duplicates(node)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        problem = exc.problem or str(exc)
+        if "could not determine a constructor for the tag" in problem:
+            problem = problem.replace("could not determine a constructor for the tag", "tag not allowed:")
+            problem += " (YAML tags are never executed; remove it)"
+        raise YamlProblem(line, problem) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(0, str(exc)) from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple, int] = {}
+    _index_lines(node, (), lines)
+    return YamlDoc(data=data, source=source, lines=lines)
+
+
+def load_yaml(path: str | Path) -> YamlDoc:
+    """Read and parse a file. `OSError` and `UnicodeDecodeError` are left to the caller."""
+    path = Path(path)
+    if path.stat().st_size > MAX_BYTES:
+        raise YamlProblem(0, f"file is larger than {MAX_BYTES // 1000} kB")
+    return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+
+
+def format_loc(loc) -> str:
+    """`("steps", 1, "with", "strength")` -> `steps[1].with.strength`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"

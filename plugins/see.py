@@ -1,0 +1,22 @@
+"""`see`: answer one question about one or more images together (LLaVA takes several images
+in one prompt)."""
+
+from agent.hookspecs import hookimpl
+from agent.tools import Input, Tool
+from agent.vision import ask_llava, generation_inputs
+
+
+def see(ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):
+    return ask_llava(ctx, "see", image, question, max_new_tokens, temperature, top_p, seed)
+
+
+@hookimpl
+def register_tools(register):
+    register(Tool(
+        name="see",
+        description="Answer a question about one or more images (all given to LLaVA together).",
+        inputs=[Input("image", "image", help="image file(s)", required=True, multiple=True, positional=True),
+                Input("question", "text", help="what to ask about the images", required=True, flags=("-q",)),
+                *generation_inputs()],
+        run=see,
+    ))

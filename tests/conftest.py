@@ -1,0 +1,107 @@
+"""Shared fixtures. The tiny models are built once per test session into a temporary cache,
+and one `Loop` (one `ModelCache`) is shared by the tests that only need to call tools."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "lighthouse.png"
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def session_config_file(tiny_cache, tmp_path_factory) -> Path:
+    """A config file selecting the tiny profile, with the session's model cache."""
+    folder = tmp_path_factory.mktemp("config")
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump({"profile": "tiny", "cache_dir": str(tiny_cache),
+                                    "output": str(folder / "out"), "workflows": str(ROOT / "workflows")}))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(session_config_file, monkeypatch, tmp_path):
+    """Every test sees the tiny config and runs in its own folder (no ./config.yaml there)."""
+    monkeypatch.setenv("VISIONLOOP_CONFIG", str(session_config_file))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("VISIONLOOP_PROFILE", "VISIONLOOP_DEVICE", "VISIONLOOP_DTYPE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(session_config_file):
+    from agent.config import load_config
+
+    return load_config(str(session_config_file))
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from agent.plugins import load_registry
+
+    return load_registry()
+
+
+@pytest.fixture(scope="session")
+def loop(tiny_config, registry, tmp_path_factory):
+    """One loop, one ModelCache, shared across tests: models load once per session."""
+    from agent.context import Context
+    from agent.loop import Loop
+
+    ctx = Context.create(tiny_config, tmp_path_factory.mktemp("out"))
+    lp = Loop(registry, ctx)
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def example_image() -> Path:
+    return EXAMPLE
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli():
+    """Run `visionloop ARGS...` in this process; returns exit code, stdout and stderr."""
+    from agent.cli import main
+
+    def run(*args: str) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse usage errors and --help
+                code = exc.code if isinstance(exc.code, int) else 1
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+def run_subprocess(*args: str, env: dict | None = None, **kwargs):
+    """`python -m agent ARGS...` in a child process (for import-time and exit-code checks)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "agent", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=300, **kwargs)
