@@ -55,24 +55,36 @@ def _add_tool_command(sub, tool: Tool) -> None:
     p = sub.add_parser(tool.name, help=tool.description, description=tool.description,
                        parents=[common_options(claimed)])
     for inp in tool.inputs:
-        extra = []
-        if inp.default is not None and inp.type != "bool":
-            extra.append(f"default: {inp.default}")
-        if inp.choices:
-            extra.append("one of: " + ", ".join(inp.choices))
-        help_text = inp.help + (f" ({'; '.join(extra)})" if extra else "")
-        metavar = _METAVARS.get(inp.type)
-        if inp.positional:
-            nargs = ("+" if inp.required else "*") if inp.multiple else (None if inp.required else "?")
-            p.add_argument(inp.name, nargs=nargs, metavar=metavar, help=help_text)
-            continue
-        flags = [f"--{inp.name.replace('_', '-')}", *inp.flags]
-        if inp.type == "bool":
-            p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            p.add_argument(*flags, dest=inp.name, metavar=metavar, default=None, required=inp.required,
-                           action="append" if inp.multiple else "store", help=help_text)
+        add_input_argument(p, inp)
     p.set_defaults(handler=run_tool_command, tool=tool.name)
+
+
+def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> None:
+    """Add one tool input to `p`. Shared by the generated sub-commands and the chat's
+    `/tool ...` commands; `chat=True` makes every input an optional flag, because the chat
+    fills positional images and text from the conversation itself."""
+    extra = []
+    if inp.default is not None and inp.type != "bool":
+        extra.append(f"default: {inp.default}")
+    if inp.choices:
+        extra.append("one of: " + ", ".join(inp.choices))
+    help_text = inp.help + (f" ({'; '.join(extra)})" if extra else "")
+    metavar = _METAVARS.get(inp.type)
+    if inp.positional and not chat:
+        nargs = ("+" if inp.required else "*") if inp.multiple else (None if inp.required else "?")
+        p.add_argument(inp.name, nargs=nargs, metavar=metavar, help=help_text)
+        return
+    flags = [f"--{inp.name.replace('_', '-')}", *inp.flags]
+    if inp.type == "bool":
+        p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    else:
+        p.add_argument(*flags, dest=inp.name, metavar=metavar, default=None, required=inp.required and not chat,
+                       action="append" if inp.multiple else "store", help=help_text)
+
+
+def tool_values(args: argparse.Namespace, tool: Tool) -> dict:
+    """The tool arguments actually given on a parsed command line."""
+    return {i.name: getattr(args, i.name) for i in tool.inputs if getattr(args, i.name, None) not in (None, [])}
 
 
 @dataclass
@@ -121,7 +133,7 @@ class App:
 
 def run_tool_command(args, app: App) -> int:
     tool = app.registry.tool(args.tool)
-    values = {i.name: getattr(args, i.name) for i in tool.inputs if getattr(args, i.name, None) not in (None, [])}
+    values = tool_values(args, tool)
     return app.print_results(app.loop.call(ToolCall(tool.name, values)))
 
 

@@ -88,7 +88,7 @@ def load_registry(paths: list[str | Path] = (), extra: list[object] = ()) -> Reg
     registry = Registry(pm=pm, broken=broken)
     # Call each implementation ourselves (rather than pm.hook.register_tools) so that every
     # tool is attributed to its plugin and one failing plugin is reported by name.
-    for impl in reversed(pm.hook.register_tools.get_hookimpls()):
+    for impl in pm.hook.register_tools.get_hookimpls():
         plugin_name = impl.plugin_name
 
         def register(tool: Tool, _plugin=plugin_name) -> None:

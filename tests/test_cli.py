@@ -1,0 +1,72 @@
+"""The command line: fast start without torch, global flags anywhere, exit codes, --json."""
+
+import json
+import sys
+
+from conftest import run_subprocess
+
+
+def test_help_and_tools_import_no_heavy_library():
+    import subprocess
+
+    code = ("import sys\n"
+            "from agent.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n")
+    for args in (["--help"], ["tools"], ["tools", "--json"], ["caption", "--help"]):
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert "HEAVY []" in proc.stdout, (args, proc.stdout[-300:], proc.stderr[-300:])
+
+
+def test_python_m_agent_help():
+    proc = run_subprocess("--help")
+    assert proc.returncode == 0 and "caption" in proc.stdout and "usage: visionloop" in proc.stdout
+
+
+def test_usage_errors_exit_2(cli):
+    assert cli("see").code == 2
+    result = cli("no-such-command")
+    assert result.code == 2 and "invalid choice" in result.err
+    assert cli("caption", "x.png", "--detail", "huge").code == 1  # a value error, not usage
+
+
+def test_global_flags_before_or_after_subcommand(cli, example_image, tmp_path):
+    before = cli("--json", "--out", tmp_path, "caption", example_image)
+    after = cli("caption", example_image, "--json", "--out", tmp_path)
+    assert before.code == after.code == 0
+    assert json.loads(before.out)["text"] == json.loads(after.out)["text"]
+
+
+def test_see_q_is_question_and_quiet_still_works(cli, example_image):
+    result = cli("see", example_image, "-q", "what is this?", "--quiet", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["data"]["question"] == "what is this?"
+
+
+def test_json_shape_single_and_many(cli, example_image):
+    one = json.loads(cli("caption", example_image, "--json").out)
+    assert set(one) == {"tool", "text", "images", "data", "error"}
+    many = json.loads(cli("caption", example_image, example_image, "--json").out)
+    assert isinstance(many, list) and len(many) == 2
+
+
+def test_input_error_is_one_line_exit_1(cli, tmp_path):
+    result = cli("caption", tmp_path / "missing.png")
+    assert result.code == 1
+    assert result.err.strip() == f"error: {tmp_path / 'missing.png'}: file not found"
+    assert "Traceback" not in result.err
+
+
+def test_one_bad_file_among_several(cli, example_image, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    result = cli("caption", example_image, bad, "--json")
+    assert result.code == 1
+    good, failed = json.loads(result.out)
+    assert good["error"] is None and good["text"] == json.loads(cli("caption", example_image, "--json").out)["text"]
+    assert failed["error"].startswith(f"{bad}: not a supported image")
+
+
+def test_python_m_agent_exit_codes(example_image):
+    assert run_subprocess("caption", "/nonexistent/x.png").returncode == 1
+    assert run_subprocess("caption").returncode == 2

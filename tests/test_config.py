@@ -1,0 +1,107 @@
+"""Config lookup, merging, validation errors with file:line, profiles and env overrides."""
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config
+from agent.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text, name="c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_equals_builtin_defaults(monkeypatch, tmp_path):
+    monkeypatch.delenv("VISIONLOOP_CONFIG")
+    shipped = load_config(str(ROOT / "config.yaml"))
+    builtin = load_config(None)  # cwd is an empty tmp folder: no ./config.yaml
+    assert builtin.source is None
+    assert shipped.model_dump() == builtin.model_dump()
+    assert shipped.active.vision.model == "llava-hf/llava-1.5-7b-hf"
+
+
+def test_one_section_file_is_merged_over_defaults(tmp_path):
+    cfg = load_config(str(write(tmp_path, "images:\n  max_pixels: 1000\n")))
+    assert cfg.images.max_pixels == 1000
+    assert cfg.images.max_file_mb == 200  # default kept
+    assert cfg.profile == "default" and "tiny" in cfg.profiles
+
+
+def test_profile_override_merges_one_model_line(tmp_path):
+    path = write(tmp_path, "profiles:\n  default:\n    vision:\n      model: llava-hf/llava-v1.6-mistral-7b-hf\n")
+    cfg = load_config(str(path))
+    assert cfg.active.vision.model == "llava-hf/llava-v1.6-mistral-7b-hf"
+    assert cfg.active.vision.max_new_tokens == 256
+    assert cfg.active.diffusion.model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+def test_unknown_key_names_file_line_and_suggestion(tmp_path):
+    path = write(tmp_path, "images:\n  max_pixels: 10\n  max_pixel: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:3: images.max_pixel: unknown key 'max_pixel'")
+    assert "did you mean 'max_pixels'" in msg
+
+
+def test_unknown_nested_profile_key(tmp_path):
+    path = write(tmp_path, "profiles:\n  mine:\n    vision:\n      modle: x\n")
+    with pytest.raises(ConfigError, match=r":4: profiles.mine.vision.modle: unknown key 'modle' \(did you mean 'model'\?\)"):
+        load_config(str(path))
+
+
+def test_mistyped_value_names_line(tmp_path):
+    path = write(tmp_path, "device: auto\nimages:\n  max_pixels: lots\n")
+    with pytest.raises(ConfigError, match=r":3: images.max_pixels: .*integer.*'lots'"):
+        load_config(str(path))
+
+
+def test_yaml_syntax_error_and_duplicate_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: "):
+        load_config(str(write(tmp_path, "device: cpu\n  bad: x\n")))
+    with pytest.raises(ConfigError, match=r"d.yaml:2: duplicate key 'device' \(first on line 1\)"):
+        load_config(str(write(tmp_path, "device: cpu\ndevice: auto\n", "d.yaml")))
+
+
+def test_python_tag_is_refused(tmp_path):
+    path = write(tmp_path, "output: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(ConfigError, match="tag not allowed"):
+        load_config(str(path))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_config_and_unknown_profile(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match=r"unknown profile 'huge' \(profiles: default, tiny\)"):
+        load_config(str(write(tmp_path, "{}\n")), profile="huge")
+
+
+def test_lookup_order(tmp_path, monkeypatch):
+    env_file = write(tmp_path, "output: from-env\n", "env.yaml")
+    local = write(tmp_path, "output: from-cwd\n", "config.yaml")
+    monkeypatch.setenv("VISIONLOOP_CONFIG", str(env_file))
+    assert load_config().output == "from-env"
+    assert load_config(str(local)).output == "from-cwd"  # --config wins
+    monkeypatch.delenv("VISIONLOOP_CONFIG")
+    assert load_config().output == "from-cwd"  # ./config.yaml
+
+
+def test_env_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONLOOP_PROFILE", "tiny")
+    monkeypatch.setenv("VISIONLOOP_DEVICE", "cpu")
+    cfg = load_config(str(write(tmp_path, "{}\n")))
+    assert cfg.profile == "tiny" and cfg.device == "cpu"
+    assert load_config(str(write(tmp_path, "{}\n")), profile="default").profile == "default"
+
+
+def test_bad_config_from_cli_is_one_line(cli, tmp_path):
+    path = write(tmp_path, "imagez: {}\n")
+    result = cli("--config", path, "tools")
+    assert result.code == 1
+    assert result.err.strip() == f"error: {path}:1: imagez: unknown key 'imagez' (did you mean 'images'?)"

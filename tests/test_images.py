@@ -1,0 +1,115 @@
+"""The safe image loader: each bad file gets its own one-line reason; good files come out RGB
+and upright. Saving stays inside the output folder and carries metadata."""
+
+import io
+import json
+
+import pytest
+from PIL import Image, ImageFile, PngImagePlugin
+
+from agent.errors import ImageError, VisionloopError
+from agent.images import confined_path, load_image, read_metadata, safe_stem, save_image
+
+
+def png_bytes(size=(16, 12), mode="RGB", color=(10, 20, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def reason(path, **kw) -> str:
+    with pytest.raises(ImageError) as err:
+        load_image(path, **kw)
+    assert str(err.value).startswith(str(path))
+    assert "\n" not in str(err.value)
+    return err.value.reason
+
+
+def test_missing_empty_folder(tmp_path):
+    assert reason(tmp_path / "nope.png") == "file not found"
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert reason(tmp_path / "empty.png") == "file is empty"
+    assert "folder" in reason(tmp_path)
+
+
+def test_not_an_image_says_what_it_is(tmp_path):
+    (tmp_path / "page.png").write_text("<!DOCTYPE html><html></html>")
+    assert "not a supported image (detected: HTML" in reason(tmp_path / "page.png")
+    (tmp_path / "notes.jpg").write_text("hello")
+    assert "detected: text" in reason(tmp_path / "notes.jpg")
+
+
+def test_disallowed_format_is_not_decoded(tmp_path):
+    path = tmp_path / "x.ico"
+    Image.new("RGB", (16, 16)).save(path, "ICO")
+    assert "not a supported image" in reason(path)
+
+
+def test_truncated_and_global_switch_untouched(tmp_path):
+    data = png_bytes((64, 64))
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    assert "truncated" in reason(tmp_path / "cut.png")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES == before
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (4000, 4000)).save(path)  # compresses to a few KB
+    assert "image too large: 4000x4000" in reason(path, max_pixels=1_000_000)
+
+
+def test_file_size_limit(tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes())
+    assert "file too large" in reason(path, max_file_mb=0.00001)
+
+
+def test_modes_exif_and_frames_become_upright_rgb(tmp_path):
+    for mode in ("L", "LA", "P", "CMYK", "RGBA", "I;16"):
+        p = tmp_path / f"m{mode.replace(';', '')}.{'jpg' if mode == 'CMYK' else 'png'}"
+        Image.new(mode, (8, 6)).save(p)
+        assert load_image(p).mode == "RGB"
+    # EXIF orientation 6 = rotate 90: a 20x10 file is shown as 10x20
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (20, 10)).save(tmp_path / "rot.jpg", exif=exif)
+    assert load_image(tmp_path / "rot.jpg").size == (10, 20)
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert load_image(tmp_path / "anim.gif").getpixel((0, 0))[0] > 200
+
+
+def test_safe_stem_and_confinement(tmp_path):
+    assert safe_stem("../../etc/passwd") == "etc-passwd"
+    assert safe_stem("-rf \x00 .hidden") == "rf-hidden"
+    assert safe_stem("CON") == "image"
+    assert len(safe_stem("x" * 500)) == 60
+    for bad in ("../x.png", "/etc/x.png", "~/x.png"):
+        with pytest.raises(VisionloopError, match="must stay inside"):
+            confined_path(tmp_path, bad)
+    (tmp_path / "link").symlink_to("/tmp")
+    with pytest.raises(VisionloopError, match="must stay inside"):
+        confined_path(tmp_path, "link/x.png")
+
+
+def test_save_is_unique_and_carries_metadata(tmp_path):
+    record = {"prompt": "a cat", "negative_prompt": "blurry", "steps": 4, "scheduler": "PNDMScheduler",
+              "guidance": 7.5, "seed": 42, "width": 16, "height": 12, "model": "tiny"}
+    a = save_image(Image.new("RGB", (16, 12)), tmp_path / "out", "a cat/../x", record)
+    b = save_image(Image.new("RGB", (16, 12)), tmp_path / "out", "a cat/../x", record)
+    assert a != b and a.parent == b.parent == (tmp_path / "out").resolve()
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    meta = read_metadata(a)
+    assert meta["parameters"] == ("a cat\nNegative prompt: blurry\nSteps: 4, Sampler: PNDMScheduler, "
+                                  "CFG scale: 7.5, Seed: 42, Size: 16x12, Model: tiny")
+    assert meta["visionloop"] == record
+
+
+def test_info_command(cli, tmp_path):
+    path = save_image(Image.new("RGB", (8, 8)), tmp_path, "x", {"prompt": "p", "seed": 1, "width": 8, "height": 8})
+    result = cli("info", path, "--json")
+    assert result.code == 0
+    assert json.loads(result.out)["visionloop"]["seed"] == 1
+    plain = cli("info", path)
+    assert "Seed: 1" in plain.out and "Size: 8x8" in plain.out

@@ -1,0 +1,85 @@
+"""Plugin loading: entry points, plugins.paths folders, broken plugins, name clashes, and a
+third-party tool getting its CLI command with no CLI code."""
+
+import json
+import textwrap
+
+import pytest
+
+from agent.errors import PluginError
+from agent.plugins import load_registry
+
+PLUGIN = textwrap.dedent('''
+    from agent import hookspecs
+    from agent.tools import Input, Tool, ToolResult
+
+    def shout(ctx, text, times=1):
+        return ToolResult(tool="shout", text=(text.upper() + "!") * times, data={"times": times})
+
+    @hookspecs.hookimpl
+    def register_tools(register):
+        register(Tool("shout", "Say it louder.", [Input("text", "text", required=True, positional=True),
+                                                  Input("times", "int", 1, "how often", min=1, max=5)], shout))
+''')
+
+
+def plugin_folder(tmp_path, files: dict) -> str:
+    folder = tmp_path / "myplugins"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return str(folder)
+
+
+def test_builtin_tools_come_from_entry_points(registry):
+    assert {"see", "caption", "read-text"} <= set(registry.tools)
+    assert registry.tools["caption"].plugin == "caption"
+
+
+def test_folder_plugin_gets_a_cli_command(tmp_path, cli):
+    folder = plugin_folder(tmp_path, {"shout.py": PLUGIN})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
+    listed = json.loads(cli("--config", cfg, "tools", "--json").out)
+    shout = next(t for t in listed if t["name"] == "shout")
+    assert shout["description"] == "Say it louder."
+    assert [i["name"] for i in shout["inputs"]] == ["text", "times"]
+    result = cli("--config", cfg, "shout", "hey", "--times", "2", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"tool": "shout", "text": "HEY!HEY!", "images": [],
+                                      "data": {"times": 2, "seconds": json.loads(result.out)["data"]["seconds"]},
+                                      "error": None}
+    bad = cli("--config", cfg, "shout", "hey", "--times", "9")
+    assert bad.code == 1 and bad.err.strip() == "error: times: must be at most 5, got 9"
+
+
+def test_broken_plugin_is_reported_and_others_work(tmp_path, cli):
+    folder = plugin_folder(tmp_path, {"shout.py": PLUGIN, "broken.py": "import no_such_module_xyz\n"})
+    registry = load_registry([folder])
+    assert "shout" in registry.tools and "caption" in registry.tools
+    (name, error), = [(n, e) for n, e in registry.broken.items() if "broken" in n]
+    assert "No module named 'no_such_module_xyz'" in error
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
+    result = cli("--config", cfg, "tools")
+    assert result.code == 0 and "shout" in result.out
+    assert "broken" in result.out and "no_such_module_xyz" in result.out
+
+
+def test_two_tools_with_one_name_is_an_error(tmp_path):
+    clash = PLUGIN.replace('"shout", "Say it louder."', '"caption", "Another caption."')
+    folder = plugin_folder(tmp_path, {"clash.py": clash})
+    with pytest.raises(PluginError, match=r"two plugins register the tool 'caption': 'caption' and 'clash"):
+        load_registry([folder])
+
+
+def test_hookimpl_with_unknown_argument_is_reported_by_name(tmp_path):
+    bad = "from agent import hookspecs\n@hookspecs.hookimpl\ndef register_tools(register, colour):\n    pass\n"
+    registry = load_registry([plugin_folder(tmp_path, {"badargs.py": bad})])
+    (error,) = [e for n, e in registry.broken.items() if "badargs" in n]
+    assert "colour" in error
+
+
+def test_missing_plugin_folder_is_reported(tmp_path):
+    registry = load_registry([tmp_path / "nowhere"])
+    assert any("not a folder" in e for e in registry.broken.values())
