@@ -248,12 +248,12 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         except Cancelled:
             raise
         except VisionloopError as exc:
-            log.debug("tool %s failed", tool.name, exc_info=True)
+            log.info("tool %s failed", tool.name, exc_info=True)  # -v shows the traceback
             result = ToolResult(tool=tool.name, error=str(exc))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a bug in the tool: keep the process alive, say what happened
-            log.debug("tool %s crashed", tool.name, exc_info=True)  # -v shows it
+            log.info("tool %s crashed", tool.name, exc_info=True)  # -v shows the traceback
             result = ToolResult(tool=tool.name, error=f"{tool.name} failed: {type(exc).__name__}: {exc}")
         result.data.setdefault("seconds", round(time.perf_counter() - started, 4))
         results.append(result)

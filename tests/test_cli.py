@@ -70,3 +70,11 @@ def test_one_bad_file_among_several(cli, example_image, tmp_path):
 def test_python_m_agent_exit_codes(example_image):
     assert run_subprocess("caption", "/nonexistent/x.png").returncode == 1
     assert run_subprocess("caption").returncode == 2
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    proc = run_subprocess("-v", "caption", tmp_path / "missing.png")
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "file not found" in proc.stderr
+    quiet = run_subprocess("caption", tmp_path / "missing.png")
+    assert "Traceback" not in quiet.stderr

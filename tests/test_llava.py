@@ -126,3 +126,19 @@ def test_device_that_is_not_there(cli, tmp_path, example_image):
     cfg.write_text(f"profile: tiny\ndevice: cuda\ncache_dir: {tmp_path}\n")
     result = cli("--config", cfg, "caption", example_image)
     assert result.code == 1 and "no CUDA GPU" in result.err
+
+
+def test_two_processes_build_the_tiny_model_once(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from agent.models.tiny import tiny_model_path\n"
+            "print(tiny_model_path('llava', Path(sys.argv[1])))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    assert outs[0][0] == outs[1][0]
+    built = Path(outs[0][0].strip())
+    assert (built / ".complete").exists()
+    assert not list(built.parent.glob("*.building"))
