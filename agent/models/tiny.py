@@ -15,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 #: Bump when a builder changes, so stale tiny models in users' caches are rebuilt.
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 
 LLAVA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -39,11 +39,14 @@ def _make_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    # Metaspace rather than byte-level pieces: every token decodes to printable text, so the
+    # random model's nonsense is at least readable nonsense (and safe in file names).
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    alphabet = [chr(c) for c in range(33, 127)]
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+                                  initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(_CORPUS, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<pad>", extra_special_tokens={"image_token": "<image>"},
