@@ -1,0 +1,246 @@
+"""Workflow sub-commands: `validate`, `run`, `replay` and `workflows`.
+
+Argument parsing and printing only; the work is in `agent.workflows`. A run goes through the
+loop like any tool call, so the models load once, also across the items of a batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from agent.errors import UsageError
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("validate", parents=[common()], help="check workflow files without loading any model",
+                       description="Check workflow files (YAML, fields, tools, arguments, references) "
+                                   "without loading any model. Exit 0 when all are valid, 1 otherwise.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="workflow file, or the name of one in the workflows folder")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("run", parents=[common()], help="run a workflow (once, or per image of a folder or glob)",
+                       description="Run a workflow. An image input given a folder or a glob runs it once per image.")
+    p.add_argument("workflow", metavar="WORKFLOW", help="a workflow file, or a name in the workflows folder")
+    p.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
+                   help="a workflow input (repeat for several)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved plan; load and write nothing")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("replay", parents=[common()], help="re-run a run's manifest and compare the results",
+                       description="Run the calls recorded in a run manifest again and say whether the "
+                                   "results are bit for bit identical (exit 0) or what differs (exit 1).")
+    p.add_argument("manifest", metavar="MANIFEST", help="a manifest.json, or the run folder holding it")
+    p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("workflows", parents=[common()], help="list the workflows in the configured folder")
+    p.set_defaults(handler=cmd_workflows)
+
+
+def _out_dir(args, app) -> Path:
+    return Path(getattr(args, "out", None) or app.config.output).expanduser()
+
+
+def _note(app, text: str) -> None:
+    if not app.json and not getattr(app.args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+# --- validate ------------------------------------------------------------------------------
+
+def cmd_validate(args, app) -> int:
+    from agent.workflows import WorkflowError, load_workflow
+
+    report = []
+    for name in args.files:
+        try:
+            wf = load_workflow(name, app.config, app.registry)
+            report.append({"file": str(wf.source), "ok": True, "name": wf.name, "problems": []})
+        except WorkflowError as exc:
+            problems = [{"line": getattr(p, "line", 0), "path": getattr(p, "loc", ()) and _loc(p.loc),
+                         "message": getattr(p, "message", str(p)), "text": str(p)} for p in exc.problems]
+            report.append({"file": name, "ok": False, "problems": problems})
+    if app.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        for entry in report:
+            if entry["ok"]:
+                print(f"{entry['file']}: ok")
+            for p in entry["problems"]:
+                print(p["text"])
+    return 0 if all(e["ok"] for e in report) else 1
+
+
+def _loc(loc) -> str:
+    from agent.yamlsource import format_loc
+
+    return format_loc(loc)
+
+
+# --- run -----------------------------------------------------------------------------------
+
+def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--input {pair!r}: expected NAME=VALUE")
+        if name.strip() in out:
+            raise UsageError(f"--input {name.strip()!r} given twice")
+        out[name.strip()] = value
+    return out
+
+
+def _plan(wf, values: dict, app, out_dir: Path, batch) -> dict:
+    """What a run would do, with inputs substituted and later steps' values left as references."""
+    from agent.workflows.refs import Scope, resolve
+
+    class PlanScope(Scope):
+        def lookup(self, ref):
+            return super().lookup(ref) if ref.kind == "inputs" else str(ref)
+
+    scope = PlanScope(inputs=values)
+    profile = app.config.active
+    return {"workflow": wf.name, "file": str(wf.path), "sha256": wf.sha256, "status": "planned", "inputs": values,
+            "batch": {"input": batch[0], "files": [str(f) for f in batch[1]]} if batch else None,
+            "steps": [{"id": s.id, "tool": s.tool, "plugin": app.registry.tools[s.tool].plugin,
+                       "args": resolve(s.with_, scope)} for s in wf.spec.steps],
+            "outputs": resolve(wf.spec.outputs, scope), "files": list(wf.spec.files),
+            "models": {"vision": {"model": profile.vision.model, "revision": profile.vision.revision},
+                       "diffusion": {"model": profile.diffusion.model, "revision": profile.diffusion.revision}},
+            "device": app.config.device, "dtype": app.config.dtype, "out": str(out_dir)}
+
+
+def _print_plan(plan: dict) -> None:
+    print(f"workflow {plan['workflow']} ({plan['file']})")
+    if plan["batch"]:
+        print(f"  once per image for input {plan['batch']['input']!r}: {len(plan['batch']['files'])} files")
+    for name, value in plan["inputs"].items():
+        print(f"  input {name} = {value!r}")
+    for step in plan["steps"]:
+        print(f"  step {step['id']}: {step['tool']} {json.dumps(step['args'], ensure_ascii=False)}")
+    for name, value in plan["outputs"].items():
+        print(f"  output {name} = {value!r}")
+    m = plan["models"]
+    print(f"  models: vision {m['vision']['model']}, diffusion {m['diffusion']['model']} "
+          f"(device {plan['device']}, dtype {plan['dtype']})")
+    print(f"  writes a new run folder under {plan['out']}")
+
+
+def _print_outcome(outcome, app) -> None:
+    for step in outcome.steps:
+        mark = "ok" if step["status"] == "ok" else "FAILED"
+        seconds = f" {step['seconds']:.2f}s" if step.get("seconds") is not None else ""
+        _note(app, f"  {mark:<6} {step['id']} ({step['tool']}){seconds}")
+    for name, value in outcome.outputs.items():
+        print(f"{name}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+    print(f"run folder: {outcome.run_dir}")
+    if outcome.error:
+        print(f"error: workflow {outcome.workflow} failed at step {outcome.failed_step}: {outcome.error}",
+              file=sys.stderr)
+
+
+def cmd_run(args, app) -> int:
+    from agent.loop import wait
+    from agent.workflows import check_inputs, load_workflow, run_workflow
+    from agent.workflows.batch import batch_input, run_batch
+
+    wf = load_workflow(args.workflow, app.config, app.registry)
+    given = _parse_inputs(args.inputs)
+    out_dir = _out_dir(args, app)
+    batch = batch_input(wf, given)
+    # Every input is checked (for a batch: with its first file) before any model loads.
+    values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given)
+    if args.dry_run:
+        plan = _plan(wf, {**values, batch[0]: str(Path(given[batch[0]]).expanduser())} if batch else values,
+                     app, out_dir, batch)
+        print(json.dumps(plan, ensure_ascii=False)) if app.json else _print_plan(plan)
+        return 0
+    loop = app.loop
+    quiet_steps = batch is not None  # one batch bar, not a diffusers bar per item under it
+
+    def run_one(inputs):
+        def job(ctx):
+            return run_workflow(wf, inputs, dataclasses.replace(ctx, progress=False) if quiet_steps else ctx,
+                                app.registry, out_dir)
+        return wait(loop, loop.submit(job))
+
+    if batch is None:
+        outcome = run_one(values)
+        if app.json:
+            print(json.dumps(outcome.to_json(), ensure_ascii=False, default=str))
+        else:
+            _print_outcome(outcome, app)
+        return 0 if outcome.ok else 1
+    name, files = batch
+    result = run_batch(wf, given, name, files, run_one, progress=loop.ctx.progress)
+    if app.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        for item in result.items:
+            if item.status == "ok":
+                print(f"ok      {item.input} -> {item.run_dir}")
+            else:
+                print(f"failed  {item.input}: {item.error}")
+        s = result.summary
+        print(f"{wf.name}: {s['total']} items, {s['ok']} ok, {s['failed']} failed")
+    return 0 if result.status == "ok" else 1
+
+
+# --- replay --------------------------------------------------------------------------------
+
+def cmd_replay(args, app) -> int:
+    from agent.loop import wait
+    from agent.workflows.replay import replay
+
+    out_dir = _out_dir(args, app)
+    loop = app.loop
+    result = wait(loop, loop.submit(lambda ctx: replay(args.manifest, ctx, app.registry, out_dir)))
+    if app.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    else:
+        if result.identical:
+            print(f"identical: all {len(result.steps)} steps gave the same text and the same pixels")
+        else:
+            print("not identical:")
+            for line in result.differences:
+                print(f"  {line}")
+        print(f"run folder: {result.run_dir}")
+    return 0 if result.identical and result.status == "ok" else 1
+
+
+# --- workflows -----------------------------------------------------------------------------
+
+def cmd_workflows(args, app) -> int:
+    from agent.workflows import WorkflowError, load_workflow
+    from agent.workflows.validate import SUFFIXES
+
+    folder = Path(app.config.workflows).expanduser()
+    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES) if folder.is_dir() else []
+    listing = []
+    for path in files:
+        try:
+            wf = load_workflow(str(path), app.config, app.registry)
+        except WorkflowError as exc:
+            listing.append({"name": path.stem, "file": str(path), "valid": False, "error": str(exc.problems[0])})
+            continue
+        inputs = [{"name": n, "type": i.type, "required": i.is_required, "default": i.default,
+                   "description": i.description} for n, i in wf.spec.inputs.items()]
+        listing.append({"name": path.stem, "file": str(path), "valid": True, "description": wf.spec.description,
+                        "inputs": inputs, "steps": [s.tool for s in wf.spec.steps]})
+    if app.json:
+        print(json.dumps(listing, ensure_ascii=False, default=str))
+        return 0
+    if not listing:
+        print(f"no workflows in {folder}", file=sys.stderr)
+    for entry in listing:
+        if not entry["valid"]:
+            print(f"{entry['name']}  (invalid: {entry['error']})")
+            continue
+        print(f"{entry['name']}  {entry['description']}")
+        for inp in entry["inputs"]:
+            need = "required" if inp["required"] else f"default {inp['default']!r}"
+            print(f"    --input {inp['name']}=...  {inp['type']}, {need}  {inp['description']}")
+    return 0

@@ -1,0 +1,303 @@
+"""The Stable Diffusion backend: one set of weights shared by draw, restyle and edit.
+
+`AutoPipelineForText2Image.from_pretrained` loads the model (SD 1.5, SDXL, ... : the class
+follows the model's `model_index.json`); image-to-image and inpainting pipelines are made from
+it with `from_pipe`, which reuses the very same modules, so the three tools hold one copy of
+the weights. A dedicated inpainting checkpoint, when the profile names one, gets its own UNet
+but shares the text encoder(s) and the VAE (the profile's LoRAs apply to the main UNet only).
+
+Config knobs that reach the pipeline: dtype, device, attention slicing, VAE tiling, CPU
+offload, `torch.compile`, LoRAs with scales, the safety checker. Results never hide a black
+picture: images flagged by the safety checker, and NaN or all-black images (fp16 VAE
+overflow), are reported per image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.errors import Cancelled, ModelError, VisionloopError
+from agent.models.loading import hub_kwargs, load_guarded, weights_kwargs
+from agent.models.schedulers import SchedulerChoice, build_scheduler, resolve_scheduler
+
+log = logging.getLogger(__name__)
+
+#: Components a dedicated inpainting checkpoint borrows from the main model.
+SHARED_WITH_INPAINT = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae",
+                       "safety_checker", "feature_extractor")
+
+
+@dataclass
+class Generation:
+    """One pipeline call.
+
+    `images` are PIL images, one per seed; `status` says per image `ok`, `nsfw` (flagged by
+    the safety checker: the pipeline blacked it out), `nan` or `black` (numerical overflow).
+    `scheduler` is the diffusers class that ran and `pipeline` the pipeline class.
+    """
+
+    images: list
+    status: list[str]
+    scheduler: str
+    pipeline: str
+    seconds: float = 0.0
+    nsfw_content_detected: list[bool] | None = None
+    options: dict = field(default_factory=dict)
+
+
+def dtype_kwargs(dtype) -> dict:
+    """`dtype=` on diffusers that have it, else the older `torch_dtype=`."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401  (present since `dtype` exists)
+
+        return {"dtype": dtype}
+    except ImportError:
+        return {"torch_dtype": dtype}
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading weights" bars from diffusers or transformers while a model loads: they are
+    noise in a terminal and garbage under --json. The denoising bars are set per call."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            dlog.enable_progress_bar()
+        if was[1]:
+            tlog.enable_progress_bar()
+
+
+def _cancel_callback(cancel):
+    """`callback_on_step_end` that stops the denoising loop at the next step when asked."""
+
+    def callback(pipe, step, timestep, callback_kwargs):
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+        return callback_kwargs
+
+    return callback
+
+
+class DiffusionBackend:
+    """Holds the loaded pipelines. `generate()` runs one call of any of the three modes."""
+
+    kind = "diffusion"
+
+    def __init__(self, spec, source: str, device: str, dtype, inpaint_source: str | None = None,
+                 offline: bool = False, allow_pickle: bool = False):
+        from diffusers import AutoPipelineForText2Image
+
+        self.spec = spec
+        self.model_id = spec.model  # what the profile names ("tiny" or a hub id)
+        self.source = source  # what was actually loaded: hub id or local folder
+        self.revision = spec.revision
+        self.inpaint_source = inpaint_source
+        self.device = device
+        self.dtype = dtype
+        self.allow_pickle = allow_pickle
+        self.offload = spec.offload if not device.startswith("cpu") else "none"
+        if spec.offload != "none" and self.offload == "none":
+            log.warning("offload: %s ignored on the CPU (the weights already live there)", spec.offload)
+        started = time.perf_counter()
+        # 1. Load: safetensors only unless pickle was allowed; offline honoured.
+        self._load_kwargs = {**hub_kwargs(spec.revision, offline, False), **weights_kwargs(allow_pickle),
+                             **dtype_kwargs(dtype)}
+        if spec.safety_checker == "off":
+            self._load_kwargs.update(safety_checker=None, requires_safety_checker=False)
+        with _quiet_loading():
+            self.text2img = load_guarded(source, lambda: AutoPipelineForText2Image.from_pretrained(
+                source, **self._load_kwargs))
+        # 2. The safety checker follows the model unless the config forces it.
+        self.safety_checker = getattr(self.text2img, "safety_checker", None) is not None
+        if spec.safety_checker == "on" and not self.safety_checker:
+            raise ModelError(f"{source}: safety_checker is 'on' but this model has no safety checker "
+                             "(set diffusion.safety_checker to auto or off)")
+        self._base_scheduler = self.text2img.scheduler
+        self._schedulers: dict[str, object] = {}  # friendly name -> scheduler
+        self._img2img = None
+        self._inpaint = None
+        # 3. Knobs act on the shared modules, so every pipeline made from this one gets them.
+        #    LoRAs go in before the pipeline is placed (offload hooks wrap the final modules).
+        if spec.attention_slicing:
+            self.text2img.enable_attention_slicing()
+        if spec.vae_tiling:
+            self.text2img.vae.enable_tiling()
+        self.loras = self._load_loras(self.text2img, spec.loras)
+        self._place(self.text2img)
+        if spec.compile:
+            self.text2img.unet.compile()
+        self.load_seconds = time.perf_counter() - started
+        log.info("loaded %s (%s) on %s in %.2fs", source, type(self.text2img).__name__, device, self.load_seconds)
+
+    # -- pipelines -----------------------------------------------------------------------------
+    def _place(self, pipe) -> None:
+        if self.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+
+    @property
+    def img2img(self):
+        """Image-to-image on the same modules (made on first use, then kept)."""
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            # dtype must be passed: from_pipe casts the shared modules to it (fp32 by default)
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.text2img, **dtype_kwargs(self.dtype))
+            if self.offload != "none":
+                self._place(self._img2img)
+        return self._img2img
+
+    @property
+    def inpaint(self):
+        """Inpainting: from the same modules, or a dedicated checkpoint sharing text encoder + VAE."""
+        if self._inpaint is None:
+            from diffusers import AutoPipelineForInpainting
+
+            if self.inpaint_source is None:
+                self._inpaint = AutoPipelineForInpainting.from_pipe(self.text2img, **dtype_kwargs(self.dtype))
+                if self.offload != "none":
+                    self._place(self._inpaint)
+            else:
+                shared = {name: getattr(self.text2img, name) for name in SHARED_WITH_INPAINT
+                          if getattr(self.text2img, name, None) is not None}
+                source = self.inpaint_source
+                # the profile's revision pins the main model, not this one
+                kwargs = {k: v for k, v in self._load_kwargs.items() if k != "revision"}
+                with _quiet_loading():
+                    self._inpaint = load_guarded(source, lambda: AutoPipelineForInpainting.from_pretrained(
+                        source, **kwargs, **shared))
+                if self.spec.attention_slicing:
+                    self._inpaint.enable_attention_slicing()
+                self._place(self._inpaint)
+                if self.spec.compile:
+                    self._inpaint.unet.compile()
+        return self._inpaint
+
+    def pipeline(self, mode: str):
+        return {"text2img": lambda: self.text2img, "img2img": lambda: self.img2img,
+                "inpaint": lambda: self.inpaint}[mode]()
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """The model's native size: UNet sample size x VAE scale factor (512 for SD 1.5)."""
+        pipe = self.text2img
+        size = int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
+        return size, size
+
+    def scheduler(self, name: str | None) -> tuple[object, SchedulerChoice | None]:
+        """The scheduler for `name` (None: the model's own), built once and kept."""
+        if not name:
+            return self._base_scheduler, None
+        choice = resolve_scheduler(name)
+        if choice.name not in self._schedulers:
+            self._schedulers[choice.name] = build_scheduler(choice, self._base_scheduler.config)
+        return self._schedulers[choice.name], choice
+
+    # -- LoRA ----------------------------------------------------------------------------------
+    def _load_loras(self, pipe, loras) -> list[dict]:
+        if not loras:
+            return []
+        if importlib.util.find_spec("peft") is None:
+            raise ModelError("LoRA weights in the profile need the peft package: pip install peft")
+        names, scales, record = [], [], []
+        for i, lora in enumerate(loras):
+            path = Path(lora.path).expanduser()
+            name = lora.name or f"lora{i}"
+            kwargs = {"adapter_name": name, **weights_kwargs(self.allow_pickle)}
+            if path.is_file():
+                target, kwargs["weight_name"] = str(path.parent), path.name
+            else:
+                target = str(path) if path.exists() else lora.path
+            load_guarded(lora.path, lambda: pipe.load_lora_weights(target, **kwargs))
+            names.append(name)
+            scales.append(float(lora.scale))
+            record.append({"path": lora.path, "name": name, "scale": float(lora.scale)})
+        pipe.set_adapters(names, adapter_weights=scales)
+        return record
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, mode: str, *, prompt: str, negative_prompt: str | None, steps: int, guidance: float,
+                 seeds: list[int], width: int, height: int, scheduler: str | None = None, image=None,
+                 mask=None, strength: float | None = None, progress: bool = False, cancel=None) -> Generation:
+        """Run `mode` (`text2img`, `img2img` or `inpaint`) once, one image per seed.
+
+        Each image gets its own CPU `torch.Generator` seeded with its seed, so a result is
+        reproducible on any device from the recorded seed alone.
+        """
+        import numpy as np
+        import torch
+
+        # 1. The pipeline and the scheduler for this call (schedulers are per pipeline object).
+        pipe = self.pipeline(mode)
+        sched, choice = self.scheduler(scheduler)
+        pipe.scheduler = sched
+        pipe.set_progress_bar_config(disable=not progress, leave=False)
+        # 2. The exact keyword arguments a raw diffusers call needs.
+        kwargs = dict(prompt=prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
+                      guidance_scale=guidance, num_images_per_prompt=len(seeds),
+                      generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds], output_type="np")
+        if mode in ("text2img", "inpaint"):
+            kwargs.update(width=width, height=height)
+        if image is not None:
+            kwargs["image"] = image
+        if mask is not None:
+            kwargs["mask_image"] = mask
+        if strength is not None:
+            kwargs["strength"] = strength
+        if cancel is not None:
+            kwargs["callback_on_step_end"] = _cancel_callback(cancel)
+        # 3. Denoise; out of memory becomes a message and the process stays usable.
+        started = time.perf_counter()
+        oom = False
+        try:
+            with torch.inference_mode():
+                out = pipe(**kwargs)
+        except torch.cuda.OutOfMemoryError:
+            oom = True
+        except RuntimeError as exc:  # MPS and some CUDA paths raise a plain RuntimeError
+            if "out of memory" not in str(exc).lower():
+                raise
+            oom = True
+        if oom:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise VisionloopError(
+                f"out of GPU memory drawing {len(seeds)} image(s) at {width}x{height}: try a smaller size, "
+                "--count 1, or set diffusion.offload to model (or sequential) in the config")
+        seconds = time.perf_counter() - started
+        # 4. Per-image status: a black picture is never a silent success.
+        arrays = out.images
+        flagged = getattr(out, "nsfw_content_detected", None)  # SDXL pipelines have no checker at all
+        flagged = [bool(f) for f in flagged] if flagged is not None else None
+        status = []
+        for i, arr in enumerate(arrays):
+            if flagged is not None and flagged[i]:
+                status.append("nsfw")
+            elif not np.isfinite(arr).all():
+                status.append("nan")
+            elif float(arr.max()) <= 1.0 / 255.0:
+                status.append("black")
+            else:
+                status.append("ok")
+        images = pipe.numpy_to_pil(np.nan_to_num(arrays, nan=0.0))
+        return Generation(images=images, status=status, scheduler=type(sched).__name__,
+                          pipeline=type(pipe).__name__, seconds=seconds, nsfw_content_detected=flagged,
+                          options={"scheduler_name": choice.name if choice else None,
+                                   "scheduler_options": dict(choice.options) if choice else {}})

@@ -1,0 +1,70 @@
+"""Schedulers (samplers) by friendly name, mapped to diffusers classes.
+
+The names follow what users know from AUTOMATIC1111 and ComfyUI (`euler_a`, `dpm++_2m_karras`);
+a diffusers class name (`EulerDiscreteScheduler`, as recorded in every result) is accepted too,
+so a recorded call can be replayed. A scheduler is always built from the loaded model's own
+scheduler config (`from_config`), which carries the model's beta schedule and prediction type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.errors import InputError, ModelError
+
+#: friendly name -> (diffusers class, config overrides)
+SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm++_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpm++_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "dpm++_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "dpm++_2m_sde_karras": ("DPMSolverMultistepScheduler",
+                            {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}),
+    "dpm++_sde": ("DPMSolverSinglestepScheduler", {}),
+    "dpm2": ("KDPM2DiscreteScheduler", {}),
+    "dpm2_a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),  # needs scipy
+    "ddim": ("DDIMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lcm": ("LCMScheduler", {}),  # for LCM-distilled weights or an LCM LoRA
+}
+
+
+@dataclass(frozen=True)
+class SchedulerChoice:
+    """What a name resolved to: the friendly `name`, the diffusers `cls` and the `options`
+    given to `from_config` (recorded in results as `scheduler_options`)."""
+
+    name: str
+    cls: str
+    options: dict = field(default_factory=dict)
+
+
+def resolve_scheduler(name: str) -> SchedulerChoice:
+    """Friendly name or diffusers class name (case-insensitive) -> `SchedulerChoice`."""
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
+    key = key.replace("dpmpp", "dpm++")
+    if key in SCHEDULERS:
+        cls, options = SCHEDULERS[key]
+        return SchedulerChoice(key, cls, dict(options))
+    for friendly, (cls, options) in SCHEDULERS.items():
+        if cls.lower() == str(name).strip().lower() and not options:
+            return SchedulerChoice(friendly, cls, {})
+    raise InputError(f"scheduler: unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")
+
+
+def build_scheduler(choice: SchedulerChoice, base_config):
+    """A fresh scheduler of `choice`'s class from the model's scheduler config."""
+    import diffusers
+
+    cls = getattr(diffusers, choice.cls, None)
+    if cls is None:
+        raise ModelError(f"scheduler {choice.name!r}: this diffusers version has no {choice.cls}")
+    try:
+        return cls.from_config(base_config, **choice.options)
+    except ImportError as exc:  # e.g. LMS needs scipy
+        raise ModelError(f"scheduler {choice.name!r} needs a package that is not installed: {exc}") from None

@@ -1,0 +1,113 @@
+"""Batch runs: an image input given a folder or a glob runs the workflow once per image.
+
+The models load once (every item runs on the same `Context`); a failed item is recorded and
+the batch goes on; the summary counts what happened. Each item is an ordinary run with its own
+run folder and manifest.
+"""
+
+from __future__ import annotations
+
+import glob
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from agent.errors import VisionloopError
+from agent.workflows.engine import WorkflowOutcome
+from agent.workflows.validate import Workflow, WorkflowError
+
+#: File suffixes a folder batch picks up (the formats `agent.images.ALLOWED_FORMATS` accepts).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _is_pattern(value: str) -> bool:
+    return any(c in value for c in "*?[")
+
+
+def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] | None:
+    """`(input name, files)` when an image input names a folder or a glob, else None."""
+    batched = []
+    for name in wf.image_inputs():
+        value = inputs.get(name)
+        if isinstance(value, str) and (Path(value).expanduser().is_dir() or _is_pattern(value)):
+            batched.append(name)
+    if not batched:
+        return None
+    if len(batched) > 1:
+        raise WorkflowError(f"{wf.source}: only one image input can be a folder or glob (got {', '.join(batched)})")
+    name = batched[0]
+    value = str(Path(inputs[name]).expanduser())
+    if Path(value).is_dir():
+        files = [p for p in Path(value).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                 and not p.name.startswith(".")]
+    else:
+        files = [Path(p) for p in glob.glob(value, recursive=True) if Path(p).is_file()]
+    if not files:
+        raise WorkflowError(f"{value}: no images found for input {name!r} "
+                            f"(a folder takes {', '.join(IMAGE_SUFFIXES)})")
+    return name, sorted(files)
+
+
+@dataclass
+class BatchItem:
+    input: str
+    status: str
+    outputs: dict = field(default_factory=dict)
+    error: str | None = None
+    manifest: str | None = None
+    run_dir: str | None = None
+
+    def to_json(self) -> dict:
+        return {"input": self.input, "status": self.status, "outputs": self.outputs, "error": self.error,
+                "manifest": self.manifest}
+
+
+@dataclass
+class BatchOutcome:
+    workflow: str
+    items: list[BatchItem]
+
+    @property
+    def summary(self) -> dict:
+        ok = sum(1 for i in self.items if i.status == "ok")
+        return {"total": len(self.items), "ok": ok, "failed": len(self.items) - ok}
+
+    @property
+    def status(self) -> str:
+        return "ok" if all(i.status == "ok" for i in self.items) else "failed"
+
+    def to_json(self) -> dict:
+        """Exactly what `visionloop run --json` prints for a batch."""
+        return {"workflow": self.workflow, "status": self.status, "items": [i.to_json() for i in self.items],
+                "summary": self.summary}
+
+
+def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path],
+              run_one: Callable[[dict[str, Any]], WorkflowOutcome], progress: bool = False) -> BatchOutcome:
+    """Run `run_one(inputs)` once per file (the file given as input `name`), continuing past
+    failures. `run_one` decides where it runs (the CLI hands it to the loop)."""
+    items: list[BatchItem] = []
+
+    def one(path: Path) -> None:
+        try:
+            out = run_one({**inputs, name: str(path)})
+            items.append(BatchItem(str(path), out.status, out.outputs, out.error, str(out.manifest),
+                                   str(out.run_dir)))
+        except VisionloopError as exc:  # e.g. the file vanished before its turn
+            items.append(BatchItem(str(path), "failed", error=str(exc)))
+
+    if progress and sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task(wf.name, total=len(files))
+            for path in files:
+                bar.update(task, description=f"{wf.name}: {path.name}")
+                one(path)
+                bar.advance(task)
+    else:
+        for path in files:
+            one(path)
+    return BatchOutcome(wf.name, items)

@@ -1,0 +1,301 @@
+"""Running a workflow: check the inputs, call each step's tool in order, write the run folder.
+
+A run folder (a new, unique folder under `out_dir`) holds the images the steps saved,
+`outputs.json`, any sidecar `files:`, and `manifest.json`: everything needed to know what
+happened and to replay it (see `agent.workflows.replay`). The manifest is written atomically
+before the first step, after every step and at the end, so it is always parseable and its
+status is the real one, also when a step fails or the process is killed.
+
+`run_workflow` runs in the calling thread. Callers that own a `Loop` submit it as a job
+(`loop.submit(lambda ctx: run_workflow(wf, inputs, ctx, registry, out))`) so that it shares
+the loop's models and never runs beside another job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from agent.errors import Cancelled, VisionloopError
+from agent.images import atomic_write_bytes, atomic_write_json, confined_path, ensure_output_dir, safe_stem
+from agent.tools import coerce_value, run_tool
+from agent.workflows.refs import RefError, Scope, StepValues, resolve
+from agent.workflows.validate import Workflow, WorkflowError, input_as_tool_input
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+OUTPUTS = "outputs.json"
+PACKAGES = ("visionloop", "torch", "transformers", "diffusers", "accelerate", "pillow")
+
+
+@dataclass
+class WorkflowOutcome:
+    """The result of one run. `steps` are the per-step records also found in the manifest."""
+
+    workflow: str
+    status: str  # "ok" or "failed"
+    run_dir: Path
+    outputs: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict] = field(default_factory=list)
+    manifest: Path | None = None
+    error: str | None = None
+    failed_step: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        """Exactly what `visionloop run --json` prints."""
+        return {"workflow": self.workflow, "status": self.status, "outputs": self.outputs, "steps": self.steps,
+                "manifest": str(self.manifest) if self.manifest else None}
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+def check_inputs(wf: Workflow, given: dict[str, Any]) -> dict[str, Any]:
+    """Coerce the given inputs to their declared types, fill in defaults, and refuse unknown or
+    missing ones, all before any model loads. Raises `WorkflowError` naming every problem."""
+    problems: list[str] = []
+    declared = wf.spec.inputs
+    for name in given:
+        if name not in declared:
+            problems.append(f"{wf.source}: unknown input {name!r} (inputs: {', '.join(declared) or 'none'})")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        value = given.get(name)
+        if value is None:
+            value = spec.default
+        if value is None:
+            if spec.is_required:
+                problems.append(f"{wf.source}: input {name!r} is required (give --input {name}=VALUE)")
+            values[name] = None
+            continue
+        try:
+            value = coerce_value(input_as_tool_input(name, spec), value)
+        except ValueError as exc:
+            problems.append(f"{wf.source}: input {name!r}: {exc}")
+            continue
+        if spec.type == "image":
+            p = Path(value).expanduser()
+            if not p.is_file():
+                problems.append(f"{wf.source}: input {name!r}: {value}: "
+                                f"{'is a folder, not an image file' if p.is_dir() else 'file not found'}")
+            value = str(p.resolve())  # the manifest must still point at it from elsewhere
+        values[name] = value
+    if problems:
+        raise WorkflowError(problems)
+    return values
+
+
+# --- hashing and environment -------------------------------------------------------------
+
+def file_sha256(path: str | Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def pixels_sha256(path: str | Path) -> str | None:
+    """A hash of the decoded pixels (mode, size, bytes): metadata chunks carry paths and
+    timings that legitimately differ between runs, the pixels must not."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
+            h.update(img.tobytes())
+            return h.hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
+def environment(ctx) -> dict:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    models = ctx.models.describe()
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "device": models["device"], "dtype": models["dtype"], "models": models["models"],
+            "profile": ctx.config.profile}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_run_dir(out_dir: Path, label: str) -> Path:
+    """A new folder under `out_dir` that no other run uses (created exclusively)."""
+    root = ensure_output_dir(out_dir)
+    base = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{safe_stem(label, 'run', 50)}"
+    for i in range(10_000):
+        path = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise VisionloopError(f"{root}: no free run folder name for {base!r}")
+
+
+# --- one run -------------------------------------------------------------------------------
+
+class Recorder:
+    """Runs tool calls into one run folder and keeps its manifest current. Shared by
+    `run_workflow` and `replay`."""
+
+    def __init__(self, out_dir: Path, label: str, ctx, manifest: dict):
+        self.run_dir = new_run_dir(Path(out_dir), label)
+        self.ctx = dataclasses.replace(ctx, out_dir=self.run_dir)  # same models, same cancel flag
+        self.path = self.run_dir / MANIFEST
+        self.started = time.perf_counter()
+        self.manifest = {"format": "visionloop-run/1", **manifest, "status": "running", "run_dir": str(self.run_dir),
+                         "started": _now(), "finished": None, "seconds": None, "error": None,
+                         "failed_step": None, "steps": [], "outputs": {}, "environment": environment(ctx)}
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_json(self.path, self.manifest)
+
+    def call(self, step_id: str, tool_name: str, args: dict, registry) -> tuple[dict, StepValues]:
+        """Run one step's tool with resolved `args`; return its record and what later steps see."""
+        record: dict[str, Any] = {"id": step_id, "tool": tool_name, "args": args, "status": "running",
+                                  "started": _now(), "seconds": None, "text": "", "images": [], "error": None}
+        self.manifest["steps"].append(record)
+        started = time.perf_counter()
+        try:
+            tool = registry.tool(tool_name)
+            results = run_tool(tool, args, self.ctx)
+        except Cancelled:
+            record.update(status="failed", error="cancelled", seconds=round(time.perf_counter() - started, 4))
+            raise
+        except VisionloopError as exc:  # e.g. the tool's plugin is no longer installed
+            results = None
+            record["error"] = str(exc)
+        record["seconds"] = round(time.perf_counter() - started, 4)
+        values = StepValues()
+        if results is not None:
+            errors = [r.error for r in results if r.error]
+            values.text = "\n".join(r.text for r in results if r.text)
+            values.images = [str(p) for r in results for p in r.images]
+            values.data = results[0].data if len(results) == 1 else {"results": [r.data for r in results]}
+            record["error"] = "; ".join(errors) or None
+            data = results[0].data if results else {}
+            for key in ("model", "model_id", "revision", "seed", "device", "dtype"):
+                if key in data:
+                    record[key] = data[key]
+            record["data"] = values.data
+        record["text"] = values.text
+        record["images"] = values.images
+        record["image_hashes"] = [{"path": p, "sha256": file_sha256(p), "pixels_sha256": pixels_sha256(p)}
+                                  for p in values.images]
+        record["status"] = "failed" if record["error"] else "ok"
+        self.manifest["environment"] = environment(self.ctx)  # models loaded by this step
+        self.write()
+        return record, values
+
+    def finish(self, status: str, error: str | None = None, failed_step: str | None = None) -> None:
+        self.manifest.update(status=status, error=error, failed_step=failed_step, finished=_now(),
+                             seconds=round(time.perf_counter() - self.started, 4))
+        self.write()
+
+
+def _input_record(wf: Workflow, values: dict) -> dict:
+    out = {}
+    for name, value in values.items():
+        spec = wf.spec.inputs[name]
+        entry = {"type": spec.type, "value": value}
+        if spec.type == "image" and value is not None:
+            entry["sha256"] = file_sha256(value)
+        out[name] = entry
+    return out
+
+
+def _write_files(wf: Workflow, run_dir: Path, scope: Scope) -> list[str]:
+    """The workflow's sidecar `files:`: NAME.txt gets text, NAME.json gets JSON."""
+    import json
+
+    from agent.workflows.refs import as_text
+
+    written = []
+    for name, template in wf.spec.files.items():
+        path = confined_path(run_dir, name)  # validated already; checked again after resolving links
+        value = resolve(template, scope)
+        if name.endswith(".json"):
+            data = (json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+        else:
+            data = (as_text(value).rstrip("\n") + "\n").encode()
+        atomic_write_bytes(path, data)
+        written.append(str(path))
+    return written
+
+
+def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: Path) -> WorkflowOutcome:
+    """Run `wf` once with `inputs`. A failed step gives a `failed` outcome (and manifest), never
+    an exception; bad inputs raise `WorkflowError` before anything loads or is written;
+    `Cancelled` propagates after the manifest records it."""
+    # 1. Inputs first: nothing is written and nothing loads when they are wrong.
+    values = check_inputs(wf, inputs)
+    label = wf.name
+    images = [values[n] for n in wf.image_inputs() if values.get(n)]
+    if images:
+        label += "-" + Path(images[0]).stem
+    # 2. The run folder and a manifest that says "running".
+    rec = Recorder(out_dir, label, ctx, {
+        "workflow": {"name": wf.name, "file": str(wf.path) if wf.path else None, "sha256": wf.sha256,
+                     "text": wf.text},
+        "inputs": _input_record(wf, values)})
+    scope = Scope(inputs=values)
+    outcome = WorkflowOutcome(workflow=wf.name, status="ok", run_dir=rec.run_dir, manifest=rec.path,
+                              steps=rec.manifest["steps"])
+    # 3. The steps, in order; the first failure stops the run.
+    try:
+        for step in wf.spec.steps:
+            try:
+                args = resolve(step.with_, scope)
+            except RefError as exc:
+                rec.manifest["steps"].append({"id": step.id, "tool": step.tool, "args": None, "status": "failed",
+                                              "error": str(exc)})
+                outcome.status, outcome.error, outcome.failed_step = "failed", str(exc), step.id
+                break
+            record, scope.steps[step.id] = rec.call(step.id, step.tool, args, registry)
+            if record["status"] != "ok":
+                outcome.status, outcome.error, outcome.failed_step = "failed", record["error"], step.id
+                break
+    except Cancelled:
+        rec.finish("failed", "cancelled", rec.manifest["steps"][-1]["id"] if rec.manifest["steps"] else None)
+        raise
+    # 4. Outputs and sidecar files (as much as can be resolved when a step failed).
+    for name, template in wf.spec.outputs.items():
+        try:
+            outcome.outputs[name] = resolve(template, scope)
+        except RefError:
+            continue
+    atomic_write_json(rec.run_dir / OUTPUTS, outcome.outputs)
+    rec.manifest["outputs"] = outcome.outputs
+    if outcome.ok and wf.spec.files:
+        try:
+            rec.manifest["files"] = _write_files(wf, rec.run_dir, scope)
+        except (RefError, VisionloopError, OSError) as exc:
+            outcome.status, outcome.error = "failed", f"files: {exc}"
+    # 5. The final manifest.
+    rec.finish(outcome.status, outcome.error, outcome.failed_step)
+    return outcome

@@ -1,0 +1,283 @@
+"""Load a workflow file and check everything that can be checked without loading a model.
+
+Every problem is collected (not just the first) and reported as `FILE:LINE: path: message`:
+YAML syntax, duplicate keys, tags and aliases (from `agent.yamlsource`), unknown fields with a
+"did you mean", unknown tools, arguments a tool does not take or of the wrong type or range,
+missing required arguments, and references to unknown inputs, unknown or later steps.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agent.errors import VisionloopError
+from agent.tools import Input, Tool, coerce_value
+from agent.workflows.refs import Ref, find_refs, whole_ref
+from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, InputSpec, StepSpec, WorkflowSpec
+from agent.yamlsource import YamlDoc, YamlProblem, format_loc, parse_yaml
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Problem:
+    source: str
+    line: int
+    loc: tuple
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {format_loc(self.loc)}: {self.message}"
+
+
+class WorkflowError(VisionloopError):
+    """A workflow file or its inputs are wrong; the message lists every problem, one a line."""
+
+    def __init__(self, problems: list[Problem] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class Workflow:
+    """A validated workflow: its spec, where it came from and the hash of its exact text."""
+
+    spec: WorkflowSpec
+    path: Path | None
+    text: str
+    sha256: str
+    source: str = field(default="")
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def image_inputs(self) -> list[str]:
+        return [n for n, i in self.spec.inputs.items() if i.type == "image"]
+
+
+def input_as_tool_input(name: str, spec: InputSpec) -> Input:
+    """A workflow input checked exactly like a tool argument (`agent.tools.coerce_value`)."""
+    return Input(name, spec.type, spec.default, spec.description, choices=tuple(spec.choices),
+                 min=spec.min, max=spec.max)
+
+
+def _did_you_mean(word: str, options) -> str:
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _model_fields(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _schema_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
+    """pydantic errors with the line each path starts on, unknown keys with a suggestion."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            parent = loc[:-1]
+            model = StepSpec if parent[:1] == ("steps",) else InputSpec if parent[:1] == ("inputs",) else WorkflowSpec
+            message = f"unknown field {loc[-1]!r}{_did_you_mean(loc[-1], _model_fields(model))}"
+            out.append(Problem(doc.source, doc.line(loc), parent, message))
+            continue
+        message = err["msg"]
+        if "input" in err and not isinstance(err["input"], (dict, list)):
+            message += f" (got {err['input']!r})"
+            if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float)):
+                message += "; quote the value to keep it as text"
+        out.append(Problem(doc.source, doc.line(loc), loc, message))
+    return out
+
+
+def _literal_problem(inp: Input, value: Any) -> str | None:
+    """Why a literal YAML value does not fit `inp`, or None. YAML turns unquoted `no`, `yes`
+    and `1.10` into a bool or a number; a text argument refuses them and says to quote."""
+    if inp.type in ("text", "image") and isinstance(value, (bool, float, int)) and not isinstance(value, str):
+        shown = {True: "yes/true", False: "no/false"}.get(value, repr(value)) if isinstance(value, bool) else repr(value)
+        return f"expected text, got {type(value).__name__} {shown} (quote the value to keep it as text)"
+    try:
+        if inp.multiple and isinstance(value, list):
+            for v in value:
+                coerce_value(inp, v)
+        else:
+            if isinstance(value, list) and inp.type not in ("box", "size"):
+                return f"expected one value, got a list of {len(value)}"
+            coerce_value(inp, value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+class _Checker:
+    def __init__(self, doc: YamlDoc, registry):
+        self.doc = doc
+        self.registry = registry
+        self.problems: list[Problem] = []
+
+    def add(self, loc: tuple, message: str) -> None:
+        self.problems.append(Problem(self.doc.source, self.doc.line(loc), loc, message))
+
+    def refs(self, loc: tuple, value: Any, inputs: set[str], earlier: list[str], later: set[str],
+             this: str | None = None) -> None:
+        refs, bad = find_refs(value)
+        for message in bad:
+            self.add(loc, message)
+        for ref in refs:
+            self.ref(loc, ref, inputs, earlier, later, this)
+
+    def ref(self, loc, ref: Ref, inputs, earlier, later, this) -> None:
+        if ref.kind == "inputs":
+            if ref.name not in inputs:
+                known = ", ".join(sorted(inputs)) or "none declared"
+                self.add(loc, f"{ref}: unknown input {ref.name!r}{_did_you_mean(ref.name, inputs)} (inputs: {known})")
+        elif ref.name == this:
+            self.add(loc, f"{ref}: a step cannot refer to itself")
+        elif ref.name in later:
+            self.add(loc, f"{ref}: step {ref.name!r} runs later; a step can only use earlier steps")
+        elif ref.name not in earlier:
+            self.add(loc, f"{ref}: unknown step {ref.name!r}{_did_you_mean(ref.name, earlier)}"
+                          f" (steps: {', '.join(earlier) or 'none before this one'})")
+
+    def run(self, data: dict) -> None:
+        inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+        for name, spec in inputs.items():
+            if not re.match(NAME_PATTERN, str(name)):
+                self.add(("inputs", name), f"input name {name!r} must be letters, digits, _ or - (used in ${{inputs.NAME}})")
+            if not isinstance(spec, dict):
+                continue
+            try:
+                ispec = InputSpec.model_validate(spec)
+            except ValidationError:
+                continue  # reported by the schema pass
+            if ispec.type == "choice" and not ispec.choices:
+                self.add(("inputs", name, "type"), "a choice input needs a list of choices")
+            if ispec.default is not None:
+                why = _literal_problem(input_as_tool_input(str(name), ispec), ispec.default)
+                if why:
+                    self.add(("inputs", name, "default"), why)
+        steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+        ids = [s.get("id") if isinstance(s, dict) else None for s in steps]
+        seen: dict[str, int] = {}
+        for i, sid in enumerate(ids):
+            if isinstance(sid, str) and sid in seen:
+                self.add(("steps", i, "id"), f"duplicate step id {sid!r} (also steps[{seen[sid]}])")
+            elif isinstance(sid, str):
+                seen[sid] = i
+        for i, step in enumerate(steps):
+            if isinstance(step, dict):
+                earlier = [s for s in ids[:i] if isinstance(s, str)]
+                later = {s for s in ids[i + 1:] if isinstance(s, str)}
+                self.step(i, step, set(inputs), earlier, later)
+        all_steps = [s for s in ids if isinstance(s, str)]
+        for section in ("outputs", "files"):
+            value = data.get(section)
+            if not isinstance(value, dict):
+                continue
+            for name, v in value.items():
+                if section == "outputs" and not re.match(NAME_PATTERN, str(name)):
+                    self.add((section, name), f"output name {name!r} must be letters, digits, _ or -")
+                if section == "files" and not re.match(FILE_PATTERN, str(name)):
+                    self.add((section, name), f"file name {name!r} must be a plain name ending in .txt or .json, "
+                                              "with no folders (files are written inside the run folder)")
+                self.refs((section, name), v, set(inputs), all_steps, set())
+
+    def step(self, i: int, step: dict, inputs: set[str], earlier: list[str], later: set[str]) -> None:
+        args = step.get("with") if isinstance(step.get("with"), dict) else {}
+        this = step.get("id") if isinstance(step.get("id"), str) else None
+        for name, value in args.items():
+            self.refs(("steps", i, "with", name), value, inputs, earlier, later, this)
+        tool_name = step.get("tool")
+        if not isinstance(tool_name, str):
+            return
+        tool: Tool | None = self.registry.tools.get(tool_name)
+        if tool is None:
+            names = ", ".join(sorted(self.registry.tools))
+            broken = "".join(f"; broken plugin {n}: {e}" for n, e in self.registry.broken.items())
+            self.add(("steps", i, "tool"), f"unknown tool {tool_name!r}{_did_you_mean(tool_name, self.registry.tools)}"
+                                           f" (tools: {names}){broken}")
+            return
+        for name, value in args.items():
+            inp = tool.input(str(name))
+            loc = ("steps", i, "with", name)
+            if inp is None:
+                takes = ", ".join(i.name for i in tool.inputs)
+                self.add(loc, f"{tool.name} takes no argument {name!r}"
+                              f"{_did_you_mean(name, [i.name for i in tool.inputs])} (it takes: {takes})")
+                continue
+            ref = whole_ref(value)
+            if ref is not None:
+                if ref.field == "images" and not inp.multiple:
+                    self.add(loc, f"{ref} is a list of images but {tool.name}'s {name!r} takes one (use .image)")
+                continue
+            if find_refs(value)[0] or value is None:
+                continue  # text with references inside: its type is only known at run time
+            why = _literal_problem(inp, value)
+            if why:
+                self.add(loc, why)
+        for inp in tool.inputs:
+            if inp.required and args.get(inp.name) is None:
+                self.add(("steps", i, "with"), f"{tool.name} needs argument {inp.name!r}")
+
+
+def check_text(text: str, source: str, registry) -> tuple[WorkflowSpec | None, list[Problem]]:
+    """Validate workflow `text`; return the spec (None when invalid) and every problem."""
+    try:
+        doc = parse_yaml(text, source)
+    except YamlProblem as exc:
+        return None, [Problem(source, exc.line, (), exc.message)]
+    if not isinstance(doc.data, dict):
+        kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
+        return None, [Problem(source, 1, (), f"a workflow must be a mapping with name and steps, got {kind}")]
+    problems: list[Problem] = []
+    spec = None
+    try:
+        spec = WorkflowSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        problems += _schema_problems(doc, exc)
+    checker = _Checker(doc, registry)
+    checker.run(doc.data)
+    problems += checker.problems
+    problems.sort(key=lambda p: p.line)
+    return (spec if not problems else None), problems
+
+
+def find_workflow(path_or_name: str, config) -> Path:
+    """A path as given, else NAME or NAME.yaml in the configured workflows folder."""
+    given = Path(path_or_name).expanduser()
+    if given.is_file():
+        return given
+    folders = [Path(config.workflows).expanduser()]
+    if not folders[0].is_absolute() and getattr(config, "source", None):
+        folders.append(Path(config.source).parent / folders[0])
+    if "/" not in path_or_name and "\\" not in path_or_name:
+        for folder in folders:
+            for name in (path_or_name, *(path_or_name + s for s in SUFFIXES)):
+                if (folder / name).is_file():
+                    return folder / name
+    raise WorkflowError(f"{path_or_name}: workflow not found (not a file, and not a workflow in {folders[0]})")
+
+
+def load_workflow(path_or_name: str, config, registry) -> Workflow:
+    """Find, read and validate a workflow; raise `WorkflowError` listing every problem."""
+    path = find_workflow(str(path_or_name), config)
+    try:
+        raw = path.read_bytes()
+        if len(raw) > 1_000_000:
+            raise WorkflowError([Problem(str(path), 0, (), "file is larger than 1000 kB")])
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkflowError(f"{path}: cannot read workflow: {exc}") from None
+    spec, problems = check_text(text, str(path), registry)
+    if problems:
+        raise WorkflowError(problems)
+    return Workflow(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(raw).hexdigest(),
+                    source=str(path))

@@ -1,0 +1,198 @@
+"""How much the draw tool costs over a raw diffusers call, and what sharing the weights saves.
+
+1. Overhead: `draw` through `run_tool` (argument checks, record, PNG with metadata, atomic
+   write) against the raw `pipe(...)` call on the same loaded pipeline, same arguments and
+   seed, alternating, median of per-round ratios.
+2. Memory: peak RSS of one process running draw + restyle + edit through the tools (one
+   shared set of weights) against one that loads text-to-image, image-to-image and inpainting
+   pipelines separately with `from_pretrained` and runs each once. Each mode runs in its own
+   child process; the unique parameter bytes held are reported too (RSS of tiny models is
+   mostly torch itself).
+
+    .venv/bin/python benchmarks/diffusion_overhead.py [--profile tiny] [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "lighthouse.png"
+
+
+def _setup(args):
+    import torch
+
+    from agent.config import load_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return load_config(args.config, args.profile)
+
+
+def _param_bytes(pipes) -> int:
+    """Bytes of parameters held by `pipes`, each tensor storage counted once."""
+    import torch
+
+    seen, total = set(), 0
+    for pipe in pipes:
+        for module in pipe.components.values():
+            if isinstance(module, torch.nn.Module):
+                for t in list(module.parameters()) + list(module.buffers()):
+                    key = t.untyped_storage().data_ptr()
+                    if key not in seen:
+                        seen.add(key)
+                        total += t.untyped_storage().nbytes()
+    return total
+
+
+def overhead(args) -> dict:
+    import torch
+
+    from agent.context import Context
+    from agent.plugins import load_registry
+    from agent.tools import run_tool
+
+    config = _setup(args)
+    out = Path(tempfile.mkdtemp(prefix="vl-bench-"))
+    ctx = Context.create(config, out)
+    tool = load_registry().tool("draw")
+    sd = ctx.models.diffusion()
+    spec = config.active.diffusion
+    call = {"prompt": "a lighthouse on a rock, watercolour", "seed": 1, "steps": args.steps or spec.steps}
+    (first,) = run_tool(tool, call, ctx)  # warm-up, and the exact size the tool uses
+    assert first.ok, first.error
+    d = first.data
+    pipe = sd.text2img
+    pipe.scheduler = sd.scheduler(None)[0]
+
+    def raw():
+        return pipe(prompt=d["prompt"], negative_prompt=None, num_inference_steps=d["steps"],
+                    guidance_scale=d["guidance"], width=d["width"], height=d["height"],
+                    generator=torch.Generator("cpu").manual_seed(d["seed"])).images[0]
+
+    pipe.set_progress_bar_config(disable=True)
+    raw()
+    tool_t, raw_t, ratios = [], [], []
+    for i in range(args.rounds):
+        order = ("tool", "raw") if i % 2 == 0 else ("raw", "tool")
+        times = {}
+        for which in order:
+            started = time.perf_counter()
+            if which == "tool":
+                (r,) = run_tool(tool, call, ctx)
+                assert r.ok, r.error
+            else:
+                raw()
+            times[which] = time.perf_counter() - started
+        tool_t.append(times["tool"])
+        raw_t.append(times["raw"])
+        ratios.append(times["tool"] / times["raw"])
+    return {"size": f"{d['width']}x{d['height']}", "steps": d["steps"], "rounds": args.rounds,
+            "tool_median_s": round(statistics.median(tool_t), 4), "raw_median_s": round(statistics.median(raw_t), 4),
+            "median_ratio": round(statistics.median(ratios), 3),
+            "median_overhead_ms": round((statistics.median(tool_t) - statistics.median(raw_t)) * 1000, 2)}
+
+
+def memory_child(args) -> dict:
+    """Runs in a child process: one mode, then report peak RSS."""
+    import torch
+    from PIL import Image
+
+    config = _setup(args)
+    from agent.models.cache import ModelCache
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    steps = args.steps or config.active.diffusion.steps
+    if args.mode == "shared":
+        from agent.context import Context
+        from agent.plugins import load_registry
+        from agent.tools import run_tool
+
+        registry = load_registry()
+        ctx = Context.create(config, tempfile.mkdtemp(prefix="vl-bench-"))
+        for name, call in (("draw", {"prompt": "a cat"}),
+                           ("restyle", {"image": str(EXAMPLE), "prompt": "a cat", "style": "ink"}),
+                           ("edit", {"image": str(EXAMPLE), "prompt": "a cat", "box": "0,0,64,64"})):
+            (r,) = run_tool(registry.tool(name), {**call, "seed": 1, "steps": steps}, ctx)
+            assert r.ok, r.error
+        sd = ctx.models.diffusion()
+        pipes = [sd.text2img, sd.img2img, sd.inpaint]
+    else:
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        cache = ModelCache(config)
+        source = cache.resolve(config.active.diffusion.model, "sd")
+        kw = {"use_safetensors": True, "local_files_only": True, "torch_dtype": cache.dtype}
+        pipes = [cls.from_pretrained(source, **kw).to(cache.device)
+                 for cls in (AutoPipelineForText2Image, AutoPipelineForImage2Image, AutoPipelineForInpainting)]
+        size = config.active.diffusion.width or 512
+        img = Image.open(EXAMPLE).convert("RGB").resize((size, size))
+        mask = Image.new("L", (size, size), 0)
+        mask.paste(255, (0, 0, size // 2, size // 2))
+        g = lambda: torch.Generator("cpu").manual_seed(1)  # noqa: E731
+        pipes[0]("a cat", num_inference_steps=steps, width=size, height=size, generator=g())
+        pipes[1]("a cat, ink", image=img, strength=0.6, num_inference_steps=steps, generator=g())
+        pipes[2]("a cat", image=img, mask_image=mask, num_inference_steps=steps, generator=g())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"mode": args.mode, "peak_rss_mb": round(peak / 1024, 1), "baseline_rss_mb": round(baseline / 1024, 1),
+            "param_mb": round(_param_bytes(pipes) / 2**20, 2)}
+
+
+def memory(args) -> dict:
+    results = {}
+    for mode in ("shared", "separate"):
+        cmd = [sys.executable, __file__, "--memory-child", mode, "--profile", args.profile,
+               "--threads", str(args.threads)]
+        if args.config:
+            cmd += ["--config", args.config]
+        if args.steps:
+            cmd += ["--steps", str(args.steps)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if proc.returncode:
+            raise SystemExit(f"memory child {mode} failed:\n{proc.stderr[-2000:]}")
+        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    s, p = results["shared"], results["separate"]
+    results["peak_rss_ratio_shared_vs_separate"] = round(s["peak_rss_mb"] / p["peak_rss_mb"], 3)
+    results["param_ratio_shared_vs_separate"] = round(s["param_mb"] / p["param_mb"], 3)
+    # growth over the child's RSS after imports, before any weights: what the weights cost
+    grow_s, grow_p = s["peak_rss_mb"] - s["baseline_rss_mb"], p["peak_rss_mb"] - p["baseline_rss_mb"]
+    results["peak_growth_mb"] = {"shared": round(grow_s, 1), "separate": round(grow_p, 1)}
+    if grow_p > 0:
+        results["peak_growth_ratio_shared_vs_separate"] = round(grow_s / grow_p, 3)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (1 is steadier on a busy machine; 0 = torch's default)")
+    ap.add_argument("--memory-child", dest="mode", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+    if args.mode:
+        print(json.dumps(memory_child(args)))
+        return
+    report = {"overhead": overhead(args)}
+    if not args.skip_memory:
+        report["memory"] = memory(args)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,29 @@
+"""`draw`: text to image with Stable Diffusion."""
+
+from agent.diffusion_tools import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.hookspecs import hookimpl
+from agent.tools import Input, Tool
+
+
+def draw(ctx, prompt, negative_prompt=None, width=None, height=None, size=None, steps=None, guidance=None,
+         seed=None, scheduler=None, count=1):
+    # 1. Check inputs (nothing loads before every value is known to be usable).
+    prompt = clean_prompt(prompt)
+    negative_prompt = clean_prompt(negative_prompt, "negative_prompt")
+    steps, guidance = check_settings(ctx, steps, guidance)
+    width, height = pick_size(ctx, width, height, size)
+    seeds = pick_seeds(seed, count)
+    # 2. Generate and save.
+    return generate(ctx, "draw", "text2img", prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                    guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler)
+
+
+@hookimpl
+def register_tools(register):
+    register(Tool(
+        name="draw",
+        description="Draw images from a text prompt (Stable Diffusion, text to image).",
+        inputs=[Input("prompt", "text", help="what to draw", required=True, positional=True),
+                *common_inputs()],
+        run=draw,
+    ))

@@ -1,0 +1,57 @@
+"""`restyle`: redraw an image in a style (image to image). Without a prompt, LLaVA first
+describes the image and the prompt becomes "<description>, <style>": this is where LLaVA
+hands its words to Stable Diffusion (as data: cleaned, length-capped text, never a command)."""
+
+from agent.diffusion_tools import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.errors import InputError
+from agent.hookspecs import hookimpl
+from agent.tools import Input, Tool
+
+DESCRIBE = "Describe this image in one sentence."
+MAX_CAPTION_CHARS = 300
+
+
+def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=None, width=None, height=None,
+            size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1):
+    from PIL import Image
+
+    # 1. Check inputs before any model loads.
+    style = clean_prompt(style, "style")
+    given = clean_prompt(prompt)
+    if not style and not given:
+        raise InputError("restyle needs --style (or at least --prompt)")
+    negative_prompt = clean_prompt(negative_prompt, "negative_prompt")
+    steps, guidance = check_settings(ctx, steps, guidance, strength)
+    picture = ctx.load_image(image)
+    width, height = pick_size(ctx, width, height, size, fit=picture.size)
+    seeds = pick_seeds(seed, count)
+    extra = {"image": str(image), "input_size": list(picture.size), "resize": "lanczos", "style": style}
+    # 2. The prompt: the user's, or LLaVA's description of the image, then the style.
+    if given:
+        subject = given
+    else:
+        from agent.vision import ask_llava
+
+        described = ask_llava(ctx, "restyle", [image], DESCRIBE)
+        subject = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]
+        extra.update(caption=subject, caption_model=described.data.get("model"),
+                     caption_question=DESCRIBE)
+    final = ", ".join(part for part in (subject, style) if part)
+    # 3. Redraw the image, resized to the output size.
+    init = picture.resize((width, height), Image.Resampling.LANCZOS)
+    return generate(ctx, "restyle", "img2img", prompt=final, negative_prompt=negative_prompt, steps=steps,
+                    guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
+                    image=init, strength=strength, extra=extra)
+
+
+@hookimpl
+def register_tools(register):
+    register(Tool(
+        name="restyle",
+        description="Redraw an image in a style (image to image); LLaVA describes it when no prompt is given.",
+        inputs=[Input("image", "image", help="the image to redraw", required=True, positional=True),
+                Input("style", "text", None, "the style, e.g. 'a watercolour painting'"),
+                Input("prompt", "text", None, "what the image shows (default: LLaVA describes it)"),
+                *common_inputs(strength=0.6)],
+        run=restyle,
+    ))

@@ -1,0 +1,137 @@
+"""The tools against raw diffusers: pixel parity from the recorded parameters, the PNG record
+round trip, and one load of the weights for all three tools."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agent.tools import ToolCall
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: much faster for tiny models on a busy machine (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def call(loop, tool, **args):
+    (result,) = loop.call(ToolCall(tool, args))
+    assert result.ok, result.error
+    return result
+
+
+def pixels(path_or_image) -> np.ndarray:
+    img = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
+    return np.asarray(img.convert("RGB"))
+
+
+def raw_call(pipe_class, data, **extra):
+    """A plain diffusers pipeline, loaded on its own, called with nothing but the record."""
+    import diffusers
+    import torch
+
+    pipe = getattr(diffusers, pipe_class).from_pretrained(data["model"], use_safetensors=True,
+                                                          local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = getattr(diffusers, data["scheduler"]).from_config(pipe.scheduler.config,
+                                                                       **data["scheduler_options"])
+    return pipe(prompt=data["prompt"], negative_prompt=data["negative_prompt"] or None,
+                num_inference_steps=data["steps"], guidance_scale=data["guidance"],
+                generator=torch.Generator("cpu").manual_seed(data["seed"]), **extra).images[0]
+
+
+def resized_input(data):
+    return Image.open(data["image"]).convert("RGB").resize((data["width"], data["height"]),
+                                                           Image.Resampling.LANCZOS)
+
+
+def test_draw_matches_raw_diffusers(loop):
+    r = call(loop, "draw", prompt="a lighthouse at night", negative_prompt="fog", seed=1234, steps=3,
+             guidance=6.0, scheduler="dpm++_2m_karras", size="64x48")
+    assert r.data["scheduler_options"] == {"use_karras_sigmas": True}
+    raw = raw_call("AutoPipelineForText2Image", r.data, width=r.data["width"], height=r.data["height"])
+    assert np.array_equal(pixels(r.images[0]), pixels(raw))
+
+
+def test_restyle_matches_raw_diffusers(loop, example_image):
+    r = call(loop, "restyle", image=str(example_image), prompt="a lighthouse", style="pencil sketch",
+             strength=0.7, seed=99, steps=4)
+    raw = raw_call("AutoPipelineForImage2Image", r.data, image=resized_input(r.data), strength=r.data["strength"])
+    assert np.array_equal(pixels(r.images[0]), pixels(raw))
+
+
+def test_edit_matches_raw_diffusers(loop, example_image):
+    r = call(loop, "edit", image=str(example_image), prompt="a red boat", box="32,32,160,128", seed=5,
+             scheduler="euler_a", strength=0.9)
+    d = r.data
+    init = resized_input(d)
+    mask = Image.new("L", Image.open(d["image"]).size, 0)
+    x0, y0, x1, y1 = d["box"]
+    mask.paste(255, (x0, y0, x1, y1))
+    mask = mask.resize((d["width"], d["height"]), Image.Resampling.NEAREST)
+    raw = raw_call("AutoPipelineForInpainting", d, image=init, mask_image=mask, strength=d["strength"],
+                   width=d["width"], height=d["height"])
+    inside = pixels(mask.convert("RGB"))[..., 0] >= 128
+    ours = pixels(r.images[0])
+    assert np.array_equal(ours[inside], pixels(raw)[inside])  # the repainted region: diffusers' pixels
+    assert np.array_equal(ours[~inside], pixels(init)[~inside])  # the rest: the input's
+
+
+def test_png_record_round_trip(loop, cli):
+    from agent.images import read_metadata
+
+    r = call(loop, "draw", prompt="a tree, autumn", negative_prompt="people", seed=77, steps=2, guidance=5.5,
+             scheduler="ddim")
+    meta = read_metadata(r.images[0])
+    record = meta["visionloop"]
+    for key in ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "scheduler"):
+        assert record[key] == r.data[key], key
+    assert record["tool"] == "draw" and record["scheduler"] == "DDIMScheduler"
+    params = meta["parameters"].splitlines()
+    assert params[0] == "a tree, autumn"
+    assert params[1] == "Negative prompt: people"
+    assert params[2].startswith("Steps: 2, Sampler: DDIMScheduler, CFG scale: 5.5, Seed: 77, Size: 64x64")
+    assert f"Model: {r.data['model']}" in params[2]
+    res = cli("info", r.images[0])
+    assert res.code == 0 and "Seed: 77" in res.out and "Negative prompt: people" in res.out
+    res = cli("info", r.images[0], "--json")
+    assert json.loads(res.out)["visionloop"]["seed"] == 77
+
+
+def test_replaying_a_record_through_the_tool_gives_the_same_pixels(loop):
+    from agent.images import read_metadata
+
+    first = call(loop, "draw", prompt="a bridge", steps=2, scheduler="euler_a")
+    rec = read_metadata(first.images[0])["visionloop"]
+    again = call(loop, "draw", prompt=rec["prompt"], seed=rec["seed"], steps=rec["steps"], guidance=rec["guidance"],
+                 width=rec["width"], height=rec["height"], scheduler=rec["scheduler"])
+    assert np.array_equal(pixels(first.images[0]), pixels(again.images[0]))
+
+
+def test_one_load_for_draw_restyle_and_edit(tiny_config, registry, tmp_path, example_image):
+    """A fresh process-like context: three tools, one load, one set of modules."""
+    from agent.context import Context
+    from agent.loop import Loop
+
+    lp = Loop(registry, Context.create(tiny_config, tmp_path))
+    try:
+        call(lp, "draw", prompt="a cat", seed=1, steps=1)
+        call(lp, "restyle", image=str(example_image), prompt="a cat", style="ink", seed=1, steps=2)
+        call(lp, "edit", image=str(example_image), prompt="a cat", box="0,0,64,64", seed=1, steps=1)
+        models = lp.ctx.models
+        assert models.loads["diffusion"] == 1 and sum(models.loads.values()) == 1
+        sd = models.diffusion()
+        for name in ("unet", "vae", "text_encoder"):
+            assert getattr(sd.img2img, name) is getattr(sd.text2img, name)
+            assert getattr(sd.inpaint, name) is getattr(sd.text2img, name)
+    finally:
+        lp.close()

@@ -1,0 +1,188 @@
+"""draw, edit and restyle end to end on the tiny profile: results, files, CLI, bad values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agent.tools import ToolCall
+
+SHARED_NAMES = {"image", "prompt", "negative_prompt", "width", "height", "size", "steps", "guidance", "seed",
+                "scheduler", "strength", "mask", "box", "style", "count"}
+RECORD_KEYS = {"model", "prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "scheduler"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a busy shared machine: one intra-op thread is ~10x faster than
+    oversubscribed OpenMP threads spinning against other processes. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def call(loop, tool, **args):
+    results = loop.call(ToolCall(tool, args))
+    assert len(results) == 1
+    return results[0]
+
+
+def test_inputs_use_the_shared_names(registry):
+    for name in ("draw", "edit", "restyle"):
+        names = {i.name for i in registry.tool(name).inputs}
+        assert names <= SHARED_NAMES, names - SHARED_NAMES
+    assert registry.tool("draw").input("prompt").positional
+    assert "--negative" in registry.tool("draw").input("negative_prompt").flags
+
+
+def test_draw_end_to_end(loop):
+    r = call(loop, "draw", prompt="a red lighthouse", negative_prompt="blurry", seed=11, count=2,
+             scheduler="euler")
+    assert r.ok, r.error
+    assert RECORD_KEYS <= set(r.data)
+    assert r.data["seeds"] == [11, 12] and r.data["scheduler"] == "EulerDiscreteScheduler"
+    assert (r.data["width"], r.data["height"], r.data["steps"]) == (64, 64, 4)  # the tiny profile's
+    assert len(r.images) == 2 and r.data["images"] == r.images
+    for path in r.images:
+        assert Path(path).resolve().parent == loop.ctx.out_dir.resolve()
+        assert Image.open(path).size == (64, 64)
+    a, b = (np.asarray(Image.open(p)) for p in r.images)
+    assert not np.array_equal(a, b)  # two seeds, two pictures
+
+
+def test_draw_without_seed_draws_and_records_one(loop):
+    r1 = call(loop, "draw", prompt="a cat", size="64x32")
+    r2 = call(loop, "draw", prompt="a cat", size="64x32")
+    assert r1.ok and r2.ok
+    assert isinstance(r1.data["seed"], int) and r1.data["seed"] != r2.data["seed"]
+    assert Image.open(r1.images[0]).size == (64, 32)
+    again = call(loop, "draw", prompt="a cat", size="64x32", seed=r1.data["seed"])
+    assert np.array_equal(np.asarray(Image.open(again.images[0])), np.asarray(Image.open(r1.images[0])))
+
+
+def test_restyle_with_prompt(loop, example_image):
+    r = call(loop, "restyle", image=str(example_image), prompt="a lighthouse", style="a watercolour painting",
+             strength="0.5", seed=3)
+    assert r.ok, r.error
+    assert r.data["prompt"] == "a lighthouse, a watercolour painting"
+    assert r.data["strength"] == 0.5 and "caption" not in r.data
+    # the example is 256x192: fitted to the profile's 64 px, aspect kept, multiples of 8
+    assert (r.data["width"], r.data["height"]) == (64, 48)
+    assert Image.open(r.images[0]).size == (64, 48)
+
+
+def test_restyle_without_prompt_asks_llava(loop, example_image):
+    from agent.diffusion_tools import clean_prompt
+
+    r = call(loop, "restyle", image=str(example_image), style="oil painting", seed=5)
+    assert r.ok, r.error
+    caption = call(loop, "caption", image=[str(example_image)])  # the same question, greedy
+    assert r.data["caption"] == clean_prompt(caption.text)[:300]
+    expected = f"{r.data['caption']}, oil painting" if r.data["caption"] else "oil painting"
+    assert r.data["prompt"] == expected
+    assert r.data["caption_model"] == caption.data["model"]
+
+
+def test_edit_box_keeps_the_rest(loop, example_image):
+    r = call(loop, "edit", image=str(example_image), prompt="a boat", box="64,64,192,160", seed=2)
+    assert r.ok, r.error
+    out = np.asarray(Image.open(r.images[0]).convert("RGB")).astype(int)
+    init = np.asarray(Image.open(example_image).convert("RGB").resize((64, 48), Image.Resampling.LANCZOS)).astype(int)
+    inside = np.zeros(out.shape[:2], bool)
+    inside[16:40, 16:48] = True  # the box scaled by 1/4
+    assert np.array_equal(out[~inside], init[~inside])
+    assert np.abs(out[inside] - init[inside]).mean() > 5  # the region was repainted
+
+
+def test_edit_mask_of_another_size_is_resized_with_a_note(loop, example_image, tmp_path):
+    mask = Image.new("L", (32, 24), 0)
+    mask.paste(255, (8, 8, 24, 16))
+    mask.save(tmp_path / "mask.png")
+    r = call(loop, "edit", image=str(example_image), prompt="a boat", mask=str(tmp_path / "mask.png"), seed=2,
+             strength=0.8)
+    assert r.ok, r.error
+    assert any("resized" in n for n in r.data["notes"])
+    assert r.data["mask"] == str(tmp_path / "mask.png") and r.data["strength"] == 0.8
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def test_cli_draw_json(cli, tmp_path):
+    res = cli("draw", "a small house", "--negative", "fog", "--seed", "9", "--steps", "2", "--json",
+              "--out", tmp_path / "o")
+    assert res.code == 0, res.err
+    payload = json.loads(res.out)
+    assert set(payload) == {"tool", "text", "images", "data", "error"}
+    assert payload["data"]["negative_prompt"] == "fog" and payload["data"]["steps"] == 2
+    assert payload["images"][0].startswith(str(tmp_path / "o"))
+    assert "it/s" not in res.err and "%|" not in res.err  # no progress bars under --json
+
+
+def test_cli_usage_error_exits_2(cli):
+    assert cli("draw").code == 2
+    assert cli("edit", "x.png").code == 2  # --prompt is required
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["draw", "cat", "--steps", "0"], "steps"),
+    (["draw", "cat", "--width", "65"], "multiple of 8"),
+    (["draw", "cat", "--height", "100"], "multiple of 8"),
+    (["draw", "cat", "--width", "4096"], "maximum"),
+    (["draw", "cat", "--size", "64x9000"], "maximum"),
+    (["draw", "cat", "--size", "64"], "size"),
+    (["draw", "cat", "--guidance", "-1"], "guidance"),
+    (["draw", "cat", "--count", "0"], "count"),
+    (["draw", "cat", "--scheduler", "nonsense"], "unknown scheduler"),
+    (["restyle", "EXAMPLE", "--style", "x", "--strength", "1.5"], "strength"),
+    (["restyle", "EXAMPLE", "--style", "x", "--strength", "-0.1"], "strength"),
+    (["restyle", "EXAMPLE", "--style", "x", "--strength", "0.1", "--steps", "4"], "no denoising step"),
+    (["restyle", "EXAMPLE"], "--style"),
+    (["restyle", "missing.png", "--style", "x"], "file not found"),
+    (["edit", "EXAMPLE", "--prompt", "x"], "--mask or --box"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--mask", "nope.png"], "nope.png: file not found"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--mask", "BADMASK"], "not a supported image"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--mask", "BLACKMASK"], "nothing to repaint"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--mask", "BLACKMASK", "--box", "0,0,8,8"], "not both"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--box", "0,0,300,10"], "not inside"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--box=-5,0,10,10"], "not inside"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--box", "10,10,10,20"], "not inside"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--box", "1,2,3"], "box"),
+    (["edit", "EXAMPLE", "--prompt", "x", "--strength", "2", "--box", "0,0,8,8"], "strength"),
+    (["draw", "cat", "--out", "FILE/sub"], "cannot create output folder"),
+    (["draw", "cat", "--out", "FILE"], "output folder"),
+])
+def test_bad_values_give_one_line_and_exit_1(cli, example_image, tmp_path, args, needle):
+    (tmp_path / "bad.png").write_text("not an image at all")
+    (tmp_path / "file.txt").write_text("x")
+    Image.new("L", (16, 16), 0).save(tmp_path / "black.png")
+    subs = {"EXAMPLE": str(example_image), "BADMASK": str(tmp_path / "bad.png"), "FILE": str(tmp_path / "file.txt"),
+            "BLACKMASK": str(tmp_path / "black.png")}
+    args = [a.replace("FILE", subs["FILE"]) if a.startswith("FILE") else subs.get(a, a) for a in args]
+    res = cli(*args, "--out", tmp_path / "out") if "--out" not in args else cli(*args)
+    assert res.code == 1, (res.code, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.err
+    assert needle in lines[0]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_unwritable_output_folder(cli, tmp_path):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root)")
+        res = cli("draw", "cat", "--out", locked)
+        assert res.code == 1 and "not writable" in res.err
+    finally:
+        locked.chmod(0o700)

@@ -1,0 +1,151 @@
+"""`visionloop validate / run / replay / workflows` and the shipped examples, on the tiny profile."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
+RUN_KEYS = {"workflow", "status", "outputs", "steps", "manifest"}
+
+
+def run_json(cli, *args):
+    result = cli("run", *args, "--json")
+    return result, json.loads(result.out) if result.out.strip() else None
+
+
+def test_workflows_lists_every_example_with_inputs(cli):
+    result = cli("workflows")
+    assert result.code == 0
+    for path in EXAMPLES:
+        assert path.stem in result.out
+    listing = {w["name"]: w for w in json.loads(cli("workflows", "--json").out)}
+    assert set(listing) == {p.stem for p in EXAMPLES} and all(w["valid"] for w in listing.values())
+    assert {"name": "subject", "type": "text", "required": True, "default": None,
+            "description": "what the poster shows"} in listing["poster"]["inputs"]
+
+
+def test_alt_text_example_writes_sidecars(cli, example_image, tmp_path):
+    result, out = run_json(cli, "alt-text", "--input", f"image={example_image}", "--out", tmp_path)
+    assert result.code == 0, result.err
+    assert set(out) == RUN_KEYS and out["status"] == "ok" and out["workflow"] == "alt-text"
+    assert [s["tool"] for s in out["steps"]] == ["caption", "read-text"]
+    run = Path(out["manifest"]).parent
+    assert run.parent == tmp_path
+    assert (run / "alt-text.txt").read_text() == out["outputs"]["alt"].rstrip("\n") + "\n"
+    sidecar = json.loads((run / "alt-text.json").read_text())
+    assert sidecar["image"] == str(example_image.resolve()) and sidecar["text_in_image"] == out["outputs"]["text_in_image"]
+    manifest = json.loads(Path(out["manifest"]).read_text())
+    assert manifest["status"] == "ok" and manifest["environment"]["models"]["llava"]["model"] == "tiny"
+    assert manifest["environment"]["device"] == "cpu" and manifest["environment"]["dtype"] == "float32"
+
+
+def test_poster_example_then_replay_is_identical(cli, tmp_path, registry):
+    if "draw" not in registry.tools:
+        pytest.skip("the draw tool is not installed")
+    result, out = run_json(cli, "poster", "--input", "subject=a lighthouse", "--input", "seed=5", "--out", tmp_path)
+    assert result.code == 0, result.err
+    poster = Path(out["outputs"]["poster"])
+    assert poster.is_file() and poster.parent == Path(out["manifest"]).parent and out["outputs"]["seed"] == 5
+    assert out["steps"][1]["args"]["image"] == str(poster)  # the caption looked at the drawing
+    again = cli("replay", out["manifest"], "--out", tmp_path / "again")
+    assert again.code == 0, again.err
+    assert again.out.startswith("identical: all 2 steps")
+    report = json.loads(cli("replay", out["manifest"], "--out", tmp_path / "again", "--json").out)
+    assert report["identical"] and report["differences"] == []
+
+
+def test_describe_and_redraw_example(cli, example_image, tmp_path, registry):
+    if not {"caption", "restyle"} <= set(registry.tools):
+        pytest.skip("the restyle tool is not installed")
+    result, out = run_json(cli, "describe-and-redraw", "--input", f"image={example_image}",
+                           "--input", "style=an ink sketch", "--out", tmp_path)
+    assert result.code == 0, result.err
+    assert Path(out["outputs"]["picture"]).is_file()
+    assert out["steps"][1]["args"]["prompt"] == out["outputs"]["caption"]
+    assert out["steps"][1]["args"]["style"] == "an ink sketch" and out["steps"][1]["args"]["seed"] == 42
+
+
+def test_folder_batch_example_with_a_broken_file(cli, example_image, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(example_image, photos / "a.png")
+    (photos / "broken.png").write_bytes(b"<html>not a picture</html>")
+    shutil.copy(example_image, photos / "c.png")
+    result = cli("run", "describe-folder", "--input", f"photo={photos}", "--input", "detail=short",
+                 "--out", tmp_path / "runs", "--json")
+    assert result.code == 1
+    out = json.loads(result.out)
+    assert set(out) == {"workflow", "status", "items", "summary"} and out["status"] == "failed"
+    assert out["summary"] == {"total": 3, "ok": 2, "failed": 1}
+    items = {Path(i["input"]).name: i for i in out["items"]}
+    assert items["broken.png"]["status"] == "failed" and "not a supported image" in items["broken.png"]["error"]
+    assert items["a.png"]["status"] == "ok" and items["a.png"]["outputs"]["description"]
+    for item in items.values():
+        assert json.loads(Path(item["manifest"]).read_text())["status"] == item["status"]
+    text = cli("run", "describe-folder", "--input", f"photo={photos}/[ac].png", "--out", tmp_path / "runs")
+    assert text.code == 0 and "2 items, 2 ok, 0 failed" in text.out
+
+
+def test_dry_run_prints_the_plan_loads_and_writes_nothing(tmp_path, example_image):
+    code = ("import sys\nfrom agent.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n"
+            "sys.exit(rc)\n")
+    out = tmp_path / "never"
+    proc = subprocess.run([sys.executable, "-c", code, "run", "describe-and-redraw", "--dry-run", "--out", out,
+                           "--input", f"image={example_image}", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout.splitlines()[0])
+    assert plan["status"] == "planned" and [s["tool"] for s in plan["steps"]] == ["caption", "restyle"]
+    assert plan["steps"][1]["args"]["prompt"] == "${steps.describe.text}" and plan["steps"][1]["args"]["seed"] == 42
+    assert plan["models"]["vision"]["model"] == "tiny"
+    assert "HEAVY []" in proc.stdout and not out.exists()
+
+
+def test_run_errors_are_one_line(cli, tmp_path, example_image):
+    missing = cli("run", "alt-text")
+    assert missing.code == 1 and "input 'image' is required" in missing.err and "Traceback" not in missing.err
+    assert cli("run", "alt-text", "--input", "image").code == 2
+    unknown = cli("run", "no-such-flow")
+    assert unknown.code == 1 and "workflow not found" in unknown.err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsteps:\n  - id: a\n    tool: caption\n    with: {image: x.png, detial: long}\n")
+    invalid = cli("run", bad)
+    assert invalid.code == 1 and f"{bad}:5: steps[0].with.detial: caption takes no argument 'detial'" in invalid.err
+
+
+def test_failed_step_exit_1_and_manifest(cli, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result, out = run_json(cli, "alt-text", "--input", f"image={broken}", "--out", tmp_path)
+    assert result.code == 1 and out["status"] == "failed"
+    assert out["steps"][0]["status"] == "failed" and len(out["steps"]) == 1
+    manifest = json.loads(Path(out["manifest"]).read_text())
+    assert manifest["status"] == "failed" and manifest["failed_step"] == "describe"
+    assert "broken.png" in manifest["error"]
+
+
+def test_workflows_folder_from_config_lists_invalid_files_and_dry_run_batch(cli, tmp_path, tiny_config, example_image):
+    import yaml
+
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    shutil.copy(ROOT / "workflows" / "describe-folder.yaml", folder / "mine.yaml")
+    (folder / "broken.yml").write_text("name: broken\nsteps:\n  - id: a\n    tool: nope\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"profile": "tiny", "cache_dir": str(tiny_config.cache_path),
+                                      "workflows": str(folder)}))
+    listing = cli("--config", config, "workflows")
+    assert listing.code == 0 and "mine  Describe each photo" in listing.out
+    assert f"broken  (invalid: {folder / 'broken.yml'}:4: steps[0].tool: unknown tool 'nope'" in listing.out
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("x.png", "y.png"):
+        shutil.copy(example_image, photos / name)
+    plan = cli("--config", config, "run", "mine", "--input", f"photo={photos}", "--dry-run", "--out", tmp_path / "o")
+    assert plan.code == 0 and "once per image for input 'photo': 2 files" in plan.out
+    assert not (tmp_path / "o").exists()

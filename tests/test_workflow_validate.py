@@ -1,0 +1,284 @@
+"""Workflow validation: every problem at once, each as FILE:LINE: path: message, no model loaded."""
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import workflow_fakes
+from agent.workflows import WorkflowError, check_text, load_workflow
+from agent.workflows.schema import schema_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    from agent.plugins import load_registry
+
+    return load_registry(extra=[workflow_fakes])
+
+
+def problems(text, registry, source="wf.yaml"):
+    spec, found = check_text(textwrap.dedent(text).lstrip("\n"), source, registry)
+    assert (spec is None) == bool(found)
+    return [str(p) for p in found]
+
+
+GOOD = """
+name: good
+inputs:
+  words: {type: text}
+  n: {type: int, default: 2}
+steps:
+  - id: a
+    tool: echo
+    with: {text: "${inputs.words}", times: "${inputs.n}"}
+  - id: b
+    tool: paint
+    with:
+      prompt: "${steps.a.text} in blue"
+      strength: 0.25
+outputs:
+  picture: "${steps.b.image}"
+"""
+
+
+def test_a_good_workflow_has_no_problems(fakes):
+    assert problems(GOOD, fakes) == []
+
+
+def test_yaml_syntax_error_has_its_line(fakes):
+    assert problems("name: x\nsteps:\n  - id: a\n    tool: [echo\n", fakes)[0].startswith("wf.yaml:5: (top): ")
+
+
+def test_duplicate_key_names_both_lines(fakes):
+    found = problems("""
+        name: x
+        steps:
+          - id: a
+            tool: echo
+            with:
+              text: one
+              text: two
+        """, fakes)
+    assert found == ["wf.yaml:7: (top): duplicate key 'text' (first on line 6)"]
+
+
+def test_python_tag_is_rejected_and_nothing_runs(fakes, tmp_path):
+    marker = tmp_path / "pwned"
+    text = f"""
+        name: x
+        steps:
+          - id: a
+            tool: echo
+            with:
+              text: !!python/object/apply:os.system ["touch {marker}"]
+        """
+    found = problems(text, fakes)
+    assert len(found) == 1 and found[0].startswith("wf.yaml:6: ") and "tag not allowed" in found[0]
+    assert not marker.exists()
+
+
+def test_aliases_are_refused(fakes):
+    found = problems("name: &n x\nsteps:\n  - id: a\n    tool: echo\n    with: {text: *n}\n", fakes)
+    assert found and "aliases" in found[0] and found[0].startswith("wf.yaml:5:")
+
+
+def test_unknown_fields_with_did_you_mean(fakes):
+    found = problems("""
+        name: x
+        descripton: typo at the top
+        inputs:
+          words: {type: text, defualt: hi}
+        steps:
+          - id: a
+            tool: echo
+            wiht: {text: hi}
+        """, fakes)
+    assert "wf.yaml:2: (top): unknown field 'descripton' (did you mean 'description'?)" in found
+    assert "wf.yaml:4: inputs.words: unknown field 'defualt' (did you mean 'default'?)" in found
+    assert "wf.yaml:8: steps[0]: unknown field 'wiht' (did you mean 'with'?)" in found
+
+
+def test_unknown_tool_lists_the_tools(fakes):
+    found = problems("name: x\nsteps:\n  - id: a\n    tool: pain\n", fakes)
+    assert len(found) == 1
+    assert found[0].startswith("wf.yaml:4: steps[0].tool: unknown tool 'pain' (did you mean 'paint'?) (tools: ")
+    assert "echo" in found[0] and "paint" in found[0]
+
+
+def test_broken_plugin_is_named_with_unknown_tool(fakes, monkeypatch):
+    monkeypatch.setitem(fakes.broken, "fancy", "ImportError: no module named fancylib")
+    found = problems("name: x\nsteps:\n  - id: a\n    tool: fancy-draw\n", fakes)
+    assert "broken plugin fancy: ImportError: no module named fancylib" in found[0]
+
+
+def test_arguments_unknown_wrong_type_out_of_range_missing(fakes):
+    found = problems("""
+        name: x
+        steps:
+          - id: a
+            tool: paint
+            with:
+              promt: a cat
+              strength: 1.5
+              seed: lots
+          - id: b
+            tool: echo
+            with:
+              times: 2
+        """, fakes)
+    assert found == [
+        "wf.yaml:5: steps[0].with: paint needs argument 'prompt'",
+        "wf.yaml:6: steps[0].with.promt: paint takes no argument 'promt' (did you mean 'prompt'?) "
+        "(it takes: prompt, strength, seed, image)",
+        "wf.yaml:7: steps[0].with.strength: must be at most 1, got 1.5",
+        "wf.yaml:8: steps[0].with.seed: expected a whole number, got 'lots'",
+        "wf.yaml:11: steps[1].with: echo needs argument 'text'",
+    ]
+
+
+def test_norway_problem_says_quote_the_value(fakes):
+    found = problems("""
+        name: x
+        steps:
+          - id: a
+            tool: echo
+            with: {text: no}
+          - id: b
+            tool: echo
+            with:
+              text: 1.10
+        """, fakes)
+    assert found[0].startswith("wf.yaml:5: steps[0].with.text: expected text, got bool no/false (quote the value")
+    assert found[1].startswith("wf.yaml:9: steps[1].with.text: expected text, got float 1.1 (quote the value")
+    named = problems("name: no\nsteps:\n  - {id: a, tool: echo, with: {text: hi}}\n", fakes)
+    assert named == ["wf.yaml:1: name: Input should be a valid string (got False); quote the value to keep it as text"]
+
+
+def test_references_unknown_input_unknown_step_later_step_self(fakes):
+    found = problems("""
+        name: x
+        inputs:
+          words: {type: text}
+        steps:
+          - id: a
+            tool: echo
+            with: {text: "${inputs.wrds} ${steps.b.text}"}
+          - id: b
+            tool: echo
+            with: {text: "${steps.b.text}"}
+          - id: c
+            tool: echo
+            with: {text: "${steps.nope.text}"}
+        outputs:
+          out: "${steps.zzz.image}"
+        """, fakes)
+    assert found == [
+        "wf.yaml:7: steps[0].with.text: ${inputs.wrds}: unknown input 'wrds' (did you mean 'words'?) (inputs: words)",
+        "wf.yaml:7: steps[0].with.text: ${steps.b.text}: step 'b' runs later; a step can only use earlier steps",
+        "wf.yaml:10: steps[1].with.text: ${steps.b.text}: a step cannot refer to itself",
+        "wf.yaml:13: steps[2].with.text: ${steps.nope.text}: unknown step 'nope' (steps: a, b)",
+        "wf.yaml:15: outputs.out: ${steps.zzz.image}: unknown step 'zzz' (steps: a, b, c)",
+    ]
+
+
+@pytest.mark.parametrize("expr", ["${steps.a.__class__}", "${{ steps.a.text }}", "${inputs.words.upper()}",
+                                  "${7*7}", "${steps.a.data.x.y}"])
+def test_expressions_are_rejected_by_the_grammar(fakes, expr):
+    found = problems(f"""
+        name: x
+        inputs: {{words: {{type: text}}}}
+        steps:
+          - id: a
+            tool: echo
+            with: {{text: hi}}
+        outputs:
+          out: "{expr}"
+        """, fakes)
+    assert len(found) == 1 and found[0].startswith("wf.yaml:8: outputs.out: not a reference")
+
+
+def test_duplicate_step_ids_list_of_images_into_single_input_and_bad_file_names(fakes):
+    found = problems("""
+        name: x
+        steps:
+          - id: a
+            tool: paint
+            with: {prompt: hi}
+          - id: a
+            tool: paint
+            with: {prompt: hi}
+          - id: c
+            tool: paint
+            with: {prompt: hi, image: "${steps.a.images}"}
+        files:
+          ../escape.txt: hi
+          notes.sh: hi
+        """, fakes)
+    assert found[0] == "wf.yaml:6: steps[1].id: duplicate step id 'a' (also steps[0])"
+    assert found[1].startswith("wf.yaml:11: steps[2].with.image: ${steps.a.images} is a list of images")
+    assert found[2].startswith("wf.yaml:13: files.../escape.txt: file name '../escape.txt' must be a plain name")
+    assert found[3].startswith("wf.yaml:14: files.notes.sh: file name 'notes.sh'")
+
+
+def test_schema_errors_missing_steps_bad_types(fakes):
+    found = problems("name: x\ninputs:\n  n: {type: number}\nsteps: []\n", fakes)
+    assert any(p.startswith("wf.yaml:3: inputs.n.type: Input should be") for p in found)
+    assert any(p.startswith("wf.yaml:4: steps: List should have at least 1 item") for p in found)
+    assert problems("- just a list\n", fakes) == ["wf.yaml:1: (top): a workflow must be a mapping with name "
+                                                  "and steps, got a list"]
+
+
+def test_limits_and_nesting(fakes):
+    deep = "name: x\nsteps:\n  - id: a\n    tool: echo\n    with: {text: " + "[" * 60 + "]" * 60 + "}\n"
+    assert "nested deeper than" in problems(deep, fakes)[0]
+    assert "larger than" in problems("name: x\n#" + "x" * 1_100_000 + "\n", fakes)[0]
+
+
+def test_load_workflow_by_name_and_error_type(tiny_config, fakes, tmp_path):
+    from agent.errors import VisionloopError
+
+    wf = load_workflow("alt-text", tiny_config, fakes)
+    assert wf.name == "alt-text" and len(wf.sha256) == 64
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsteps:\n  - id: a\n    tool: nope\n  - id: b\n    tool: echo\n    with: {txt: 1}\n")
+    with pytest.raises(WorkflowError) as err:
+        load_workflow(str(bad), tiny_config, fakes)
+    assert isinstance(err.value, VisionloopError)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"{bad}:4: steps[0].tool: unknown tool 'nope'")
+    assert lines[1].startswith(f"{bad}:7: steps[1].with.txt: echo takes no argument 'txt'")
+    with pytest.raises(WorkflowError, match="workflow not found"):
+        load_workflow("no-such-workflow", tiny_config, fakes)
+
+
+def test_validate_command_exit_codes_and_no_model_loaded(tmp_path):
+    from conftest import run_subprocess
+
+    bad = tmp_path / "poster.yaml"
+    bad.write_text("name: poster\nsteps:\n  - id: a\n    tool: caption\n    with: {image: x.png}\n"
+                   "  - id: b\n    tool: paint\n")
+    code = ("import sys\nfrom agent.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n"
+            "sys.exit(rc)\n")
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code, "validate", str(bad), "alt-text"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{bad}:7: steps[1].tool: unknown tool 'paint' (tools: " in proc.stdout
+    assert "alt-text.yaml: ok" in proc.stdout and "HEAVY []" in proc.stdout and "Traceback" not in proc.stderr
+    ok = run_subprocess("validate", *sorted((ROOT / "workflows").glob("*.yaml")), "--json")
+    assert ok.returncode == 0 and all(e["ok"] for e in json.loads(ok.stdout))
+
+
+def test_schema_json_is_up_to_date():
+    shipped = (ROOT / "workflows" / "schema.json").read_text(encoding="utf-8")
+    assert shipped == schema_text(), "workflows/schema.json is stale: run `python -m agent.workflows`"
+    schema = json.loads(shipped)
+    assert schema["additionalProperties"] is False and set(schema["required"]) == {"name", "steps"}
+    assert "with" in schema["$defs"]["StepSpec"]["properties"]
