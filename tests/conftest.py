@@ -37,6 +37,7 @@ def _isolated_env(session_config_file, monkeypatch, tmp_path):
     """Every test sees the tiny config and runs in its own folder (no ./config.yaml there)."""
     monkeypatch.setenv("VISIONLOOP_CONFIG", str(session_config_file))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))  # watcher ledgers
     for var in ("VISIONLOOP_PROFILE", "VISIONLOOP_DEVICE", "VISIONLOOP_DTYPE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,119 @@
+"""`visionloop watch`: run the watch rules until Ctrl-C/SIGTERM, or once (`--once`).
+
+    visionloop watch                                   every rule in the config's `watch:` list
+    visionloop watch FOLDER --workflow W --out DIR     one rule from the command line
+    visionloop watch --once [--json]                   process what is there, print the counts, exit
+    visionloop watch --status [--json]                 ledger counts per rule
+    visionloop watch --retry-failed [--once]           put failed files back in line, then watch
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+from agent.errors import UsageError
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("watch", parents=[common()], help="run workflows on new files in watched folders",
+                       description="Run a workflow on every new file in the watched folders, once each. "
+                                   "Rules come from the config's `watch:` list, or from FOLDER --workflow W --out DIR.")
+    p.add_argument("folder", nargs="?", metavar="FOLDER", help="watch this folder only (needs --workflow and --out)")
+    p.add_argument("--workflow", metavar="W", help="workflow name or file for FOLDER")
+    p.add_argument("--input", metavar="NAME", default="image", help="the workflow input that receives the file "
+                                                                    "(default: image)")
+    p.add_argument("--pattern", metavar="GLOB", action="append", help="file names to take (repeatable; default: "
+                                                                      "*.jpg *.jpeg *.png *.webp)")
+    p.add_argument("--settle", metavar="S", type=float, default=None,
+                   help="seconds a file must stay unchanged before it is taken (default: 2)")
+    p.add_argument("--recursive", action="store_true", help="watch sub-folders of FOLDER too")
+    p.add_argument("--once", action="store_true", help="process the files there now, then exit")
+    p.add_argument("--status", action="store_true", help="print the ledger counts per rule and exit")
+    p.add_argument("--retry-failed", action="store_true", help="put failed files back in line before watching")
+    p.add_argument("--poll", action="store_true", help="poll the folders instead of using OS events "
+                                                       "(network shares, inotify limits)")
+    p.set_defaults(handler=cmd_watch)
+
+
+def _rules(args, app):
+    from agent.config import WatchRule
+
+    if args.folder is None:
+        if args.workflow:
+            raise UsageError("--workflow needs a FOLDER (or use the config's `watch:` rules without it)")
+        rules = list(app.config.watch)
+        if args.settle is not None:
+            rules = [r.model_copy(update={"settle": args.settle}) for r in rules]
+        return rules
+    out = getattr(args, "out", None)
+    if not args.workflow or not out:
+        raise UsageError("watch FOLDER needs --workflow W and --out DIR")
+    fields = {"name": Path(args.folder).expanduser().resolve().name or "folder", "folder": args.folder,
+              "workflow": args.workflow, "input": args.input, "output": out, "recursive": args.recursive}
+    if args.pattern:
+        fields["patterns"] = args.pattern
+    if args.settle is not None:
+        fields["settle"] = args.settle
+    return [WatchRule(**fields)]
+
+
+def _status(rules, app) -> int:
+    from agent.watch import Ledger, ledger_path
+
+    report: dict[str, dict] = {}
+    for rule in rules:
+        if not ledger_path(rule.output).exists():
+            report[rule.name] = {}
+            continue
+        ledger = Ledger(rule.output, lock=False)
+        try:
+            report[rule.name] = ledger.counts().get(rule.name, {})
+        finally:
+            ledger.close()
+    if app.json:
+        print(json.dumps(report))
+        return 0
+    for name, counts in report.items():
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing recorded yet"
+        print(f"{name}: {shown}")
+    return 0
+
+
+def cmd_watch(args, app) -> int:
+    from agent.watch import WatchError, Watcher
+
+    rules = _rules(args, app)
+    if not rules:
+        raise WatchError("no watch rules: add a `watch:` section to the config, or give FOLDER --workflow W --out DIR")
+    if args.status:
+        return _status(rules, app)
+    quiet = app.json or getattr(args, "quiet", False)
+    announce = None if quiet else (lambda line: print(line, flush=True))
+    watcher = Watcher(rules, app.loop, app.registry, app.config, announce=announce, poll=args.poll)
+    # SIGTERM and Ctrl-C ask for a clean stop: the job in hand finishes (or is re-queued), exit 0.
+    previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.retry_failed:
+            n = watcher.retry_failed()
+            if not quiet:
+                print(f"{n} failed file(s) put back in line", file=sys.stderr)
+        if args.once:
+            counts = watcher.run_once()
+            if app.json:
+                print(json.dumps(counts))
+            else:
+                print(f"processed {counts['processed']}, failed {counts['failed']}, skipped {counts['skipped']}")
+            return 0
+        if not quiet:
+            folders = ", ".join(f"{rs.folder} -> {rs.output}" for rs in watcher.rules)
+            print(f"watching {folders} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        watcher.run_forever()
+        return 0
+    finally:
+        watcher.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        app.loop.close()

@@ -1,0 +1,90 @@
+"""Finding files: the full scan (at start and periodically) and filesystem events (watchdog).
+
+Events are only hints that make the watcher look sooner; the periodic scan is what guarantees
+that nothing is missed when the kernel drops events (queue overflow, network shares, a
+watcher that was down). `--poll` swaps the native observer for watchdog's PollingObserver.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from agent.watch.ledger import WatchError
+from agent.watch.stability import ignored_dir, wanted
+
+log = logging.getLogger(__name__)
+
+
+def scan(folder: Path, patterns: list[str], recursive: bool, skip: set[Path]) -> Iterator[os.DirEntry]:
+    """Regular files (symlinks are not followed) in `folder` that a rule takes; folders in
+    `skip` (failed/, processed/) and hidden or junk folders are not entered."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    except PermissionError as exc:
+        log.warning("%s: cannot list folder: %s", folder, exc.strerror)
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if recursive and not ignored_dir(entry.name) and Path(entry.path) not in skip:
+                yield from scan(Path(entry.path), patterns, recursive, skip)
+        elif entry.is_file(follow_symlinks=False) and wanted(entry.name, patterns):
+            yield entry
+
+
+def inotify_message(exc: OSError, folder: Path) -> str:
+    """One paragraph for the kernel's watch limits (watchdog raises ENOSPC or EMFILE)."""
+    if exc.errno == errno.EMFILE:
+        knob = "fs.inotify.max_user_instances"
+        what = "too many inotify instances are open"
+    else:
+        knob = "fs.inotify.max_user_watches"
+        what = "the inotify watch limit is reached"
+    return (f"{folder}: cannot watch this folder: {what} ({exc.strerror or exc}). Raise the limit with "
+            f"`sudo sysctl {knob}=524288` (add it to /etc/sysctl.conf to keep it), or run "
+            f"`visionloop watch --poll` to poll the folder instead of using inotify events "
+            f"(also the mode for network shares, where events do not arrive).")
+
+
+def start_observer(targets: list[tuple[Path, bool, Callable[[str, str | None], None]]], poll: bool,
+                   poll_interval: float = 1.0):
+    """Start one watchdog observer for every (folder, recursive, callback(kind, path)) target.
+
+    kind is "change" (created, modified, closed, moved here) or "gone" (deleted, moved away).
+    """
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserver
+
+    class Handler(FileSystemEventHandler):
+        def __init__(self, callback):
+            self.callback = callback
+
+        def on_any_event(self, event):
+            kind = event.event_type
+            if kind in ("opened", "closed_no_write"):
+                return
+            if kind == "moved":
+                self.callback("gone", event.src_path)
+                self.callback("change", event.dest_path)
+            elif kind == "deleted":
+                self.callback("gone", event.src_path)
+            else:  # created, modified, closed (close-write: a hint, the stability gate decides)
+                self.callback("change", event.src_path)
+
+    observer = PollingObserver(timeout=poll_interval) if poll else Observer()
+    try:
+        for folder, recursive, callback in targets:
+            observer.schedule(Handler(callback), str(folder), recursive=recursive)
+        observer.start()
+    except OSError as exc:
+        observer.stop()
+        if exc.errno in (errno.ENOSPC, errno.EMFILE):
+            raise WatchError(inotify_message(exc, targets[0][0])) from None
+        raise WatchError(f"{targets[0][0]}: cannot watch folder: {exc.strerror or exc}") from None
+    return observer

@@ -1,0 +1,115 @@
+"""Watcher overhead on the tiny profile: settle-to-start latency and burst throughput.
+
+    .venv/bin/python benchmarks/watch_throughput.py [--files 60] [--settle 0.1]
+
+Reports, in the same run:
+  raw      median seconds of one `run_workflow` call on one image (the engine, no watcher),
+           taken over calls that alternate with the watcher rounds;
+  watcher  files/second for a burst of N files dropped into a watched folder (from the first
+           write until the last file is recorded done), and seconds per file;
+  ratio    watcher seconds per file / raw seconds per file (1.0 = no overhead);
+  latency  median seconds from a file settling (last change + settle) to its job starting,
+           for files dropped one at a time into an idle watcher (and, separately, inside the
+           burst, where it is mostly time spent waiting behind the files before it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+WORKFLOW = """\
+name: alt
+inputs:
+  image: {type: image}
+steps:
+  - id: cap
+    tool: caption
+    with: {image: "${inputs.image}"}
+outputs:
+  caption: "${steps.cap.text}"
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=60)
+    ap.add_argument("--settle", type=float, default=0.1)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    from PIL import Image
+
+    from agent.config import WatchRule, load_config
+    from agent.context import Context
+    from agent.loop import Loop
+    from agent.plugins import load_registry
+    from agent.watch import Watcher
+    from agent.workflows import load_workflow, run_workflow
+
+    root = Path(tempfile.mkdtemp(prefix="vl-watch-bench-"))
+    os.environ["VISIONLOOP_STATE_DIR"] = str(root / "state")
+    config = load_config(None, "tiny")
+    registry = load_registry()
+    loop = Loop(registry, Context.create(config, root / "ctx-out"))
+    (root / "wf.yaml").write_text(WORKFLOW)
+    wf = load_workflow(str(root / "wf.yaml"), config, registry)
+    sample = root / "sample.png"
+    Image.new("RGB", (24, 24), (10, 20, 30)).save(sample)
+    loop.submit(lambda ctx: run_workflow(wf, {"image": str(sample)}, ctx, registry, root / "warm")).result()
+
+    raw, rates, per_file, latencies, idle = [], [], [], [], []
+    for rnd in range(args.rounds):
+        # raw engine calls, alternating with the watcher rounds
+        for _ in range(10):
+            t0 = time.perf_counter()
+            loop.submit(lambda ctx: run_workflow(wf, {"image": str(sample)}, ctx, registry, root / "raw")).result()
+            raw.append(time.perf_counter() - t0)
+        inbox = root / f"in{rnd}"
+        inbox.mkdir()
+        rule = WatchRule(name=f"r{rnd}", folder=str(inbox), workflow=str(root / "wf.yaml"),
+                         output=str(root / f"out{rnd}"), settle=args.settle)
+        done = []
+        watcher = Watcher([rule], loop, registry, config, announce=done.append)
+        watcher.start()
+        t0 = time.perf_counter()
+        for i in range(args.files):
+            Image.new("RGB", (24, 24), (i % 256, rnd, 7)).save(inbox / f"f{i:04d}.png")
+        while len(done) < args.files and time.perf_counter() - t0 < 600:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        latencies.extend(watcher.latencies)
+        for i in range(10):  # one file at a time into the idle watcher
+            Image.new("RGB", (24, 24), (i, rnd, 200)).save(inbox / f"single{i}.png")
+            while len(done) < args.files + i + 1:
+                time.sleep(0.005)
+        idle.extend(watcher.latencies[args.files:])
+        watcher.stop()
+        rates.append(args.files / elapsed)
+        per_file.append(elapsed / args.files)
+    loop.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+    raw_med = statistics.median(raw)
+    print(f"files per burst: {args.files}, settle {args.settle} s, rounds {args.rounds}")
+    print(f"raw run_workflow: {raw_med * 1000:.1f} ms/file (median of {len(raw)})")
+    print(f"watcher burst:    {statistics.median(rates):.1f} files/s ({statistics.median(per_file) * 1000:.1f} ms/file, "
+          f"includes the {args.settle} s settle once)")
+    print(f"ratio watcher/raw per file: {statistics.median(per_file) / raw_med:.2f}")
+    print(f"latency settled -> job start, idle watcher: median {statistics.median(idle) * 1000:.1f} ms, "
+          f"max {max(idle) * 1000:.1f} ms (n={len(idle)})")
+    print(f"latency settled -> job start, inside the burst (queueing): median "
+          f"{statistics.median(latencies) * 1000:.1f} ms (n={len(latencies)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

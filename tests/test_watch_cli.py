@@ -1,0 +1,107 @@
+"""`visionloop watch` from the command line: --once/--json, --status, usage errors, config
+rules, and SIGTERM in the middle of a job (a real child process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from PIL import Image
+
+from agent.watch import Ledger
+
+WORKFLOW = """\
+name: alt
+inputs:
+  image: {type: image}
+steps:
+  - id: cap
+    tool: caption
+    with: {image: "${inputs.image}"}
+"""
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(tmp_path / "in" / f"p{i}.png")
+    return tmp_path
+
+
+def test_once_json_then_status(env, cli):
+    args = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.1")
+    r = cli(*args, "--once", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"processed": 3, "failed": 0, "skipped": 0}
+    r = cli(*args, "--once", "--json")
+    assert json.loads(r.out) == {"processed": 0, "failed": 0, "skipped": 3}
+    r = cli(*args, "--status", "--json")
+    assert r.code == 0 and json.loads(r.out)["in"]["done"] == 3
+    r = cli(*args, "--status")
+    assert r.out.startswith("in: ") and "done 3" in r.out
+
+
+def test_rules_from_config(env, cli, session_config_file):
+    config = yaml.safe_load(session_config_file.read_text())
+    config["watch"] = [{"name": "inbox", "folder": str(env / "in"), "workflow": str(env / "wf.yaml"),
+                        "output": str(env / "described"), "settle": 0.1}]
+    path = env / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    r = cli("--config", path, "watch", "--once")
+    assert r.code == 0, r.err
+    assert "processed 3, failed 0, skipped 0" in r.out and r.out.count("[inbox]") == 3
+    assert len([p for p in (env / "described").iterdir() if (p / "manifest.json").is_file()]) == 3
+
+
+def test_usage_and_user_errors(env, cli):
+    assert cli("watch", env / "in", "--out", env / "out").code == 2  # no --workflow
+    r = cli("watch", env / "nope", "--workflow", env / "wf.yaml", "--out", env / "out", "--once")
+    assert r.code == 1 and "folder not found" in r.err and "Traceback" not in r.err
+    r = cli("watch", env / "in", "--workflow", env / "missing.yaml", "--out", env / "out", "--once")
+    assert r.code == 1 and "missing" in r.err and "Traceback" not in r.err
+    r = cli("watch", "--once")  # the session config has no watch rules
+    assert r.code == 1 and "no watch rules" in r.err
+
+
+def test_sigterm_mid_job_exits_0_and_nothing_is_lost(env):
+    cmd = [sys.executable, "-m", "agent", "watch", str(env / "in"), "--workflow", str(env / "wf.yaml"),
+           "--out", str(env / "out"), "--settle", "0.1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        states: list[str] = []
+        while time.monotonic() < deadline and "running" not in states:  # the first job loads the models
+            time.sleep(0.02)
+            try:
+                led = Ledger(env / "out", lock=False)
+                states = [r["state"] for r in led.rows()]
+                led.close()
+            except Exception:  # the database may not exist yet
+                states = []
+        assert "running" in states, proc.stderr.read() if proc.poll() is not None else states
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    led = Ledger(env / "out")  # the lock was released
+    rows = led.rows()
+    led.close()
+    assert "running" not in {r["state"] for r in rows}  # finished or re-queued, never left running
+    # a later run does the rest: every file exactly once in all
+    r = subprocess.run([*cmd, "--once", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    done_before = sum(1 for row in rows if row["state"] == "done")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["processed"] == 3 - done_before
+    assert len([p for p in (env / "out").iterdir() if p.is_dir()]) == 3

@@ -1,0 +1,170 @@
+"""The watcher's parts on their own: ledger transitions, the lock, name filters, the stability
+gate, failed/ naming, error classification and the inotify message. Real files, no mocks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.watch.ledger import Ledger, WatchError, ledger_path
+from agent.watch.runner import is_transient, move_no_clobber
+from agent.watch.scanner import inotify_message, scan
+from agent.watch.stability import Tracker, ignored_name, wanted
+
+IGNORED = [".syncthing.a.png.tmp", "~syncthing~a.png.tmp", "a.png.part", "a.png.partial", "a.crdownload",
+           "a.png.download", "a.png.tmp", ".x.png.tmp", "._a.png", ".DS_Store", "Thumbs.db", ".hidden.png"]
+
+
+@pytest.fixture(autouse=True)
+def _state(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))
+
+
+def test_ledger_lives_in_state_folder_one_per_output(tmp_path):
+    a, b = ledger_path(tmp_path / "out1"), ledger_path(tmp_path / "out2")
+    assert a != b and a.parent == b.parent == tmp_path / "state" / "ledgers"
+    assert ledger_path(tmp_path / "out1") == ledger_path(str(tmp_path / "x" / ".." / "out1"))
+
+
+def test_claim_runs_once_and_records_duplicates(tmp_path):
+    led = Ledger(tmp_path / "out")
+    try:
+        assert led.claim("h1", "r", tmp_path / "a.png").action == "run"
+        led.start("h1", "r")
+        assert led.claim("h1", "r", tmp_path / "a.png").action == "busy"
+        led.finish("h1", "r", "done", outputs=["o1"])
+        assert led.claim("h1", "r", tmp_path / "a.png").action == "done"
+        assert led.claim("h1", "r", tmp_path / "b.png").action == "duplicate"
+        assert led.claim("h1", "other-rule", tmp_path / "a.png").action == "run"  # keyed by sha + rule
+        assert led.claim("o1", "r", tmp_path / "out.png").action == "own-output"
+        counts = led.counts()
+        assert counts["r"]["done"] == 1 and counts["r"]["duplicate"] == 1
+        assert counts["other-rule"]["queued"] == 1
+    finally:
+        led.close()
+
+
+def test_stale_running_is_redone_once_then_failed(tmp_path):
+    led = Ledger(tmp_path / "out")
+    led.claim("h", "r", tmp_path / "a.png")
+    led.start("h", "r")
+    led.close()  # the process "died" with the job running
+    led = Ledger(tmp_path / "out")
+    assert led.recover() == []
+    row = led.rows("r")[0]
+    assert (row["state"], row["redone"]) == ("queued", 1)
+    led.start("h", "r")
+    led.close()  # died again on the redo
+    led = Ledger(tmp_path / "out")
+    assert led.recover() == [("h", "r", str(tmp_path / "a.png"))]
+    assert led.rows("r")[0]["state"] == "failed"
+    led.close()
+
+
+def test_second_ledger_on_same_output_is_refused_naming_pid(tmp_path):
+    first = Ledger(tmp_path / "out")
+    try:
+        with pytest.raises(WatchError, match=rf"already being watched by pid {os.getpid()} \(lock file .*\.lock\)"):
+            Ledger(tmp_path / "out")
+        Ledger(tmp_path / "other").close()  # another output folder is fine
+        reader = Ledger(tmp_path / "out", lock=False)  # --status reads beside a running watcher
+        reader.close()
+    finally:
+        first.close()
+    Ledger(tmp_path / "out").close()  # free again once released
+
+
+def test_corrupt_ledger_is_a_clear_error(tmp_path):
+    path = ledger_path(tmp_path / "out")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(WatchError, match="ledger cannot be read"):
+        Ledger(tmp_path / "out")
+    Ledger(tmp_path / "elsewhere").close()
+
+
+@pytest.mark.parametrize("name", IGNORED)
+def test_ignored_names(name):
+    assert ignored_name(name)
+    assert not wanted(name, ["*"])
+
+
+def test_patterns_are_case_insensitive_globs():
+    assert wanted("IMG_1.JPG", ["*.jpg"]) and wanted("a.png", ["*.jpg", "*.png"])
+    assert not wanted("a.gif", ["*.jpg", "*.png"])
+
+
+def test_scan_skips_ignored_hidden_symlinks_and_named_folders(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "a.png.part").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    for sub in ("sub", "failed", ".hidden"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "b.png").write_bytes(b"x")
+    names = {Path(e.path).relative_to(tmp_path).as_posix()
+             for e in scan(tmp_path, ["*.png"], True, {tmp_path / "failed"})}
+    assert names == {"a.png", "sub/b.png"}
+    assert {e.name for e in scan(tmp_path, ["*.png"], False, set())} == {"a.png"}
+
+
+def test_tracker_waits_for_quiet_and_drops_deleted(tmp_path):
+    f, gone = tmp_path / "a.png", tmp_path / "b.png"
+    f.write_bytes(b"1")
+    gone.write_bytes(b"1")
+    tr = Tracker()
+    tr.touch(f, "r", 0.3, 60)
+    tr.touch(gone, "r", 0.3, 60)
+    time.sleep(0.05)
+    gone.unlink()
+    with open(f, "ab") as fh:
+        fh.write(b"2")
+    assert tr.poll() == [] and len(tr) == 1  # changed: timer restarted; deleted: dropped silently
+    deadline = time.monotonic() + 5
+    ready = []
+    while not ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ready = tr.poll()
+    assert [r.path for r in ready] == [f] and ready[0].size == 2 and ready[0].problem is None
+
+
+def test_tracker_ceiling_for_empty_file(tmp_path):
+    f = tmp_path / "empty.png"
+    f.touch()
+    tr = Tracker()
+    tr.touch(f, "r", 0.05, 0.3)
+    time.sleep(0.1)
+    assert tr.poll() == []  # quiet, but an empty file is not taken before the ceiling
+    time.sleep(0.3)
+    ready = tr.poll()
+    assert ready and ready[0].problem == "empty file"
+
+
+def test_move_no_clobber_adds_suffix(tmp_path):
+    dest = tmp_path / "failed"
+    dest.mkdir()
+    (dest / "a.png").write_bytes(b"old")
+    for content in (b"new1", b"new2"):
+        src = tmp_path / "a.png"
+        src.write_bytes(content)
+        moved = move_no_clobber(src, dest)
+        assert not src.exists() and moved.read_bytes() == content
+    assert sorted(p.name for p in dest.iterdir()) == ["a (1).png", "a (2).png", "a.png"]
+    assert (dest / "a.png").read_bytes() == b"old"
+
+
+def test_transient_errors_are_recognised():
+    assert is_transient(OSError(errno.EBUSY, "Device or resource busy"))
+    assert is_transient("write failed: [Errno 28] No space left on device")
+    assert not is_transient("a.png: not a supported image (detected: text)")
+    assert not is_transient(None)
+
+
+def test_inotify_limit_message_names_sysctl_and_poll():
+    msg = inotify_message(OSError(errno.ENOSPC, "inotify watch limit reached"), Path("/pics"))
+    assert "fs.inotify.max_user_watches" in msg and "--poll" in msg and "\n" not in msg
+    msg = inotify_message(OSError(errno.EMFILE, "inotify instance limit reached"), Path("/pics"))
+    assert "fs.inotify.max_user_instances" in msg
