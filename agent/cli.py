@@ -25,7 +25,7 @@ log = logging.getLogger("agent")
 
 #: Modules that add sub-commands: each has `add_commands(subparsers, common)` and the
 #: parsers it adds set `handler=function(args, app) -> int`.
-COMMANDS = ["agent.commands"]
+COMMANDS = ["agent.commands", "agent.commands_workflows", "agent.commands_watch", "agent.commands_chat"]
 
 _METAVARS = {"image": "IMAGE", "int": "N", "float": "F", "text": "TEXT", "box": "x0,y0,x1,y1", "size": "WxH"}
 

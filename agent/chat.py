@@ -1,0 +1,364 @@
+"""The chat engine: one line in, answers out. The terminal front end (`agent.repl`) and the
+tests both drive `Chat.handle()`.
+
+Lines starting with one of the chat's own commands (`/help`, `/images`, `/save`, ...) are
+handled here; every other line goes to the `route_message` hook, and the tool call it gives
+back is submitted to the core `Loop`. The chat never calls a model itself: even a follow-up
+question (sent to LLaVA with the earlier turns) is a job on the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+from agent.errors import Cancelled, VisionloopError
+from agent.router import ensure_registered
+from agent.session import Session
+from agent.tools import ToolCall, ToolResult, run_tool
+
+HELP = {
+    "/help": "this list; /TOOL --help shows a tool's options",
+    "/image PATH": "add an image to the conversation",
+    "/images": "list the images (#1, #2, ...)",
+    "/open #N": "open an image in the system viewer",
+    "/see [#N] QUESTION": "ask about images",
+    "/caption [#N]": "describe an image (--detail long for more)",
+    "/read [#N]": "read the text in an image",
+    "/draw PROMPT": "draw a new picture",
+    "/edit [--box x0,y0,x1,y1] PROMPT": "change a region of the current image",
+    "/restyle PROMPT": "redraw the current image in a style",
+    "/run WORKFLOW [name=value ...]": "run a workflow (its image input defaults to the current image)",
+    "/reset": "forget the conversation and the images",
+    "/save FILE": "save the transcript (.json for JSON)",
+    "/quit": "leave (or Ctrl-D); Ctrl-C cancels the job in hand",
+}
+CHAT_COMMANDS = ("/help", "/image", "/images", "/open", "/run", "/reset", "/save", "/quit", "/exit")
+
+
+class Output:
+    """How the chat speaks: plain text, or one JSON object per result (`--json`).
+
+    Plain answers go to stdout and errors to stderr; with `stream=True` LLaVA's tokens are
+    written as they come. The streams are looked up on each write so that prompt_toolkit's
+    `patch_stdout` can print above the prompt. One lock keeps the watcher's announcements
+    from cutting into an answer.
+    """
+
+    def __init__(self, json_mode: bool = False, stream: bool = False, out=None, err=None):
+        self.json_mode = json_mode
+        self.stream = stream and not json_mode
+        self._out, self._err = out, err
+        self.lock = threading.RLock()
+        self.streamed = False
+
+    @property
+    def out(self):
+        return self._out or sys.stdout
+
+    @property
+    def err(self):
+        return self._err or sys.stderr
+
+    def _json(self, tool, text="", images=(), data=None, error=None) -> None:
+        obj = {"tool": tool, "text": text, "images": list(images), "data": data or {}, "error": error}
+        print(json.dumps(obj, ensure_ascii=False, default=str), file=self.out, flush=True)
+
+    def say(self, text: str, kind: str = "note") -> None:
+        with self.lock:
+            if self.json_mode:
+                self._json(None, text, data={"kind": kind})
+            else:
+                print(text, file=self.out, flush=True)
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            if self.json_mode:
+                self._json(None, error=text, data={"kind": "error"})
+            else:
+                # in a terminal the answer and the error share the screen; piped, stderr keeps stdout clean
+                print(f"error: {text}", file=self.out if self.stream else self.err, flush=True)
+
+    def token(self, text: str) -> None:
+        if self.stream:
+            with self.lock:
+                self.out.write(text)
+                self.out.flush()
+                self.streamed = True
+
+    def result(self, result: ToolResult, numbers: list[int]) -> None:
+        with self.lock:
+            if self.json_mode:
+                payload = result.to_json()
+                payload["data"] = {**payload["data"], "image_numbers": numbers}
+                print(json.dumps(payload, ensure_ascii=False, default=str), file=self.out, flush=True)
+                return
+            streamed, self.streamed = self.streamed, False
+            if streamed:
+                print(file=self.out)  # end the streamed line
+            if result.error:
+                self.error(result.error)
+                return
+            if not streamed and result.text:
+                print(result.text, file=self.out)
+            for number, path in zip(numbers, result.images):
+                print(f"#{number} {path}", file=self.out)
+            for note in result.data.get("notes", []):
+                print(f"note: {note}", file=self.out)
+            self.out.flush()
+
+
+class Chat:
+    """One conversation: a `Session`, the registry, the loop and an `Output`."""
+
+    def __init__(self, registry, loop, session: Session | None = None, output: Output | None = None,
+                 config=None):
+        self.registry = registry
+        self.loop = loop
+        self.config = config if config is not None else loop.ctx.config
+        self.out = output or Output()
+        limits = self.config.images
+        self.session = session or Session(check_image=lambda p: _size(p, limits))
+        ensure_registered(registry.pm)
+
+    # -- one line ------------------------------------------------------------------------
+    def handle(self, line: str) -> bool:
+        """Answer one line; False means the user asked to leave."""
+        line = line.strip()
+        if not line:
+            return True
+        word = line.split(maxsplit=1)[0].lower()
+        if word in ("/quit", "/exit"):
+            return False
+        self.session.add_turn("user", line)
+        try:
+            handler = getattr(self, "cmd_" + word[1:], None) if word in CHAT_COMMANDS else None
+            if handler is not None:
+                handler(line[len(word):].strip())
+            else:
+                self._route(line)
+        except VisionloopError as exc:  # a bad path, an unknown #N: one line, the chat goes on
+            self._error(str(exc))
+        return True
+
+    def _error(self, text: str) -> None:
+        self.session.add_turn("error", text)
+        self.out.error(text)
+
+    def _say(self, text: str, kind: str = "note") -> None:
+        self.session.add_turn("note", text)
+        self.out.say(text, kind)
+
+    def _route(self, line: str) -> None:
+        # Attach mentioned paths first so that every router sees them (and a bad one is
+        # answered before any router guesses).
+        if not line.startswith("/"):
+            self.session.attach_mentions(line)
+        answer = self.registry.pm.hook.route_message(message=line, session=self.session, tools=self.registry.tools)
+        if answer is None:
+            self._say("I'm not sure what to do with that (/help lists the commands).", "question")
+        elif isinstance(answer, str):
+            self._say(answer, "question")
+        elif isinstance(answer, ToolCall):
+            self.run_call(answer)
+        else:
+            self._error(f"a router returned {type(answer).__name__}, not a ToolCall or a question")
+
+    # -- running -------------------------------------------------------------------------
+    def wait(self, future: Future) -> Any:
+        """The job's value, or None if the user cancelled it (Ctrl-C) in the meantime."""
+        from agent.loop import wait
+
+        try:
+            return wait(self.loop, future)
+        except (KeyboardInterrupt, Cancelled):
+            if self.out.streamed:  # a half-streamed answer: finish its line first
+                self.out.streamed = False
+                print(file=self.out.out)
+            self._say("cancelled", "cancelled")
+            return None
+
+    def submit(self, job: Callable, stream: bool = True) -> Future:
+        """Queue `job(ctx)` with streaming into this chat's output while it runs."""
+        def streamed(ctx):
+            ctx.on_text = self.out.token if self.out.stream and stream else None
+            try:
+                return job(ctx)
+            finally:
+                ctx.on_text = None
+
+        return self.loop.submit(streamed)
+
+    def run_call(self, call: ToolCall) -> list[ToolResult]:
+        tool = self.registry.tool(call.tool)
+        if tool.name == "see" and getattr(tool.run, "__module__", "") == "plugins.see":
+            tool = dataclasses.replace(tool, run=self._see_in_context)
+        # several results from one call would stream into one line: print those at the end
+        many = bool(tool.each) and isinstance(call.args.get(tool.each), list) and len(call.args[tool.each]) > 1
+        results = self.wait(self.submit(lambda ctx: run_tool(tool, call.args, ctx), stream=not many)) or []
+        for result in results:
+            self.show(result)
+        return results
+
+    def show(self, result: ToolResult) -> None:
+        """Record a result (its images join the list) and print it."""
+        produced = self.session.add_result(result)
+        data = result.data
+        if result.ok and data.get("question") and data.get("images") and result.text:
+            self.session.remember(data["images"], data["question"], result.text)
+        self.out.result(result, [p.number for p in produced])
+
+    def _see_in_context(self, ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):
+        """`see` with the earlier turns about the same images, trimmed to the model's context
+        (oldest first). Runs on the loop's worker, like any tool."""
+        from agent.vision import ask_llava
+
+        history, dropped = [], 0
+        if self.session.exchanges:
+            llava = ctx.models.llava()
+            room = llava.context_length - (max_new_tokens or ctx.config.active.vision.max_new_tokens)
+
+            def fits(turns):
+                return llava.count_tokens(llava.build_prompt(question, len(image), turns), len(image)) <= room
+
+            history, dropped = self.session.history_for(image, question, fits)
+        result = ask_llava(ctx, "see", image, question, max_new_tokens, temperature, top_p, seed, history=history)
+        result.data["history_turns"] = len(history)
+        if dropped:
+            result.data.setdefault("notes", []).append(
+                f"the {dropped} oldest turn(s) were left out to fit the model's context")
+        return result
+
+    # -- the chat's own commands -----------------------------------------------------------
+    def cmd_help(self, rest: str) -> None:
+        lines = [f"  {name:<34} {text}" for name, text in HELP.items()]
+        extra = sorted(set(self.registry.tools) - {"see", "caption", "read-text", "draw", "edit", "restyle"})
+        if extra:
+            lines.append("  other tools: " + ", ".join(f"/{t}" for t in extra))
+        lines.append("Or just type: questions about an image, 'describe it', 'read the text', 'draw ...', "
+                     "'make it look like ...', 'put ... in the top left'. #N names an image; it/this = the latest.")
+        self._say("\n".join(lines), "help")
+
+    def cmd_image(self, rest: str) -> None:
+        if not rest:
+            raise VisionloopError("usage: /image PATH")
+        for path in _split(rest):
+            pic = self.session.attach(path)
+            self._say(f"#{pic.number} {pic.path} ({pic.size[0]}x{pic.size[1]})", "image")
+
+    def cmd_images(self, rest: str) -> None:
+        if not self.session.images:
+            self._say("no images yet: add one with /image PATH, or mention its path", "images")
+            return
+        self._say("\n".join(p.label() for p in self.session.images), "images")
+
+    def cmd_reset(self, rest: str) -> None:
+        self.session.reset()
+        self._say("forgot the conversation and the images", "reset")
+
+    def cmd_save(self, rest: str) -> None:
+        if not rest:
+            raise VisionloopError("usage: /save FILE")
+        target = self.session.save(_split(rest)[0])
+        self._say(f"saved the transcript to {target}", "saved")
+
+    def cmd_open(self, rest: str) -> None:
+        words = _split(rest)
+        pic = self.session.image(int(words[0].lstrip("#"))) if words and words[0].lstrip("#").isdigit() \
+            else self.session.current
+        if pic is None:
+            raise VisionloopError("usage: /open #N (no images yet)")
+        viewer = find_viewer()
+        if viewer is None:
+            self._say(f"no image viewer found here; #{pic.number} is at {pic.path}", "open")
+            return
+        subprocess.Popen([*viewer, pic.path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        self._say(f"opened #{pic.number} {pic.path}", "open")
+
+    def cmd_run(self, rest: str) -> None:
+        words = _split(rest)
+        if not words:
+            raise VisionloopError("usage: /run WORKFLOW [name=value ...]")
+        try:
+            from agent.workflows import load_workflow, run_workflow
+        except ImportError:
+            raise VisionloopError("workflows are not available in this installation") from None
+        wf = load_workflow(words[0], self.config, self.registry)
+        inputs: dict[str, Any] = {}
+        for word in words[1:]:
+            name, eq, value = word.partition("=")
+            if not eq:
+                raise VisionloopError(f"/run: expected name=value, got {word!r}")
+            inputs[name.lstrip("-").replace("-", "_")] = value
+        for name in wf.image_inputs():
+            value = inputs.get(name)
+            if value is not None and value.startswith("#") and value[1:].isdigit():
+                inputs[name] = self.session.image(int(value[1:])).path
+            elif value is None and self.session.current is not None and \
+                    wf.spec.inputs[name].default is None:
+                inputs[name] = self.session.current.path
+        out_dir = Path(self.loop.ctx.out_dir)
+        outcome = self.wait(self.submit(lambda ctx: run_workflow(wf, inputs, ctx, self.registry, out_dir)))
+        if outcome is not None:
+            self.show_outcome(outcome)
+
+    def show_outcome(self, outcome) -> None:
+        """A workflow's result: its image outputs join the list."""
+        numbers = []
+        for value in outcome.outputs.values():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and Path(item).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") \
+                        and Path(item).is_file():
+                    numbers.append(self.session.attach(item, source=outcome.workflow).number)
+        if self.out.json_mode:
+            with self.out.lock:
+                print(json.dumps({**outcome.to_json(), "image_numbers": numbers}, ensure_ascii=False, default=str),
+                      file=self.out.out, flush=True)
+            return
+        if not outcome.ok:
+            self._error(f"workflow {outcome.workflow} failed: {outcome.error}")
+            return
+        lines = [f"workflow {outcome.workflow}: {outcome.status} ({outcome.run_dir})"]
+        lines += [f"  {k}: {v}" for k, v in outcome.outputs.items()]
+        lines += [f"#{n} {self.session.image(n).path}" for n in numbers]
+        self._say("\n".join(lines), "workflow")
+
+    def announce(self, text: str) -> None:
+        """For the watcher: a line between turns."""
+        self.out.say(text, "watch")
+
+
+def find_viewer() -> list[str] | None:
+    """The system's image viewer command, where there is one."""
+    if sys.platform == "darwin":
+        return ["open"]
+    if sys.platform.startswith("win"):
+        return ["cmd", "/c", "start", ""]
+    for name in ("xdg-open", "gio"):
+        found = shutil.which(name)
+        if found:
+            return [found, "open"] if name == "gio" else [found]
+    return None
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def _size(path: str, limits) -> tuple[int, int]:
+    from agent.images import load_image
+
+    with load_image(path, max_pixels=limits.max_pixels, max_file_mb=limits.max_file_mb) as img:
+        return img.size

@@ -1,0 +1,42 @@
+"""`visionloop chat [IMAGE...] [--out DIR] [--watch]`: the conversation in a terminal."""
+
+from __future__ import annotations
+
+import sys
+
+from agent.errors import ConfigError
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("chat", parents=[common()], help="talk to the tools: ask, describe, read, draw, edit, restyle",
+                       description="A conversation with the tools. Type questions, 'describe it', 'read the text', "
+                                   "'draw ...', 'make it look like ...', or /help for the commands. When stdin is "
+                                   "not a terminal, one message per line (with --json, one JSON object per result).")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to start with (#1, #2, ...)")
+    p.add_argument("--watch", action="store_true",
+                   help="also run the config's watch rules in this process (results appear between turns)")
+    p.set_defaults(handler=cmd_chat)
+
+
+def cmd_chat(args, app) -> int:
+    from agent.chat import Chat, Output
+    from agent.repl import interactive, run_lines, run_terminal
+
+    terminal = interactive(sys.stdin, sys.stdout) and not app.json
+    chat = Chat(app.registry, app.loop, output=Output(json_mode=app.json, stream=terminal), config=app.config)
+    for path in args.images:  # a bad one stops here, with its one-line reason (exit 1)
+        chat.session.attach(path)
+    watcher = None
+    if args.watch:
+        if not app.config.watch:
+            raise ConfigError(f"{app.config.source or 'config'}: --watch needs watch rules (a 'watch:' list)")
+        from agent.watch import Watcher
+
+        watcher = Watcher(app.config.watch, app.loop, app.registry, app.config, announce=chat.announce)
+        watcher.start()
+    try:
+        return run_terminal(chat) if terminal else run_lines(chat, sys.stdin)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        app.loop.close()

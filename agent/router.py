@@ -1,0 +1,365 @@
+"""The built-in router: one chat message, in the user's own words, becomes a tool call.
+
+Explicit `/tool args` come first and take the same options as the CLI (the parser is built by
+`agent.cli.add_input_argument` from the tool's inputs). Plain words then go through a few
+intent rules, checked in order:
+
+1. draw / paint / generate / imagine ... with no image meant     -> draw
+2. put / add / replace ... in the top left / in the box ...      -> edit, with a region
+3. make it look like ... / in the style of ... / turn it into ... -> restyle
+4. read the text / what does it say / transcribe                 -> read-text
+5. describe / caption (nothing more specific)                    -> caption
+6. a question                                                    -> see
+
+Anything else gets a short question back rather than a guess. This module is registered as a
+`route_message` hookimpl marked `trylast`, so a plugin's router always gets the first word.
+The chat only ever passes what the user typed: text that came out of an image never routes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from pathlib import Path
+
+from agent.errors import VisionloopError
+from agent.hookspecs import hookimpl
+from agent.session import IMAGE_SUFFIXES, Session
+from agent.tools import Tool, ToolCall, coerce_value
+
+ALIASES = {"read": "read-text"}
+TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
+
+# Words that open a request politely and carry no intent ("please", "can you", "and", ...).
+_LEAD = re.compile(r"^(?:please|pls|ok(?:ay)?|now|and|so|then|also|next|hey|could you|can you|would you|"
+                   r"will you|i'?d like you to|i want you to|i would like you to|go ahead and)\b[\s,]*", re.I)
+_MEANT = re.compile(r"#\d+|\bit\b|\b(?:this|that|the|my|these|those)\s+(?:image|picture|photo|pic|photograph|"
+                    r"one|drawing|painting)s?\b|\b(?:this|that)\s*[?.!]*$", re.I)
+_DRAW = re.compile(r"^(?:draw|paint|generate|imagine|sketch|illustrate|render|create|"
+                   r"(?:make|show)(?:\s+me)?(?=\s+(?:a|an|some)\s+(?:picture|image|drawing|painting|photo|"
+                   r"illustration|sketch)s?\b))\b(?:\s+me)?\s*(?:(?:a|an|some)\s+(?:picture|image|drawing|"
+                   r"painting|photo|illustration|sketch|render)s?\s+of\s+)?(?P<p>.*)$", re.I | re.S)
+_EDIT = re.compile(r"^(?P<verb>replace|put|add|place|insert|remove|erase|delete|change|swap|paint|draw|fill)\b"
+                   r"\s*(?P<rest>.*)$", re.I | re.S)
+_REGION = re.compile(
+    r"\b(?:in|at|on|to|into|onto|across|over|along)\s+the\s+"
+    r"(?:(?P<v>top|upper|bottom|lower)[\s-]*(?P<h>left|right)|(?P<one>top|upper|bottom|lower|left|right|"
+    r"centre|center|middle))(?:[\s-]*(?:hand|half|side|corner|quadrant|part|edge|area))*"
+    r"(?:\s+(?:of|in)\s+(?:it|the\s+(?:image|picture|photo)|#\d+))?\b", re.I)
+_BOX = re.compile(r"(?:\b(?:in|inside|within)\s+(?:the|a|this)\s+box\b(?:\s+(?:at\s+)?)?)?"
+                  r"(?P<nums>\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+)|\b(?:in|inside|within)\s+(?:the|this)\s+box\b", re.I)
+_RESTYLE = [
+    re.compile(r"^(?:make|let)\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+look\s+(?:more\s+)?like\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^(?:turn|convert|transform|change|make)\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+"
+               r"(?:into|to|as|in)\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^(?:redraw|repaint|render|draw|paint|do|reimagine|re-imagine)\s+(?:it|this|that|#\d+|"
+               r"(?:this|that|the|my)\s+\w+)\s+(?:as|like|in)\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^make\s+(?:it|this|that|#\d+)\s+(?P<p>(?:a|an)\s+.+)", re.I | re.S),
+    re.compile(r"^restyle\b(?:\s+(?:it|this|that|#\d+))?(?:\s+(?:as|like|in|into|to))?\s*(?P<p>.+)", re.I | re.S),
+    re.compile(r"^give\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+(?:a|an)\s+(?P<p>.+?)\s+"
+               r"(?:style|look|feel|makeover)\W*$", re.I | re.S),
+    re.compile(r"(?P<p>\bin\s+the\s+style\s+of\s+.+)", re.I | re.S),
+]
+_COUNT = re.compile(r"^(?P<n>\d+|two|three|four|five|six|several)\s+(?:pictures|images|drawings|paintings|"
+                    r"photos|illustrations|sketches|versions|variations)\s+of\s+", re.I)
+_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "several": 4}
+_READ = re.compile(r"\b(?:read|transcribe|ocr)\b|\bwhat\s+(?:does|do|did)\s+(?:it|this|that|#\d+|the\s+[\w ]{1,30}?)"
+                   r"\s+say\b|\bwhat(?:'s|\s+is|\s+was)\s+written\b|\b(?:extract|get|copy|pull)\s+(?:out\s+)?"
+                   r"(?:all\s+)?(?:the\s+)?(?:text|words)\b|\bwhat\s+(?:text|words)\b", re.I)
+_CAPTION = re.compile(r"^(?:describe|caption|summari[sz]e)\b|\b(?:give|write|make|suggest)\s+(?:me\s+)?(?:a\s+)?"
+                      r"(?:short\s+|brief\s+|good\s+|detailed\s+)?(?:caption|description)\b", re.I)
+_DETAIL = re.compile(r"\b(?:in\s+detail|detailed|in\s+depth|thoroughly|at\s+length|fully)\b", re.I)
+_FILLER = re.compile(r"#\d+|\b(?:describe|caption|summari[sz]e|give|write|make|suggest|me|a|an|short|brief|good|"
+                     r"detailed|description|in\s+detail|in\s+depth|thoroughly|at\s+length|fully|please|for|"
+                     r"it|this|that|the|image|picture|photo|pic|one|briefly)\b|[^\w#]+", re.I)
+_QUESTION = re.compile(r"^(?:what|what's|whats|which|who|who's|whose|whom|where|when|why|how|is|are|was|were|"
+                       r"do|does|did|can|could|would|will|should|has|have|had|tell\s+me|explain|identify|count|"
+                       r"name|list|compare|find)\b", re.I)
+_REF_WORDS = re.compile(r"\s*\b(?:of|on|in|to|into|from)\s+(?:it|#\d+|(?:this|that|the)\s+(?:image|picture|photo))\b"
+                        r"|#\d+|\bit\b", re.I)
+
+# Regions as fractions of the picture: (x0, y0, x1, y1).
+REGIONS = {
+    "top left": (0, 0, .5, .5), "top right": (.5, 0, 1, .5), "bottom left": (0, .5, .5, 1),
+    "bottom right": (.5, .5, 1, 1), "top": (0, 0, 1, .5), "bottom": (0, .5, 1, 1), "left": (0, 0, .5, 1),
+    "right": (.5, 0, 1, 1), "centre": (.25, .25, .75, .75),
+}
+_SYNONYMS = {"upper": "top", "lower": "bottom", "center": "centre", "middle": "centre"}
+WHICH_IMAGE = "Which image? Mention its path, or add one with /image PATH."
+WHERE = ("Where in the picture? Say e.g. 'in the top left', 'in the centre', 'in the bottom half', "
+         "or give a box: /edit --box x0,y0,x1,y1 ...")
+
+
+# --- the hook --------------------------------------------------------------------------------
+
+@hookimpl(trylast=True)
+def route_message(message, session, tools):
+    return route(message, session, tools)
+
+
+def ensure_registered(pm) -> None:
+    """Register the built-in router (once); `trylast` keeps plugins' routers ahead of it."""
+    import agent.router as me
+
+    if not pm.is_registered(me):
+        pm.register(me, name="visionloop-router")
+
+
+def route(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str | None:
+    """A `ToolCall`, or a short question/answer (str) when the message cannot be run as is."""
+    message = message.strip()
+    if not message:
+        return None
+    try:
+        if message.startswith("/"):
+            return route_command(message, session, tools)
+        return route_words(message, session, tools)
+    except VisionloopError as exc:  # a bad path or a missing #N: one line back, the chat goes on
+        return str(exc)
+
+
+# --- explicit /tool commands ----------------------------------------------------------------
+
+class _ArgError(Exception):
+    pass
+
+
+class _ChatParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _ArgError(message)
+
+    def exit(self, status=0, message=None):
+        raise _ArgError((message or "").strip())
+
+
+def tool_parser(tool: Tool) -> argparse.ArgumentParser:
+    """The CLI's options for `tool`, every one of them optional: the chat fills images and
+    the main text from the conversation and the free words."""
+    from agent.cli import add_input_argument
+
+    p = _ChatParser(prog=f"/{tool.name}", description=tool.description, add_help=False)
+    p.add_argument("--help", "-h", action="store_true", dest="_help", help="show this help")
+    for inp in tool.inputs:
+        add_input_argument(p, inp, chat=True)
+    p.add_argument("words", nargs="*", metavar="WORDS", help="#N, image paths and the text (question or prompt)")
+    return p
+
+
+def route_command(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
+    try:
+        argv = shlex.split(message[1:])
+    except ValueError:  # an apostrophe ("what's") is not a quote
+        argv = message[1:].split()
+    if not argv:
+        return "Type /help for the commands."
+    name = ALIASES.get(argv[0], argv[0])
+    tool = tools.get(name)
+    if tool is None:
+        return f"unknown command /{argv[0]} (see /help)"
+    parser = tool_parser(tool)
+    try:
+        ns = parser.parse_intermixed_args(argv[1:])
+    except _ArgError as exc:
+        return f"/{argv[0]}: {exc}"
+    if ns._help:
+        return parser.format_help().rstrip()
+    from agent.cli import tool_values
+
+    args = tool_values(ns, tool)
+    images, words = [], []
+    for word in ns.words:
+        ref = re.fullmatch(r"#(\d+)", word)
+        if ref:
+            images.append(session.image(int(ref.group(1))).path)
+        elif Path(word).expanduser().is_file():
+            images.append(session.attach(word).path)
+        elif word.lower().endswith(IMAGE_SUFFIXES):
+            return f"{word}: file not found"
+        else:
+            words.append(word)
+    return fill(tool, args, images, " ".join(words), session)
+
+
+def fill(tool: Tool, args: dict, images: list[str], text: str, session: Session) -> ToolCall | str:
+    """Complete `args`: the first image input gets `images` (or the current image, when the
+    tool needs one), `#N` in explicit image options become paths, the free `text` goes to
+    the tool's main text input."""
+    args = dict(args)
+    for inp in tool.inputs:
+        if inp.type == "image" and inp.name in args:
+            values = args[inp.name] if isinstance(args[inp.name], list) else [args[inp.name]]
+            values = [_ref_path(v, session) for v in values]
+            args[inp.name] = values if inp.multiple else values[0]
+    image_input = next((i for i in tool.inputs if i.type == "image" and i.name not in args), None)
+    if image_input is not None and (images or image_input.required):
+        if not images:
+            if session.current is None:
+                return WHICH_IMAGE
+            images = [session.current.path]
+        args[image_input.name] = list(images) if image_input.multiple else images[0]
+    text = text.strip()
+    target = next((i for i in tool.inputs if i.type == "text" and i.required and i.name not in args), None)
+    if target is None:
+        target = next((i for i in tool.inputs if i.name in TEXT_INPUTS and i.name not in args), None)
+    if target is None:  # a plugin's tool: its positional text input, as on the command line
+        target = next((i for i in tool.inputs if i.type == "text" and i.positional and i.name not in args), None)
+    if text:
+        if target is None:
+            return f"/{tool.name}: unexpected words {text!r} (see /{tool.name} --help)"
+        args[target.name] = text
+    elif target is not None and target.required:
+        return f"/{tool.name} needs the {target.name}: e.g. /{tool.name} ... {target.name.upper()} (see /{tool.name} --help)"
+    if tool.name == "edit" and args.get("box") and tool.input("box") is not None:
+        try:  # remembered for "in the box" later; a bad box is for check_args to report
+            session.last_box = coerce_value(tool.input("box"), args["box"])
+        except ValueError:
+            pass
+    return ToolCall(tool.name, args)
+
+
+def _ref_path(value: str, session: Session) -> str:
+    ref = re.fullmatch(r"#(\d+)", str(value).strip())
+    return session.image(int(ref.group(1))).path if ref else str(value)
+
+
+# --- plain words -----------------------------------------------------------------------------
+
+def _strip_lead(text: str) -> str:
+    while True:
+        shorter = _LEAD.sub("", text, count=1).strip()
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def _clean(text: str) -> str:
+    """A prompt from the words left over: no references, no dangling prepositions."""
+    text = _REF_WORDS.sub("", text)
+    text = re.sub(r"\s+", " ", text).strip(" ,.;:!?\"'")
+    text = re.sub(r"[\s,]+(?:please|thanks|thank you)$", "", text, flags=re.I)
+    return re.sub(r"\s+\b(?:on|to|in|of|into|onto|at|with|for)$", "", text, flags=re.I).strip(" ,.;:!?")
+
+
+def _call(name: str, tools: dict, session: Session, args: dict, images: list[str]) -> ToolCall | str:
+    tool = tools.get(name)
+    if tool is None:
+        return f"the {name} tool is not available here (tools: {', '.join(sorted(tools)) or 'none'})"
+    args = {k: v for k, v in args.items() if tool.input(k) is not None}
+    return fill(tool, args, images, "", session)
+
+
+def _region_box(match: re.Match, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    if match.group("v"):
+        key = f"{_SYNONYMS.get(match.group('v').lower(), match.group('v').lower())} {match.group('h').lower()}"
+    else:
+        one = match.group("one").lower()
+        key = _SYNONYMS.get(one, one)
+    fx0, fy0, fx1, fy1 = REGIONS[key]
+    w, h = size
+    return round(fx0 * w), round(fy0 * h), round(fx1 * w), round(fy1 * h)
+
+
+def _edit_prompt(verb: str, rest: str) -> tuple[str, str | None]:
+    """(prompt, negative prompt) from the words after the verb."""
+    swap = re.search(r"\b(?:with|to|for|by)\s+(?P<new>.+)$", rest, re.I | re.S)
+    if verb in ("replace", "change", "swap") and swap:
+        return _clean(swap.group("new")), _clean(rest[:swap.start()]) or None
+    if verb in ("remove", "erase", "delete"):
+        return "background", _clean(rest) or None
+    return _clean(rest), None
+
+
+def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
+    text = session.attach_mentions(message)
+    refs = session.refs(text)
+    images = [p.path for p in refs]
+    core = _strip_lead(text)
+    # "it", "#2", "this picture", or a place in a picture we have, all mean an existing image
+    meant = bool(refs) or bool(_MEANT.search(core)) or bool(session.images and _REGION.search(core))
+
+    # 1. A new picture: a drawing verb and no image meant.
+    draw = _DRAW.match(core)
+    if draw and not meant:
+        prompt, args = _clean(draw.group("p")), {}
+        many = _COUNT.match(prompt)
+        if many:  # "generate 3 pictures of owls": three seeds of one prompt
+            n = many.group("n").lower()
+            args["count"] = int(n) if n.isdigit() else _NUMBERS[n]
+            prompt = prompt[many.end():]
+        if not prompt:
+            return "What should I draw? e.g. 'draw a lighthouse at dusk'."
+        return _call("draw", tools, session, {"prompt": prompt, **args}, [])
+
+    # 2. A change in one region of an image.
+    edit = _EDIT.match(core)
+    if edit:
+        rest, box = edit.group("rest"), None
+        region, numbers = _REGION.search(rest), _BOX.search(rest)
+        if numbers:
+            if numbers.group("nums"):
+                box = tuple(int(n) for n in re.split(r"\s*,\s*", numbers.group("nums")))
+            elif session.last_box is not None:
+                box = session.last_box
+            else:
+                return "Which box? Give it as x0,y0,x1,y1, e.g. 'in the box 10,10,90,90'."
+            rest = rest[:numbers.start()] + rest[numbers.end():]
+        elif region:
+            pic = refs[0] if refs else session.current
+            if pic is None:
+                return WHICH_IMAGE
+            box = _region_box(region, pic.size)
+            rest = rest[:region.start()] + rest[region.end():]
+        if box is not None:
+            prompt, negative = _edit_prompt(edit.group("verb").lower(), rest)
+            if not prompt:
+                return "What should go there? e.g. 'put a red hat in the top left'."
+            args = {"prompt": prompt, "box": ",".join(map(str, box))}
+            if negative:
+                args["negative_prompt"] = negative
+            return _call("edit", tools, session, args, images)
+
+    # 3. The whole image in another style.
+    for pattern in _RESTYLE:
+        styled = pattern.search(core)
+        if styled:
+            prompt = _clean(styled.group("p"))
+            if prompt:  # the style goes to `style` where the tool has one (it keeps the subject)
+                key = "style" if tools.get("restyle") and tools["restyle"].input("style") else "prompt"
+                return _call("restyle", tools, session, {key: prompt}, images)
+
+    if edit or (draw and meant):
+        if draw and not _REGION.search(core):
+            return ("Do you want a new picture (say 'draw a ...' without 'it'), or a change to the current one "
+                    "('make it look like ...', or 'put ... in the top left')?")
+        return WHERE
+
+    # 4. The text in an image.
+    if _READ.search(core):
+        return _call("read-text", tools, session, {}, images)
+
+    # 5. A description: "describe it", "caption #2", "describe this picture in detail".
+    if _CAPTION.search(core):
+        leftover = _FILLER.sub(" ", core).strip()
+        if not leftover:
+            detail = "long" if _DETAIL.search(core) else "short"
+            return _call("caption", tools, session, {"detail": detail}, images)
+        return _ask(text, refs, tools, session, images)
+
+    # 6. A question about an image.
+    if core.endswith("?") or _QUESTION.match(core):
+        return _ask(text, refs, tools, session, images)
+
+    hint = f" about #{session.current.number}" if session.current else ""
+    return (f"I'm not sure what to do with that. Ask a question{hint}, or say 'describe it', 'read the text', "
+            f"'draw ...', 'make it look like ...' (/help lists the commands).")
+
+
+def _ask(text: str, refs, tools, session: Session, images: list[str]) -> ToolCall | str:
+    """A `see` call whose question names the images as LLaVA sees them ("image 1", ...)."""
+    if len(refs) == 1:
+        question = re.sub(r"#\d+\b", "this image", text)
+    else:
+        order = {p.number: i + 1 for i, p in enumerate(refs)}
+        question = re.sub(r"#(\d+)\b", lambda m: f"image {order[int(m.group(1))]}", text)
+    return _call("see", tools, session, {"question": question.strip()}, images)

@@ -1,0 +1,198 @@
+"""Chat state: the turns, the attached images (#1, #2, ...), the last result, and the memory
+of earlier questions that lets a follow-up ("and what colour is it?") go to LLaVA in context.
+
+A `Session` holds data only: it never runs a tool or a model, so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agent.errors import ImageError, InputError
+
+#: File endings that make a word in a message look like an image path even before it is
+#: checked; such a word that names no file gets a one-line answer instead of being ignored.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+# A quoted path (spaces allowed) or one whitespace-separated word.
+_TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")
+_TRAILING = "?!.,;:)]}\"'"
+_REF = re.compile(r"#(\d+)\b")
+
+
+@dataclass
+class Picture:
+    """One image in the conversation: its number, path, size and who brought it in."""
+
+    number: int
+    path: str
+    size: tuple[int, int]
+    source: str = "you"  # "you", or the tool that produced it
+
+    def label(self) -> str:
+        return f"#{self.number} {self.path} ({self.size[0]}x{self.size[1]}, {self.source})"
+
+
+@dataclass
+class Turn:
+    """One entry of the transcript: who spoke and what was said."""
+
+    role: str  # "user", "assistant", "note" or "error"
+    text: str
+    tool: str | None = None
+    images: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Exchange:
+    """A question LLaVA answered about some images: the memory follow-ups are asked in."""
+
+    images: tuple[str, ...]
+    question: str
+    answer: str
+
+
+class Session:
+    """Turns, images and the last result of one chat.
+
+    `check_image(path)` loads an image (with the configured limits) and returns its size; it
+    raises `ImageError` for anything that is not a usable image.
+    """
+
+    def __init__(self, check_image: Callable[[str], tuple[int, int]] | None = None):
+        self._check_image = check_image or _image_size
+        self.images: list[Picture] = []
+        self.turns: list[Turn] = []
+        self.exchanges: list[Exchange] = []
+        self.last_result = None
+        self.last_box: tuple[int, int, int, int] | None = None
+
+    # -- images --------------------------------------------------------------------------
+    def attach(self, path: str, source: str = "you") -> Picture:
+        """Add an image (or find it, if already attached) and return it with its number."""
+        resolved = str(Path(path).expanduser().resolve())
+        for pic in self.images:
+            if str(Path(pic.path).resolve()) == resolved:
+                return pic
+        size = self._check_image(str(Path(path).expanduser()))
+        pic = Picture(len(self.images) + 1, str(Path(path).expanduser()), tuple(size), source)
+        self.images.append(pic)
+        return pic
+
+    def image(self, number: int) -> Picture:
+        if 1 <= number <= len(self.images):
+            return self.images[number - 1]
+        have = f"#1 to #{len(self.images)}" if self.images else "none yet; add one with /image PATH"
+        raise InputError(f"there is no image #{number} (images: {have})")
+
+    @property
+    def current(self) -> Picture | None:
+        """The most recent image: what "it", "this" and "that picture" mean."""
+        return self.images[-1] if self.images else None
+
+    def refs(self, message: str) -> list[Picture]:
+        """The images a message names as `#N`, in order, without repeats."""
+        out: list[Picture] = []
+        for match in _REF.finditer(message):
+            pic = self.image(int(match.group(1)))
+            if pic not in out:
+                out.append(pic)
+        return out
+
+    def attach_mentions(self, message: str) -> str:
+        """Attach every image path mentioned in `message` and return the message with each
+        path replaced by its `#N`. Idempotent: a path already attached keeps its number.
+
+        A word that looks like an image path but names no usable file raises `ImageError`.
+        """
+        pieces: list[str] = []
+        last = 0
+        for match in _TOKEN.finditer(message):
+            quoted = match.group(3) is None
+            raw = match.group(1) or match.group(2) or match.group(3)
+            word = raw if quoted else raw.rstrip(_TRAILING)
+            path = Path(word).expanduser()
+            if not word or not path.is_file():
+                if word.lower().endswith(IMAGE_SUFFIXES):
+                    raise ImageError(word, "is a folder, not an image file" if path.is_dir() else "file not found")
+                continue  # an ordinary word ("and/or", "/see", "#2")
+            pic = self.attach(word)
+            start = match.start() if quoted else match.start(3)
+            pieces += [message[last:start], f"#{pic.number}"]
+            last = match.end() if quoted else start + len(word)
+        pieces.append(message[last:])
+        return "".join(pieces)
+
+    # -- turns ---------------------------------------------------------------------------
+    def add_turn(self, role: str, text: str, tool: str | None = None, images: list[str] = ()) -> None:
+        self.turns.append(Turn(role, text, tool, list(images)))
+
+    def add_result(self, result) -> list[Picture]:
+        """Record a tool result; the images it produced join the list. Returns them."""
+        self.last_result = result
+        produced = [self.attach(path, source=result.tool) for path in result.images]
+        if result.error:
+            self.add_turn("error", result.error, result.tool)
+        else:
+            self.add_turn("assistant", result.text, result.tool, [p.path for p in produced])
+        return produced
+
+    def remember(self, images: list[str], question: str, answer: str) -> None:
+        self.exchanges.append(Exchange(tuple(images), question, answer))
+
+    def history_for(self, images: list[str], question: str,
+                    fits: Callable[[list[tuple[str, str]]], bool]) -> tuple[list[tuple[str, str]], int]:
+        """The earlier (question, answer) turns about the same images, oldest first, trimmed
+        so that `fits(history)` holds: the oldest turns are dropped first. Returns the kept
+        turns and how many were dropped."""
+        key = tuple(images)
+        turns: list[tuple[str, str]] = []
+        for ex in reversed(self.exchanges):  # only the unbroken run about these images
+            if ex.images != key:
+                break
+            turns.insert(0, (ex.question, ex.answer))
+        dropped = 0
+        while turns and not fits(turns):
+            turns.pop(0)
+            dropped += 1
+        return turns, dropped
+
+    def reset(self) -> None:
+        """Forget everything: turns, images, memory and the last result."""
+        self.__init__(self._check_image)
+
+    # -- transcript ----------------------------------------------------------------------
+    def transcript(self) -> str:
+        lines = []
+        for turn in self.turns:
+            prefix = {"user": "> ", "assistant": "", "note": "note: ", "error": "error: "}.get(turn.role, "")
+            tool = f"[{turn.tool}] " if turn.tool and turn.role == "assistant" else ""
+            lines.append(prefix + tool + turn.text)
+            lines.extend(f"  image: {path}" for path in turn.images)
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str) -> Path:
+        """Write the transcript: JSON for a `.json` name, plain text otherwise (atomically)."""
+        from agent.images import atomic_write_bytes, atomic_write_json
+
+        target = Path(path).expanduser()
+        if target.is_dir():
+            raise InputError(f"{path}: is a folder; give a file name")
+        if not target.parent.is_dir():
+            raise InputError(f"{path}: folder {target.parent} does not exist")
+        if target.suffix.lower() == ".json":
+            atomic_write_json(target, {"turns": [asdict(t) for t in self.turns],
+                                       "images": [asdict(p) for p in self.images]})
+        else:
+            atomic_write_bytes(target, self.transcript().encode("utf-8"))
+        return target
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    from agent.images import load_image
+
+    with load_image(path) as img:
+        return img.size

@@ -1,0 +1,258 @@
+"""The chat engine driven directly: routing through the loop, follow-ups in context,
+streaming, image numbering, every chat command, cancelling, bad paths, JSON lines."""
+
+from __future__ import annotations
+
+import _thread
+import io
+import json
+import shutil
+import threading
+import time
+
+import pytest
+
+from agent.chat import Chat, Output
+from agent.errors import Cancelled
+from agent.hookspecs import hookimpl
+from agent.tools import Input, Tool, ToolResult
+
+
+class ChatTestPlugin:
+    """A slow tool (for Ctrl-C), a tool whose output reads like a command, and a router that
+    only watches what it is given."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+        self.slow_stopped = threading.Event()
+
+    @hookimpl
+    def register_tools(self, register):
+        def slow(ctx, seconds=30.0):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if ctx.cancel.is_set():
+                    self.slow_stopped.set()
+                    raise Cancelled("cancelled")
+                time.sleep(0.02)
+            return ToolResult(tool="slow", text="finished")
+
+        def parrot(ctx, text="draw a red dragon"):
+            return ToolResult(tool="parrot", text=text)
+
+        register(Tool("slow", "takes its time", [Input("seconds", "float", 30.0)], slow))
+        register(Tool("parrot", "says what it is told", [Input("text", "text", positional=True)], parrot))
+
+    @hookimpl
+    def route_message(self, message, session, tools):
+        self.seen.append(message)
+        return None
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    return ChatTestPlugin()
+
+
+@pytest.fixture(scope="module")
+def chat_loop(tiny_config, plugin, tmp_path_factory):
+    from agent.context import Context
+    from agent.loop import Loop
+    from agent.plugins import load_registry
+
+    registry = load_registry(extra=[plugin])
+    lp = Loop(registry, Context.create(tiny_config, tmp_path_factory.mktemp("chat-out")))
+    yield lp
+    lp.close()
+
+
+class Talk:
+    """A chat with captured output: `say(line)` returns what it printed."""
+
+    def __init__(self, loop, json_mode=False, stream=False):
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.chat = Chat(loop.registry, loop, output=Output(json_mode, stream, self.out, self.err))
+
+    def say(self, line: str) -> tuple[str, str]:
+        o, e = self.out.tell(), self.err.tell()
+        assert self.chat.handle(line) is True
+        return self.out.getvalue()[o:], self.err.getvalue()[e:]
+
+
+@pytest.fixture
+def talk(chat_loop):
+    return Talk(chat_loop)
+
+
+@pytest.fixture
+def pics(tmp_path, example_image):
+    paths = []
+    for name in ("one.png", "two.png"):
+        shutil.copy(example_image, tmp_path / name)
+        paths.append(str(tmp_path / name))
+    return paths
+
+
+def test_question_streams_and_follow_up_has_the_earlier_turn(chat_loop, pics):
+    t = Talk(chat_loop, stream=True)
+    out, err = t.say(f"what is in {pics[0]}?")
+    first = t.chat.session.last_result
+    assert first.tool == "see" and first.ok and first.text
+    assert out.strip() == first.text  # streamed token by token, not printed twice
+    assert first.data["question"] == "what is in this image?" and first.data["history_turns"] == 0
+    t.say("and what colour is it?")
+    second = t.chat.session.last_result
+    assert second.data["history_turns"] == 1
+    assert "what is in this image?" in second.data["prompt"] and first.text in second.data["prompt"]
+    # a question about another image starts a fresh memory
+    t.say(f"is {pics[1]} bright?")
+    assert t.chat.session.last_result.data["history_turns"] == 0
+
+
+def test_history_is_trimmed_to_the_context_with_a_note(chat_loop, pics, monkeypatch):
+    t = Talk(chat_loop)
+    for q in ("what is it?", "is it old?", "is it tall?"):
+        t.say(f"{q} {pics[0]}")
+    llava = chat_loop.ctx.models.llava()
+    n_new = chat_loop.ctx.config.active.vision.max_new_tokens
+    question = "and the sky?"
+    newest = [(e.question, e.answer) for e in t.chat.session.exchanges[-1:]]
+    room = llava.count_tokens(llava.build_prompt(question, 1, newest), 1)
+    monkeypatch.setattr(type(llava), "context_length", property(lambda self: room + n_new))
+    out, _ = t.say(question)
+    result = t.chat.session.last_result
+    assert result.ok and result.data["history_turns"] == 1
+    assert "note: the 2 oldest turn(s) were left out to fit the model's context" in out
+
+
+def test_numbering_it_and_references(talk, pics):
+    out, _ = talk.say(f"/image {pics[0]}")
+    assert out.strip() == f"#1 {pics[0]} (256x192)"
+    talk.say(f"describe {pics[1]}")
+    assert talk.chat.session.last_result.data["images"] == [pics[1]]
+    talk.say("describe it")  # it = the most recent
+    assert talk.chat.session.last_result.data["images"] == [pics[1]]
+    talk.say("caption #1")
+    assert talk.chat.session.last_result.data["images"] == [pics[0]]
+    out, _ = talk.say("/images")
+    assert out.splitlines() == [f"#1 {pics[0]} (256x192, you)", f"#2 {pics[1]} (256x192, you)"]
+
+
+def test_a_bad_path_gets_one_line_and_the_chat_goes_on(talk, pics):
+    out, err = talk.say("what's in ~/Downloads/receipt.jpg?")
+    assert err == "error: ~/Downloads/receipt.jpg: file not found\n" and out == ""
+    out, err = talk.say(f"/image {pics[0]}.missing.png")
+    assert err.count("\n") == 1 and "file not found" in err
+    out, err = talk.say(f"read the text in {pics[0]}")
+    assert err == "" and talk.chat.session.last_result.tool == "read-text"
+
+
+def test_words_from_an_image_never_route(talk, plugin):
+    plugin.seen.clear()
+    out, _ = talk.say("/parrot draw a red dragon")
+    assert out.strip() == "draw a red dragon"
+    talk.say("hello")
+    # routers only ever saw the user's own lines, and nothing was drawn
+    assert plugin.seen == ["/parrot draw a red dragon", "hello"]
+    assert [t.tool for t in talk.chat.session.turns if t.role == "assistant"] == ["parrot"]
+
+
+def test_ctrl_c_cancels_the_job_not_the_chat(talk, plugin, chat_loop):
+    plugin.slow_stopped.clear()
+
+    def interrupt():
+        chat_loop.busy.wait(10)
+        time.sleep(0.1)
+        _thread.interrupt_main()  # what Ctrl-C does to the main thread
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.monotonic()
+    out, _ = talk.say("/slow --seconds 20")
+    assert time.monotonic() - started < 10
+    assert out.strip() == "cancelled" and plugin.slow_stopped.is_set()
+    out, _ = talk.say("/slow --seconds 0.05")  # the next job runs normally
+    assert out.strip() == "finished"
+
+
+def test_help_reset_save_and_quit(talk, pics, tmp_path):
+    out, _ = talk.say("/help")
+    for cmd in ("/see", "/caption", "/read", "/draw", "/edit", "/restyle", "/run WORKFLOW", "/images",
+                "/reset", "/save FILE", "/open #N", "/quit"):
+        assert cmd in out, cmd
+    assert "/parrot" in out and "/slow" in out  # plugin tools are commands too
+    talk.say(f"describe {pics[0]}")
+    out, _ = talk.say(f"/save {tmp_path / 'talk.txt'}")
+    assert out.strip() == f"saved the transcript to {tmp_path / 'talk.txt'}"
+    saved = (tmp_path / "talk.txt").read_text()
+    assert f"> describe {pics[0]}" in saved and "[caption] " in saved
+    out, err = talk.say("/save")
+    assert err.strip() == "error: usage: /save FILE"
+    talk.say("/reset")
+    assert talk.chat.session.images == [] and talk.chat.session.exchanges == []
+    out, _ = talk.say("describe it")
+    assert "Which image?" in out
+    assert talk.chat.handle("/quit") is False and talk.chat.handle("/exit") is False
+
+
+def test_open_uses_the_viewer_where_there_is_one(talk, pics, monkeypatch):
+    import agent.chat as chat_mod
+
+    talk.say(f"/image {pics[0]}")
+    monkeypatch.setattr(chat_mod, "find_viewer", lambda: None)
+    out, _ = talk.say("/open #1")
+    assert out.strip() == f"no image viewer found here; #1 is at {pics[0]}"
+    launched = []
+    monkeypatch.setattr(chat_mod, "find_viewer", lambda: ["viewer"])
+    monkeypatch.setattr(chat_mod.subprocess, "Popen", lambda argv, **kw: launched.append(argv))
+    out, _ = talk.say("/open #1")
+    assert launched == [["viewer", pics[0]]] and out.strip() == f"opened #1 {pics[0]}"
+    _, err = talk.say("/open #4")
+    assert "there is no image #4" in err
+
+
+def test_slash_tools_see_caption_read(talk, pics):
+    talk.say(f"/image {pics[0]}")
+    for line, tool in (("/see what is this?", "see"), ("/caption --detail long", "caption"),
+                       (f"/read {pics[1]}", "read-text")):
+        out, err = talk.say(line)
+        result = talk.chat.session.last_result
+        assert result.tool == tool and result.ok and err == "", (line, err)
+    data = talk.chat.session.last_result.data  # OCR engines record "image", LLaVA "images"
+    assert data.get("images", [data.get("image")]) == [pics[1]]
+    _, err = talk.say("/see --max-new-tokens 0 what?")
+    assert "max_new_tokens: must be at least 1" in err
+
+
+def test_json_lines_have_the_one_shot_shape(chat_loop, pics):
+    t = Talk(chat_loop, json_mode=True)
+    t.say(f"describe {pics[0]}")
+    t.say("nonsense words")
+    t.say("what's in gone.png?")
+    lines = [json.loads(line) for line in t.out.getvalue().splitlines()]
+    assert [set(obj) for obj in lines] == [{"tool", "text", "images", "data", "error"}] * 3
+    assert lines[0]["tool"] == "caption" and lines[0]["error"] is None and lines[0]["data"]["model"]
+    assert lines[1]["tool"] is None and lines[1]["data"]["kind"] == "question"
+    assert lines[2]["error"] == "gone.png: file not found"
+
+
+def test_run_workflow_uses_the_current_image(talk, pics):
+    pytest.importorskip("agent.workflows")
+    talk.say(f"/image {pics[0]}")
+    out, err = talk.say("/run alt-text")
+    assert err == "", err
+    assert out.startswith("workflow alt-text: ok (") and "alt:" in out
+    _, err = talk.say("/run no-such-workflow")
+    assert err.startswith("error: ") and err.count("\n") == 1
+    _, err = talk.say("/run alt-text image")
+    assert "expected name=value" in err
+
+
+def test_run_workflow_as_json(chat_loop, pics):
+    pytest.importorskip("agent.workflows")
+    t = Talk(chat_loop, json_mode=True)
+    t.say(f"/image {pics[0]}")
+    t.say("/run alt-text")
+    run = json.loads(t.out.getvalue().splitlines()[-1])
+    assert {"workflow", "status", "outputs", "steps", "manifest"} <= set(run)
+    assert run["workflow"] == "alt-text" and run["status"] == "ok"
+    assert [s["id"] for s in run["steps"]][:2] == ["describe", "read"]

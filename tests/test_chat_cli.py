@@ -1,0 +1,82 @@
+"""`visionloop chat` as a script runs it: piped stdin (plain text and --json) and mistakes on
+the command line. The real terminal and --watch are in test_chat_terminal.py."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import yaml
+
+from conftest import run_subprocess
+
+SLOW_PLUGIN = textwrap.dedent('''
+    import time
+    from agent.errors import Cancelled
+    from agent.hookspecs import hookimpl
+    from agent.tools import Input, Tool, ToolResult
+
+    def slow(ctx, seconds=30.0):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if ctx.cancel.is_set():
+                raise Cancelled("cancelled")
+            time.sleep(0.02)
+        return ToolResult(tool="slow", text="finished")
+
+    @hookimpl
+    def register_tools(register):
+        register(Tool("slow", "takes its time", [Input("seconds", "float", 30.0)], slow))
+''')
+
+
+@pytest.fixture
+def env(tmp_path):
+    """History and watch ledgers under the test's folder, not the user's."""
+    return {"XDG_DATA_HOME": str(tmp_path / "data"), "VISIONLOOP_STATE_DIR": str(tmp_path / "state"),
+            "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+
+
+def config_with(session_config_file, tmp_path, **extra) -> str:
+    data = yaml.safe_load(session_config_file.read_text())
+    data.update(extra)
+    path = tmp_path / "chat-config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_piped_plain_text(example_image, env):
+    lines = f"hello\nwhat's in nope.png?\n/image {example_image}\n/images\nread the text\n/reset\n/images\n"
+    proc = run_subprocess("chat", input=lines, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert out[0].startswith("I'm not sure what to do with that")
+    assert out[1:3] == [f"#1 {example_image} (256x192)", f"#1 {example_image} (256x192, you)"]
+    assert out[-2:] == ["forgot the conversation and the images",
+                        "no images yet: add one with /image PATH, or mention its path"]
+    assert len(out) >= 6  # the text read from the image sits between
+    assert proc.stderr.strip().splitlines() == ["error: nope.png: file not found"]
+
+
+def test_piped_json_lines(example_image, env):
+    proc = run_subprocess("chat", "--json", str(example_image), input="describe it\nread the text\n/quit\ndraw\n",
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    objects = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [o["tool"] for o in objects] == ["caption", "read-text"]
+    for obj in objects:
+        assert set(obj) == {"tool", "text", "images", "data", "error"} and obj["error"] is None
+    assert objects[0]["data"]["images"] == [str(example_image)]
+
+
+def test_a_bad_image_on_the_command_line(env, tmp_path):
+    proc = run_subprocess("chat", str(tmp_path / "missing.png"), input="", env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {tmp_path / 'missing.png'}: file not found"
+    assert "Traceback" not in proc.stderr
+
+
+def test_watch_without_rules_is_a_config_error(env):
+    proc = run_subprocess("chat", "--watch", input="", env=env)
+    assert proc.returncode == 1 and "--watch needs watch rules" in proc.stderr

@@ -1,0 +1,38 @@
+"""The chat with the Stable Diffusion tools (tiny models): produced images join the list,
+"it" then means the new picture, regions become boxes of the right image."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_chat import chat_loop, pics, plugin, talk  # noqa: F401  (shared fixtures)
+
+
+@pytest.fixture
+def needs(chat_loop):
+    def check(*tools):
+        missing = [t for t in tools if t not in chat_loop.registry.tools]
+        if missing:
+            pytest.skip(f"not landed: {', '.join(missing)}")
+    return check
+
+
+def test_draw_edit_restyle_join_the_list(talk, pics, needs):
+    needs("draw", "edit", "restyle")
+    talk.say(f"/image {pics[0]}")
+    out, err = talk.say("/draw --seed 1 a tiny red boat")
+    assert err == "", err
+    drawn = talk.chat.session.current
+    assert drawn.number == 2 and drawn.source == "draw" and out.strip().endswith(f"#2 {drawn.path}")
+    out, err = talk.say("put a yellow sun in the top left")  # of it: the drawing
+    result = talk.chat.session.last_result
+    assert err == "" and result.tool == "edit" and talk.chat.session.current.number == 3
+    w, h = drawn.size  # the region is a box of the drawing, the image "it" meant
+    assert result.data["image"] == drawn.path and result.data["box"] == [0, 0, round(w / 2), round(h / 2)]
+    assert f"#3 {talk.chat.session.current.path}" in out
+    out, err = talk.say("make #1 look like a watercolour painting")
+    result = talk.chat.session.last_result
+    assert err == "" and result.tool == "restyle" and result.data["image"] == pics[0]
+    assert result.data.get("style") == "a watercolour painting"
+    assert [p.number for p in talk.chat.session.images] == [1, 2, 3, 4]
+    assert talk.chat.session.current.source == "restyle"

@@ -1,0 +1,252 @@
+"""The built-in router: a table of phrasings -> tools (add to it whenever a phrasing is
+mis-routed), regions, explicit /tool commands, ambiguity and the hook order."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from agent.hookspecs import hookimpl
+from agent.router import REGIONS, ensure_registered, route
+from agent.session import Session
+from agent.tools import Input, Tool, ToolCall
+
+# phrase -> (tool, expected arguments that must be present with these values)
+# "#1"/"#2" in the expectations stand for the path of that image.
+ROUTES = [
+    # questions -> see
+    ("what is in this picture?", "see", {"question": "what is in this picture?", "image": ["#2"]}),
+    ("what colour is the sky?", "see", {"image": ["#2"]}),
+    ("and what colour is it?", "see", {"question": "and what colour is it?"}),
+    ("how many boats are there", "see", {}),
+    ("is it sunny?", "see", {}),
+    ("Who painted this?", "see", {}),
+    ("can you tell me what's happening here?", "see", {}),
+    ("compare #1 and #2", "see", {"question": "compare image 1 and image 2", "image": ["#1", "#2"]}),
+    ("where was #1 taken?", "see", {"question": "where was this image taken?", "image": ["#1"]}),
+    ("describe the lighthouse's colours", "see", {"question": "describe the lighthouse's colours"}),
+    ("tell me about the weather in it", "see", {}),
+    # describe / caption -> caption
+    ("describe it", "caption", {"detail": "short", "image": ["#2"]}),
+    ("Describe this image in detail", "caption", {"detail": "long"}),
+    ("caption #1", "caption", {"image": ["#1"]}),
+    ("please describe that picture", "caption", {"image": ["#2"]}),
+    ("give me a caption", "caption", {}),
+    ("write a short caption for it", "caption", {"detail": "short"}),
+    # reading text -> read-text
+    ("read the text", "read-text", {"image": ["#2"]}),
+    ("what does it say?", "read-text", {}),
+    ("what does the sign say", "read-text", {}),
+    ("What text is on the sign?", "read-text", {}),
+    ("can you read #1 for me", "read-text", {"image": ["#1"]}),
+    ("transcribe the receipt", "read-text", {}),
+    ("what's written on the door?", "read-text", {}),
+    ("extract the text from it", "read-text", {}),
+    # drawing with no image meant -> draw
+    ("draw a cat", "draw", {"prompt": "a cat"}),
+    ("Paint a sunset over the sea, please", "draw", {"prompt": "a sunset over the sea"}),
+    ("generate an image of a red fox", "draw", {"prompt": "a red fox"}),
+    ("imagine a castle in the style of Monet", "draw", {"prompt": "a castle in the style of Monet"}),
+    ("could you sketch a bicycle", "draw", {"prompt": "a bicycle"}),
+    ("make me a picture of a dragon", "draw", {"prompt": "a dragon"}),
+    ("show me a painting of a harbour at night", "draw", {"prompt": "a harbour at night"}),
+    ("create a logo with a blue whale", "draw", {"prompt": "a logo with a blue whale"}),
+    ("generate 3 pictures of owls", "draw", {"prompt": "owls", "count": 3}),
+    ("draw two versions of a red kite", "draw", {"prompt": "a red kite", "count": 2}),
+    # a style -> restyle
+    ("make it look like a watercolour painting", "restyle", {"style": "a watercolour painting", "image": "#2"}),
+    ("in the style of van Gogh", "restyle", {"style": "in the style of van Gogh"}),
+    ("turn it into a pencil sketch", "restyle", {"style": "a pencil sketch"}),
+    ("make #1 look like an oil painting", "restyle", {"style": "an oil painting", "image": "#1"}),
+    ("redraw this picture as a comic", "restyle", {"style": "a comic"}),
+    ("restyle it as anime", "restyle", {"style": "anime"}),
+    ("make it a charcoal drawing", "restyle", {"style": "a charcoal drawing"}),
+    ("give it a cyberpunk style", "restyle", {"style": "cyberpunk"}),
+    ("convert the photo to black and white", "restyle", {"style": "black and white"}),
+    ("now make it look like night time", "restyle", {"style": "night time"}),
+    # a change in a region -> edit
+    ("put a red hat in the top left", "edit", {"prompt": "a red hat", "box": "0,0,128,96", "image": "#2"}),
+    ("add a boat in the bottom right corner", "edit", {"prompt": "a boat", "box": "128,96,256,192"}),
+    ("replace the sky with a sunset in the top half", "edit",
+     {"prompt": "a sunset", "negative_prompt": "the sky", "box": "0,0,256,96"}),
+    ("add a dog in the box 10,10,50,60", "edit", {"prompt": "a dog", "box": "10,10,50,60"}),
+    ("place a seagull at the centre of #1", "edit", {"prompt": "a seagull", "box": "64,48,192,144", "image": "#1"}),
+    ("remove the bird in the middle", "edit", {"prompt": "background", "negative_prompt": "the bird"}),
+    ("put a moon in the upper right of it", "edit", {"prompt": "a moon", "box": "128,0,256,96"}),
+    ("add a tree on the left side", "edit", {"prompt": "a tree", "box": "0,0,128,192"}),
+    ("draw a flag in the bottom left", "edit", {"prompt": "a flag", "box": "0,96,128,192"}),
+    ("add a red balloon at the top", "edit", {"prompt": "a red balloon", "box": "0,0,256,96"}),
+    ("swap the lighthouse for a windmill in the centre", "edit",
+     {"prompt": "a windmill", "negative_prompt": "the lighthouse", "box": "64,48,192,144"}),
+]
+
+# Ambiguous or incomplete: a short question back, never a guess.
+QUESTIONS = [
+    ("hello", "not sure"),
+    ("the sea", "not sure"),
+    ("add a hat to it", "Where in the picture"),
+    ("paint it blue", "new picture"),
+    ("draw a hat on it", "new picture"),
+    ("draw", "What should I draw"),
+    ("add a dog in the box", "Which box"),
+]
+
+
+@pytest.fixture
+def two_images(tmp_path, example_image):
+    second = tmp_path / "second.png"
+    shutil.copy(example_image, second)
+    session = Session()
+    session.attach(str(example_image))
+    session.attach(str(second))
+    return session
+
+
+def _expand(value, session):
+    if isinstance(value, list):
+        return [_expand(v, session) for v in value]
+    if isinstance(value, str) and value.startswith("#") and value[1:].isdigit():
+        return session.image(int(value[1:])).path
+    return value
+
+
+def test_the_table_is_varied():
+    assert len(ROUTES) >= 30
+    assert {tool for _, tool, _ in ROUTES} == {"see", "caption", "read-text", "draw", "restyle", "edit"}
+
+
+@pytest.mark.parametrize("phrase, tool, expected", ROUTES, ids=[p for p, _, _ in ROUTES])
+def test_phrase_routes_to_tool(phrase, tool, expected, two_images, registry):
+    if tool not in registry.tools:
+        pytest.skip(f"the {tool} tool has not landed")
+    call = route(phrase, two_images, registry.tools)
+    assert isinstance(call, ToolCall), call
+    assert call.tool == tool
+    for key, value in expected.items():
+        assert call.args.get(key) == _expand(value, two_images), key
+    # every routed call is valid for the tool as declared
+    from agent.tools import check_args
+
+    check_args(registry.tools[tool], call.args)
+
+
+@pytest.mark.parametrize("phrase, answer", QUESTIONS)
+def test_ambiguous_input_gets_a_question(phrase, answer, two_images, registry):
+    reply = route(phrase, two_images, registry.tools)
+    assert isinstance(reply, str) and answer in reply
+
+
+def test_no_image_yet_asks_which(registry):
+    for phrase in ("what colour is it?", "describe it", "make it look like a comic", "put a hat in the top left"):
+        reply = route(phrase, Session(), registry.tools)
+        assert isinstance(reply, str) and "Which image" in reply, phrase
+
+
+def test_a_mentioned_path_is_attached_and_named_in_the_question(tmp_path, example_image, registry):
+    session = Session()
+    call = route(f"what's in {example_image}?", session, registry.tools)
+    assert call.tool == "see" and call.args["image"] == [str(example_image)]
+    assert call.args["question"] == "what's in this image?"
+    assert [p.number for p in session.images] == [1]
+
+
+def test_a_missing_path_gets_a_one_line_answer(registry):
+    session = Session()
+    reply = route("what's in ~/Downloads/receipt.jpg?", session, registry.tools)
+    assert isinstance(reply, str) and "receipt.jpg: file not found" in reply and "\n" not in reply
+    assert session.images == []
+
+
+def test_unknown_image_number(two_images, registry):
+    reply = route("describe #7", two_images, registry.tools)
+    assert reply == "there is no image #7 (images: #1 to #2)"
+
+
+@pytest.mark.parametrize("region, fractions", sorted(REGIONS.items()))
+def test_every_region_gives_its_box(region, fractions, two_images, registry):
+    if "edit" not in registry.tools:
+        pytest.skip("edit has not landed")
+    call = route(f"put a star in the {region}", two_images, registry.tools)
+    w, h = two_images.current.size
+    expected = tuple(round(f * s) for f, s in zip(fractions, (w, h, w, h)))
+    assert call.tool == "edit" and tuple(int(v) for v in call.args["box"].split(",")) == expected
+
+
+def test_in_the_box_reuses_the_last_box(two_images, registry):
+    if "edit" not in registry.tools:
+        pytest.skip("edit has not landed")
+    first = route("/edit --box 5,6,70,80 a hat", two_images, registry.tools)
+    assert first.args["box"] == "5,6,70,80"
+    again = route("put a scarf in the box", two_images, registry.tools)
+    assert again.tool == "edit" and again.args["box"] == "5,6,70,80"
+
+
+# --- explicit /tool commands ----------------------------------------------------------------
+
+def test_slash_commands_take_the_cli_options(two_images, registry):
+    tools = registry.tools
+    call = route("/see -q 'what is it?' #1", two_images, tools)
+    assert call == ToolCall("see", {"question": "what is it?", "image": [two_images.image(1).path]})
+    call = route("/see --temperature 0.5 what is it?", two_images, tools)
+    assert call.args == {"temperature": "0.5", "question": "what is it?", "image": [two_images.current.path]}
+    assert route("/caption --detail long #1", two_images, tools).args["detail"] == "long"
+    assert route("/read", two_images, tools) == ToolCall("read-text", {"image": [two_images.current.path]})
+    if "edit" in tools:
+        call = route("/edit --box 10,10,90,90 a red hat", two_images, tools)
+        assert call == ToolCall("edit", {"box": "10,10,90,90", "image": two_images.current.path,
+                                         "prompt": "a red hat"})
+    if "draw" in tools:
+        assert route("/draw --seed 3 --steps 2 a cat", two_images, tools) == \
+            ToolCall("draw", {"seed": "3", "steps": "2", "prompt": "a cat"})
+    if "restyle" in tools:
+        assert route("/restyle --strength 0.3 #1 ink wash", two_images, tools) == \
+            ToolCall("restyle", {"strength": "0.3", "image": two_images.image(1).path, "style": "ink wash"})
+
+
+def test_slash_command_mistakes_are_one_line(two_images, registry):
+    tools = registry.tools
+    assert route("/nope x", two_images, tools) == "unknown command /nope (see /help)"
+    assert "unrecognized arguments: --bogus" in route("/see --bogus 1 hi", two_images, tools)
+    assert "missing.png: file not found" in route("/see missing.png what?", two_images, tools)
+    assert "needs the question" in route("/see #1", two_images, tools)
+    assert route("/see --help", two_images, tools).startswith("usage: /see")
+    assert "--question" in route("/see --help", two_images, tools)
+
+
+def test_routing_is_the_same_whatever_tools_exist():
+    """The router only names tools; a missing one is said plainly."""
+    session = Session()
+    reply = route("draw a cat", session, {})
+    assert reply.startswith("the draw tool is not available")
+
+
+# --- the hook --------------------------------------------------------------------------------
+
+class _ShoutRouter:
+    """A plugin router: 'magic' means caption; anything else is left to the next router."""
+
+    @hookimpl
+    def route_message(self, message, session, tools):
+        return ToolCall("caption", {"image": [session.current.path]}) if "magic" in message else None
+
+
+def test_plugin_routers_run_before_the_built_in_one(two_images):
+    from agent.plugins import load_registry
+
+    registry = load_registry(extra=[_ShoutRouter()])
+    ensure_registered(registry.pm)
+    ensure_registered(registry.pm)  # idempotent
+    hook = registry.pm.hook.route_message
+    # "draw magic" would be a drawing for the built-in router; the plugin's answer wins.
+    assert hook(message="draw magic", session=two_images, tools=registry.tools).tool == "caption"
+    assert hook(message="describe it", session=two_images, tools=registry.tools).tool == "caption"
+    assert hook(message="read the text", session=two_images, tools=registry.tools).tool == "read-text"
+    assert hook.get_hookimpls()[0].plugin_name == "visionloop-router"  # called last
+
+
+def test_a_fake_tool_set_routes_by_input_names():
+    """Third-party tools with the same names and other inputs still get valid calls."""
+    run = lambda ctx, **kw: None  # noqa: E731
+    tools = {"draw": Tool("draw", "d", [Input("prompt", "text", required=True), Input("size", "size")], run)}
+    assert route("draw a tiny house", Session(), tools) == ToolCall("draw", {"prompt": "a tiny house"})
