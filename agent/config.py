@@ -93,6 +93,9 @@ class WatchRule(Strict):
     recursive: bool = False
     failed: str | None = None
     on_success: Literal["keep", "move"] = "keep"
+    rescan: float = Field(60.0, gt=0)  # seconds between full rescans (events can be lost)
+    ceiling: float | None = Field(None, gt=0)  # longest wait for a file to settle; None: max(300, 20 x settle)
+    retries: int = Field(3, ge=0)  # extra attempts after a transient error (file busy, disk full)
 
 
 TINY = "tiny"  # a model name that means "the built-in tiny random model"

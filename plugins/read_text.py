@@ -1,25 +1,51 @@
-"""`read-text`: read the text in an image (OCR). One result per image."""
+"""`read-text`: read the text in an image (OCR). One result per image.
+
+The default engine (`auto`, or `ocr.engine` in the config) is RapidOCR, embedded and offline;
+`tesseract` uses the installed binary; `llava` asks the vision model (shared with `see` and
+`caption`). Every engine's text comes back in reading order, one line per line, and `data`
+holds each line's text, box and confidence plus the engine actually used. Several images in
+one call share one loaded engine (`ctx.models.ocr`).
+"""
 
 from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool
+from agent.tools import Input, Tool, ToolResult
 from agent.vision import ask_llava, generation_inputs
 
 LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line by line. Write nothing else."
+ENGINES = ("auto", "rapidocr", "tesseract", "llava")
 
 
-def read_text(ctx, image, engine="llava", max_new_tokens=None, temperature=None, top_p=None, seed=None):
-    result = ask_llava(ctx, "read-text", [image], LLAVA_PROMPT, max_new_tokens, temperature, top_p, seed)
-    result.data["engine"] = "llava"
-    return result
+def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperature=None, top_p=None, seed=None):
+    engine = engine or ctx.config.ocr.engine
+    lang = lang or ctx.config.ocr.lang
+    if engine == "llava":
+        result = ask_llava(ctx, "read-text", [image], LLAVA_PROMPT, max_new_tokens, temperature, top_p, seed)
+        lines = [line.strip() for line in result.text.splitlines() if line.strip()]
+        result.data.update(engine="llava", requested_engine=engine, lang=lang,
+                           lines=[{"text": line, "box": None, "confidence": None} for line in lines])
+        return result
+    # 1. Check inputs: the image loads (one-line error) before any engine does.
+    picture = ctx.load_image(image)
+    # 2. The shared engine (`auto` resolved to the one that runs; a missing one is a one-line error).
+    ocr = ctx.models.ocr(engine)
+    # 3. Read, and put the pieces in reading order.
+    reading = ocr.read(picture, lang)
+    data = {"engine": ocr.name, "requested_engine": engine, "engine_version": ocr.revision, "lang": lang,
+            "image": str(image), "size": list(picture.size), "lines": [line.to_json() for line in reading.lines],
+            "ocr_seconds": round(reading.seconds, 4)}
+    return ToolResult(tool="read-text", text=reading.text, data=data)
 
 
 @hookimpl
 def register_tools(register):
     register(Tool(
         name="read-text",
-        description="Read the text in an image (one result per image).",
+        description="Read the text in an image, in reading order (one result per image).",
         inputs=[Input("image", "image", help="image file(s)", required=True, multiple=True, positional=True),
-                Input("engine", "choice", "llava", "which engine reads the text", choices=("llava",)),
+                Input("engine", "choice", None, "default: the config's ocr.engine, auto = embedded RapidOCR; "
+                      "tesseract needs the tesseract-ocr package; llava asks the vision model", choices=ENGINES),
+                Input("lang", "text", None, "language code, e.g. en, de, en+de (default: the config's ocr.lang); "
+                      "used by tesseract"),
                 *generation_inputs()],
         run=read_text,
         each="image",

@@ -91,3 +91,24 @@ class ModelCache:
                                 allow_pickle=self.config.allow_pickle)
 
         return self.get("llava", load)
+
+    def diffusion(self):
+        """The shared Stable Diffusion backend of the active profile (draw, edit, restyle)."""
+        spec = self.config.active.diffusion
+
+        def load():
+            from agent.models.diffusion import DiffusionBackend
+
+            inpaint = self.resolve(spec.inpaint_model, "sd") if spec.inpaint_model else None
+            return DiffusionBackend(spec, self.resolve(spec.model, "sd"), self.device, self.dtype,
+                                    inpaint_source=inpaint, offline=self.config.offline,
+                                    allow_pickle=self.config.allow_pickle)
+
+        return self.get("diffusion", load)
+
+    def ocr(self, engine: str = "auto"):
+        """The shared OCR engine (`rapidocr` or `tesseract`; `auto` picks one), loaded once."""
+        from agent.models.ocr import load_engine, resolve_engine
+
+        name = resolve_engine(engine)
+        return self.get(f"ocr:{name}", lambda: load_engine(name))
