@@ -12,39 +12,24 @@ router's own time per message. Tiny profile by default (no download):
 
 from __future__ import annotations
 
-import argparse
 import io
-import statistics
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import alternate, checked_raw, parser, report, setup
+
 MESSAGES = ["what is in #1?", "describe it", "read the text", "draw a cat", "make it look like a comic",
             "put a hat in the top left", "hello"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="tiny")
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--image", default=str(ROOT / "examples" / "lighthouse.png"))
-    args = parser.parse_args()
-
-    import torch
-    from PIL import Image
+    args = parser(__doc__, rounds=30).parse_args()
 
     from agent.chat import Chat, Output
-    from agent.config import load_config
-    from agent.context import Context
     from agent.loop import Loop
-    from agent.plugins import load_registry
     from agent.router import route
 
-    config = load_config(args.config, args.profile)
-    registry = load_registry()
-    loop = Loop(registry, Context.create(config, tempfile.mkdtemp()))
+    _, registry, ctx = setup(args.config, args.profile)
+    loop = Loop(registry, ctx)
 
     def chat_turn():
         chat = Chat(registry, loop, output=Output(out=io.StringIO(), err=io.StringIO()))
@@ -55,27 +40,10 @@ def main() -> None:
     first = chat_turn()  # loads the model, warms up
     assert first.error is None, first.error
     llava = loop.ctx.models.llava()
-    prompt, max_new = first.data["prompt"], first.data["max_new_tokens"]
-
-    def raw() -> str:
-        image = Image.open(args.image).convert("RGB")
-        inputs = llava.processor(images=[image], text=prompt, return_tensors="pt").to(llava.device)
-        with torch.inference_mode():
-            out = llava.model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
-        return llava.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
-    assert raw() == first.text, "the chat and raw generate disagree"
-    chat_times, raw_times = [], []
-    for _ in range(args.rounds):
-        t = time.perf_counter()
-        chat_turn()
-        chat_times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        raw()
-        raw_times.append(time.perf_counter() - t)
+    raw = checked_raw(llava, args.image, first, "the chat")
+    times = alternate(args.rounds, **{"chat turn (see)": chat_turn, "raw generate": raw})
     loop.close()
 
-    chat, plain = statistics.median(chat_times), statistics.median(raw_times)
     session = Chat(registry, loop, output=Output(out=io.StringIO())).session
     session.attach(args.image)
     started = time.perf_counter()
@@ -84,10 +52,8 @@ def main() -> None:
             route(message, session, registry.tools)
     per_message = (time.perf_counter() - started) / (args.rounds * len(MESSAGES))
     print(f"profile {args.profile}, device {llava.device}, {args.rounds} rounds, {first.data['new_tokens']} new tokens")
-    print(f"raw generate     median {plain * 1000:8.2f} ms")
-    print(f"chat turn (see)  median {chat * 1000:8.2f} ms")
-    print(f"ratio chat/raw          {chat / plain:8.2f}")
-    print(f"router alone            {per_message * 1e6:8.1f} us per message")
+    report(times, baseline="raw generate")
+    print(f"router alone: {per_message * 1e6:.1f} us per message")
 
 
 if __name__ == "__main__":

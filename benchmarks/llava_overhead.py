@@ -10,62 +10,26 @@ the median of each and their ratio. Runs on the tiny profile by default (no down
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import tempfile
-import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from _common import alternate, checked_raw, parser, report, setup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="tiny")
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--image", default=str(ROOT / "examples" / "lighthouse.png"))
-    args = parser.parse_args()
+    args = parser(__doc__, rounds=30).parse_args()
 
-    import torch
-    from PIL import Image
-
-    from agent.config import load_config
-    from agent.context import Context
     from agent.loop import Loop
-    from agent.plugins import load_registry
     from agent.tools import ToolCall
 
-    config = load_config(args.config, args.profile)
-    loop = Loop(load_registry(), Context.create(config, tempfile.mkdtemp()))
+    _, registry, ctx = setup(args.config, args.profile)
+    loop = Loop(registry, ctx)
     call = ToolCall("caption", {"image": [args.image]})
     (first,) = loop.call(call)  # loads the model, warms up
     assert first.error is None, first.error
     llava = loop.ctx.models.llava()
-    prompt, max_new = first.data["prompt"], first.data["max_new_tokens"]
-
-    def raw() -> str:
-        image = Image.open(args.image).convert("RGB")
-        inputs = llava.processor(images=[image], text=prompt, return_tensors="pt").to(llava.device)
-        with torch.inference_mode():
-            out = llava.model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
-        return llava.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
-    assert raw() == first.text, "the tool and raw generate disagree"
-    tool_times, raw_times = [], []
-    for _ in range(args.rounds):
-        t = time.perf_counter()
-        loop.call(call)
-        tool_times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        raw()
-        raw_times.append(time.perf_counter() - t)
+    raw = checked_raw(llava, args.image, first, "the tool")
+    times = alternate(args.rounds, **{"caption tool": lambda: loop.call(call), "raw generate": raw})
     loop.close()
-    tool_med, raw_med = statistics.median(tool_times), statistics.median(raw_times)
-    print(f"model: {first.data['model']} on {llava.device}, {max_new} new tokens, {args.rounds} alternating rounds")
-    print(f"raw generate  median {raw_med * 1000:8.2f} ms")
-    print(f"caption tool  median {tool_med * 1000:8.2f} ms")
-    print(f"ratio tool/raw: {tool_med / raw_med:.3f}")
+    print(f"model: {first.data['model']} on {llava.device}, {first.data['max_new_tokens']} new tokens, {args.rounds} alternating rounds")
+    report(times, baseline="raw generate")
 
 
 if __name__ == "__main__":

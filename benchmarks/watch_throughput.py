@@ -24,19 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import setup  # first: it puts tests/ on sys.path for watch_helpers
 
-WORKFLOW = """\
-name: alt
-inputs:
-  image: {type: image}
-steps:
-  - id: cap
-    tool: caption
-    with: {image: "${inputs.image}"}
-outputs:
-  caption: "${steps.cap.text}"
-"""
+from watch_helpers import CAPTION_WORKFLOW, make_rule  # tests/watch_helpers.py: the tests' workflow and rule
 
 
 def main() -> int:
@@ -48,19 +38,15 @@ def main() -> int:
 
     from PIL import Image
 
-    from agent.config import WatchRule, load_config
-    from agent.context import Context
     from agent.loop import Loop
-    from agent.plugins import load_registry
     from agent.watch import Watcher
     from agent.workflows import load_workflow, run_workflow
 
     root = Path(tempfile.mkdtemp(prefix="vl-watch-bench-"))
     os.environ["VISIONLOOP_STATE_DIR"] = str(root / "state")
-    config = load_config(None, "tiny")
-    registry = load_registry()
-    loop = Loop(registry, Context.create(config, root / "ctx-out"))
-    (root / "wf.yaml").write_text(WORKFLOW)
+    config, registry, ctx = setup(None, "tiny", root / "ctx-out")
+    loop = Loop(registry, ctx)
+    (root / "wf.yaml").write_text(CAPTION_WORKFLOW)
     wf = load_workflow(str(root / "wf.yaml"), config, registry)
     sample = root / "sample.png"
     Image.new("RGB", (24, 24), (10, 20, 30)).save(sample)
@@ -75,8 +61,7 @@ def main() -> int:
             raw.append(time.perf_counter() - t0)
         inbox = root / f"in{rnd}"
         inbox.mkdir()
-        rule = WatchRule(name=f"r{rnd}", folder=str(inbox), workflow=str(root / "wf.yaml"),
-                         output=str(root / f"out{rnd}"), settle=args.settle)
+        rule = make_rule(root, name=f"r{rnd}", folder=str(inbox), output=str(root / f"out{rnd}"), settle=args.settle)
         done = []
         watcher = Watcher([rule], loop, registry, config, announce=done.append)
         watcher.start()

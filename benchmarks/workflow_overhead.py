@@ -16,13 +16,9 @@ It also times the same calls on the backends' own methods (`LlavaBackend.generat
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import alternate, parser, raw_generate, report, setup
 
 WORKFLOW = """
 name: bench
@@ -44,51 +40,33 @@ outputs:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="tiny")
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--image", default=str(ROOT / "examples" / "lighthouse.png"))
-    args = parser.parse_args()
+    args = parser(__doc__, rounds=15).parse_args()
 
     import torch
     from PIL import Image
 
-    from agent.config import load_config
-    from agent.context import Context
-    from agent.plugins import load_registry
     from agent.workflows import load_workflow, run_workflow
 
-    config = load_config(args.config, args.profile)
-    registry = load_registry(config.plugins.paths)
-    work = Path(tempfile.mkdtemp())
+    config, registry, ctx = setup(args.config, args.profile)
+    work = ctx.out_dir
     (work / "bench.yaml").write_text(WORKFLOW)
     wf = load_workflow(str(work / "bench.yaml"), config, registry)
-    ctx = Context.create(config, work)
     first = run_workflow(wf, {"image": args.image}, ctx, registry, work / "runs")  # loads models, warms up
     assert first.ok, first.error
     llava, sd = ctx.models.llava(), ctx.models.diffusion()
     look, draw, check = first.steps
     d = draw["data"]
-
-    def raw_caption(path: str, prompt: str, max_new: int) -> str:
-        image = Image.open(path).convert("RGB")
-        inputs = llava.processor(images=[image], text=prompt, return_tensors="pt").to(llava.device)
-        with torch.inference_mode():
-            out = llava.model.generate(**inputs, max_new_tokens=max_new, do_sample=False)
-        return llava.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-
     pipe = sd.pipeline("text2img")
 
     def direct() -> None:
-        text = raw_caption(args.image, look["data"]["prompt"], look["data"]["max_new_tokens"])
+        text = raw_generate(llava, args.image, look["data"]["prompt"], look["data"]["max_new_tokens"])
         with torch.inference_mode():
             picture = pipe(prompt=text, num_inference_steps=d["steps"], guidance_scale=d["guidance"],
                            width=d["width"], height=d["height"],
                            generator=torch.Generator("cpu").manual_seed(d["seed"])).images[0]
         path = work / "direct.png"
         picture.save(path)
-        raw_caption(str(path), check["data"]["prompt"], check["data"]["max_new_tokens"])
+        raw_generate(llava, path, check["data"]["prompt"], check["data"]["max_new_tokens"])
 
     def backends() -> None:
         """The same calls on the loaded backends' own methods (no tool, no engine)."""
@@ -102,30 +80,23 @@ def main() -> None:
         llava.generate([Image.open(path).convert("RGB")], check["data"]["prompt"],
                        max_new_tokens=check["data"]["max_new_tokens"], temperature=0.0, top_p=1.0)
 
-    engine_times, direct_times, backend_times, bookkeeping = [], [], [], []
-    for _ in range(args.rounds):
-        t = time.perf_counter()
+    runs = []
+
+    def engine() -> None:
         out = run_workflow(wf, {"image": args.image}, ctx, registry, work / "runs")
-        engine_times.append(time.perf_counter() - t)
         assert out.ok, out.error
-        bookkeeping.append(engine_times[-1] - sum(s["seconds"] for s in out.steps))  # outside the tools
-        t = time.perf_counter()
-        direct()
-        direct_times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        backends()
-        backend_times.append(time.perf_counter() - t)
-    e, r, b = (statistics.median(x) for x in (engine_times, direct_times, backend_times))
-    ratios = [a / b for a, b in zip(engine_times, direct_times)]
+        runs.append(out)
+
+    times = alternate(args.rounds, **{"workflow engine": engine, "raw library calls": direct,
+                                      "backend methods": backends})
+    # the engine's time outside the tool calls: references, run folder, manifests
+    bookkeeping = [t - sum(s["seconds"] for s in out.steps) for t, out in zip(times["workflow engine"], runs)]
     print(f"profile {args.profile}, device {llava.device}, {args.rounds} rounds, 3 steps (caption, draw, caption)")
-    print(f"workflow engine      : median {e * 1000:8.1f} ms")
-    print(f"backend methods      : median {b * 1000:8.1f} ms  (engine / backends: "
-          f"{statistics.median(a / c for a, c in zip(engine_times, backend_times)):.3f}x)")
-    print(f"raw library calls    : median {r * 1000:8.1f} ms")
+    report(times, baseline="raw library calls")
+    engine_vs_backends = statistics.median(a / b for a, b in zip(times["workflow engine"], times["backend methods"]))
+    print(f"ratio workflow engine / backend methods (median of per-round ratios): {engine_vs_backends:.3f}")
     print(f"engine bookkeeping outside the tool calls (refs, run folder, manifests): "
           f"median {statistics.median(bookkeeping) * 1000:.1f} ms per run")
-    print(f"engine / raw library (median of per-round ratios): {statistics.median(ratios):.3f}x; "
-          f"ratio of medians: {e / r:.3f}x")
 
 
 if __name__ == "__main__":

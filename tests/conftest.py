@@ -106,3 +106,16 @@ def run_subprocess(*args: str, env: dict | None = None, **kwargs):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "agent", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a busy shared machine: one intra-op thread is ~10x faster than
+    oversubscribed OpenMP threads spinning against other processes. Restored after the module.
+    A test module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

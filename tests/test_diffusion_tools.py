@@ -16,16 +16,7 @@ SHARED_NAMES = {"image", "prompt", "negative_prompt", "width", "height", "size",
 RECORD_KEYS = {"model", "prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "scheduler"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a busy shared machine: one intra-op thread is ~10x faster than
-    oversubscribed OpenMP threads spinning against other processes. Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one intra-op thread
 
 
 def call(loop, tool, **args):

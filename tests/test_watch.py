@@ -8,47 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from agent.config import WatchRule
 from agent.watch import Ledger, WatchError, Watcher
+from watch_helpers import make_rule, png, wait_for, watch_folder
 
 #: Every partial-download, sync-tool, OS-junk and hidden name the issue lists.
 IGNORED = [".syncthing.a.png.tmp", "~syncthing~a.png.tmp", "a.png.part", "a.png.partial", "a.crdownload",
            "a.png.download", "a.png.tmp", ".x.png.tmp", "._a.png", ".DS_Store", "Thumbs.db", ".hidden.png"]
 
-WORKFLOW = """\
-name: alt
-inputs:
-  image: {type: image}
-steps:
-  - id: cap
-    tool: caption
-    with: {image: "${inputs.image}"}
-outputs:
-  caption: "${steps.cap.text}"
-"""
-
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "in").mkdir()
-    (tmp_path / "wf.yaml").write_text(WORKFLOW)
-    return tmp_path
-
-
-def make_rule(env: Path, **kw) -> WatchRule:
-    fields = dict(name="alt", folder=str(env / "in"), workflow=str(env / "wf.yaml"), output=str(env / "out"),
-                  settle=0.2)
-    fields.update(kw)
-    return WatchRule(**fields)
-
-
-def png(path: Path, i: int = 0) -> Path:
-    """A small, distinct, valid PNG (distinct bytes: no accidental duplicates)."""
-    Image.new("RGB", (24, 24), (i % 256, (i // 256) % 256, 99)).save(path, format="PNG")
-    return path
+def env(tmp_path):
+    return watch_folder(tmp_path)
 
 
 def runs(env: Path) -> list[Path]:
@@ -60,15 +31,6 @@ def manifest_text(run: Path) -> str:
     """The run manifest as one JSON string (it records the sha256 of every input file)."""
     text = json.dumps(json.loads((run / "manifest.json").read_text()))
     return text
-
-
-def wait_for(cond, timeout=120.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 @pytest.fixture(scope="module")

@@ -15,23 +15,12 @@ import yaml
 from PIL import Image
 
 from agent.watch import Ledger
-
-WORKFLOW = """\
-name: alt
-inputs:
-  image: {type: image}
-steps:
-  - id: cap
-    tool: caption
-    with: {image: "${inputs.image}"}
-"""
+from watch_helpers import watch_folder
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "in").mkdir()
-    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+def env(tmp_path):
+    watch_folder(tmp_path)
     for i in range(3):
         Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(tmp_path / "in" / f"p{i}.png")
     return tmp_path

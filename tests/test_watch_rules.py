@@ -10,22 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from agent.config import WatchRule
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool, ToolResult
 from agent.watch import Watcher
-
-CAPTION = """\
-name: alt
-inputs:
-  image: {type: image}
-steps:
-  - id: cap
-    tool: caption
-    with: {image: "${inputs.image}"}
-"""
+from watch_helpers import make_rule, png, wait_for, watch_folder
 
 FLAKY = """\
 name: flaky
@@ -59,31 +49,14 @@ class FlakyPlugin:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "in").mkdir()
-    (tmp_path / "wf.yaml").write_text(CAPTION)
+def env(tmp_path):
+    watch_folder(tmp_path)
     (tmp_path / "flaky.yaml").write_text(FLAKY)
     return tmp_path
 
 
-def png(path: Path, i: int = 0) -> Path:
-    Image.new("RGB", (24, 24), (i % 256, 50, 99)).save(path, format="PNG")
-    return path
-
-
 def rule(env: Path, **kw) -> WatchRule:
-    fields = dict(name="r", folder=str(env / "in"), workflow=str(env / "wf.yaml"), output=str(env / "out"),
-                  settle=0.1)
-    fields.update(kw)
-    return WatchRule(**fields)
-
-
-def wait_for(cond, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not cond():
-        time.sleep(0.05)
-    return cond()
+    return make_rule(env, **{"name": "r", "settle": 0.1, **kw})
 
 
 @pytest.fixture
