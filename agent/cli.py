@@ -78,8 +78,10 @@ def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> N
     if inp.type == "bool":
         p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     else:
+        # choices go to argparse too: a value outside them is a usage error (exit 2)
         p.add_argument(*flags, dest=inp.name, metavar=metavar, default=None, required=inp.required and not chat,
-                       action="append" if inp.multiple else "store", help=help_text)
+                       action="append" if inp.multiple else "store", choices=inp.choices or None,
+                       help=help_text)
 
 
 def tool_values(args: argparse.Namespace, tool: Tool) -> dict:
@@ -176,17 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(early.verbose, early.quiet)
     try:
         from agent.config import load_config
-        from agent.plugins import load_registry
+        from agent.plugins import load_registry, run_startup
 
         config = load_config(early.config, early.profile)
         registry = load_registry(config.plugins.paths)
+        run_startup(registry, config)
         for name, error in registry.broken.items():
             log.warning("plugin %s is broken and was skipped: %s", name, error)
-        registry.pm.hook.startup(config=config)
         # Phase 2: the full command line, with one sub-command per tool.
-        args = build_parser(registry).parse_args(argv)
+        parser = build_parser(registry)
+        args = parser.parse_args(argv)
         if not getattr(args, "command", None):
-            build_parser(registry).print_help()
+            parser.print_help()
             return 2
         app = App(args=args, config=config, registry=registry)
         return int(args.handler(args, app) or 0)

@@ -148,6 +148,21 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _resolve_relative_to(config: Config, base: Path) -> None:
+    """Folders named in a config file are relative to that file, not to wherever the command
+    happens to run (`--config ~/vl/config.yaml` finds `~/vl/workflows`). Output folders stay
+    relative to the working directory, like `--out`."""
+
+    def fix(value: str) -> str:
+        path = Path(value)
+        return value if path.is_absolute() or value.startswith("~") else str(base / path)
+
+    config.workflows = fix(config.workflows)
+    config.plugins.paths = [fix(p) for p in config.plugins.paths]
+    if config.cache_dir:
+        config.cache_dir = fix(config.cache_dir)
+
+
 def find_config(explicit: str | None = None) -> Path | None:
     """The config file to read, by the documented lookup order, or None for built-in defaults."""
     if explicit:
@@ -205,18 +220,23 @@ def load_config(path: str | None = None, profile: str | None = None) -> Config:
             raise ConfigError(f"{file}:1: the config must be a mapping of sections, got {type(doc.data).__name__}")
         raw = doc.data or {}
     merged = _merge({"profiles": DEFAULT_PROFILES}, raw)
+    overridden: dict[str, str] = {}  # key -> where its value came from, for error messages
     for env, key in (("VISIONLOOP_PROFILE", "profile"), ("VISIONLOOP_DEVICE", "device"), ("VISIONLOOP_DTYPE", "dtype")):
         if os.environ.get(env):
             merged[key] = os.environ[env]
+            overridden[key] = f"${env}"
     if profile:
         merged["profile"] = profile
+        overridden["profile"] = "--profile"
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        where = str(file) if file else "built-in defaults"
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        line = doc.line(loc) if doc else 0
+        if loc and loc[0] in overridden:
+            where = overridden[loc[0]]
+        else:
+            where = f"{file}:{doc.line(loc) if doc else 0}" if file else "built-in defaults"
         if first["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), _model_at(loc))}"
         else:
@@ -224,7 +244,9 @@ def load_config(path: str | None = None, profile: str | None = None) -> Config:
             if "input" in first and not isinstance(first["input"], (dict, list)):
                 message += f" (got {first['input']!r})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}:{line}: {format_loc(loc)}: {message}{more}") from None
+        raise ConfigError(f"{where}: {format_loc(loc)}: {message}{more}") from None
+    if file is not None:
+        _resolve_relative_to(config, file.parent)
     if config.profile not in config.profiles:
         raise ConfigError(
             f"unknown profile {config.profile!r} (profiles: {', '.join(sorted(config.profiles))})")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pluggy
 
 from agent import hookspecs
-from agent.errors import PluginError
+from agent.errors import ConfigError, PluginError
 from agent.tools import Tool
 
 log = logging.getLogger(__name__)
@@ -107,3 +107,24 @@ def load_registry(paths: list[str | Path] = (), extra: list[object] = ()) -> Reg
         except Exception as exc:
             broken[plugin_name] = f"register_tools failed: {type(exc).__name__}: {exc}"
     return registry
+
+
+def run_startup(registry: Registry, config) -> None:
+    """Call every plugin's `startup(config)`.
+
+    A `ConfigError` stops the program with its message (the plugin said its settings are
+    wrong). Any other exception marks that plugin broken: its tools are withdrawn, it is
+    reported by name, and the other plugins keep working.
+    """
+    for impl in registry.pm.hook.startup.get_hookimpls():
+        try:
+            impl.function(config=config)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            name = impl.plugin_name
+            registry.broken[name] = f"startup failed: {type(exc).__name__}: {exc}"
+            log.debug("plugin %s failed in startup", name, exc_info=True)
+            for tool_name in [t.name for t in registry.tools.values() if t.plugin == name]:
+                del registry.tools[tool_name]
+            registry.pm.unregister(name=name)

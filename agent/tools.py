@@ -178,10 +178,11 @@ def coerce_value(inp: Input, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             value = "x".join(str(v) for v in value)
         return _parse_numbers(value, "x", 2, "WIDTHxHEIGHT, e.g. 512x512")
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
     if inp.min is not None and value < inp.min:
-        raise ValueError(f"must be at least {inp.min:g}, got {value:g}")
+        raise ValueError(f"must be at least {inp.min:g}, got {shown}")
     if inp.max is not None and value > inp.max:
-        raise ValueError(f"must be at most {inp.max:g}, got {value:g}")
+        raise ValueError(f"must be at most {inp.max:g}, got {shown}")
     return value
 
 

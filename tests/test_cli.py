@@ -27,7 +27,7 @@ def test_usage_errors_exit_2(cli):
     assert cli("see").code == 2
     result = cli("no-such-command")
     assert result.code == 2 and "invalid choice" in result.err
-    assert cli("caption", "x.png", "--detail", "huge").code == 1  # a value error, not usage
+    assert cli("caption", "x.png", "--detail", "huge").code == 2  # outside the choices: usage
 
 
 def test_global_flags_before_or_after_subcommand(cli, example_image, tmp_path):
@@ -78,3 +78,9 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert "Traceback" in proc.stderr and "file not found" in proc.stderr
     quiet = run_subprocess("caption", tmp_path / "missing.png")
     assert "Traceback" not in quiet.stderr
+
+
+def test_range_errors_show_whole_numbers_as_typed(cli, example_image):
+    result = cli("caption", example_image, "--max-new-tokens", "100000000")
+    assert result.code == 1
+    assert result.err.strip() == "error: max_new_tokens: must be at most 8192, got 100000000"

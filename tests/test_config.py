@@ -21,7 +21,8 @@ def test_shipped_config_equals_builtin_defaults(monkeypatch, tmp_path):
     shipped = load_config(str(ROOT / "config.yaml"))
     builtin = load_config(None)  # cwd is an empty tmp folder: no ./config.yaml
     assert builtin.source is None
-    assert shipped.model_dump() == builtin.model_dump()
+    assert shipped.model_dump(exclude={"workflows"}) == builtin.model_dump(exclude={"workflows"})
+    assert shipped.workflows == str(ROOT / "workflows") and builtin.workflows == "workflows"
     assert shipped.active.vision.model == "llava-hf/llava-1.5-7b-hf"
 
 
@@ -105,3 +106,23 @@ def test_bad_config_from_cli_is_one_line(cli, tmp_path):
     result = cli("--config", path, "tools")
     assert result.code == 1
     assert result.err.strip() == f"error: {path}:1: imagez: unknown key 'imagez' (did you mean 'images'?)"
+
+
+def test_environment_override_is_named_as_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONLOOP_DEVICE", "gpu")
+    with pytest.raises(ConfigError, match=r"^\$VISIONLOOP_DEVICE: device: String should match pattern .*'gpu'"):
+        load_config(str(write(tmp_path, "{}\n")))
+
+
+def test_folders_in_a_config_file_are_relative_to_it(tmp_path, monkeypatch):
+    home = tmp_path / "vl"
+    home.mkdir()
+    path = write(home, "workflows: flows\nplugins:\n  paths: [mine, /abs/p]\ncache_dir: ~/c\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(str(path))
+    assert cfg.workflows == str(home / "flows")
+    assert cfg.plugins.paths == [str(home / "mine"), "/abs/p"]
+    assert cfg.cache_dir == "~/c"
+    assert cfg.output == "visionloop-out"  # outputs stay relative to where the command runs

@@ -142,3 +142,11 @@ def test_two_processes_build_the_tiny_model_once(tmp_path):
     built = Path(outs[0][0].strip())
     assert (built / ".complete").exists()
     assert not list(built.parent.glob("*.building"))
+
+
+def test_missing_local_model_folder(cli, tmp_path, example_image):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"profiles:\n  default:\n    vision:\n      model: {tmp_path}/nomodel\n")
+    result = cli("--config", cfg, "caption", example_image)
+    assert result.code == 1
+    assert result.err.strip() == f"error: {tmp_path}/nomodel: model folder not found (check the model path in the profile)"

@@ -83,3 +83,31 @@ def test_hookimpl_with_unknown_argument_is_reported_by_name(tmp_path):
 def test_missing_plugin_folder_is_reported(tmp_path):
     registry = load_registry([tmp_path / "nowhere"])
     assert any("not a folder" in e for e in registry.broken.values())
+
+
+def test_startup_hook_config_error_stops_with_its_message(tmp_path, cli):
+    strict = ("from agent import hookspecs\nfrom agent.errors import ConfigError\n"
+              "@hookspecs.hookimpl\ndef startup(config):\n"
+              "    if 'strict' not in config.plugins.settings:\n"
+              "        raise ConfigError('plugins.settings.strict: missing (the strict plugin needs a token)')\n")
+    folder = plugin_folder(tmp_path, {"strict.py": strict})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
+    result = cli("--config", cfg, "tools")
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1] == \
+        "error: plugins.settings.strict: missing (the strict plugin needs a token)"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n  settings:\n    strict: {{token: x}}\n")
+    assert cli("--config", cfg, "tools").code == 0
+
+
+def test_startup_hook_that_crashes_marks_only_that_plugin_broken(tmp_path, cli):
+    crashing = PLUGIN + "\n@hookspecs.hookimpl\ndef startup(config):\n    raise RuntimeError('bad startup')\n"
+    folder = plugin_folder(tmp_path, {"shout.py": crashing})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
+    result = cli("--config", cfg, "tools")
+    assert result.code == 0 and "Traceback" not in result.err
+    assert "startup failed: RuntimeError: bad startup" in result.out
+    assert "caption" in result.out and "shout  Say" not in result.out
+    assert cli("--config", cfg, "shout", "hey").code == 2  # its tool is withdrawn

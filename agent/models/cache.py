@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.config import TINY, Config
+from agent.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,11 @@ class ModelCache:
 
             return str(tiny_model_path(kind, self.config.cache_path))
         local = Path(model_id).expanduser()
-        return str(local) if local.exists() else model_id
+        if local.exists():
+            return str(local)
+        if model_id.startswith(("/", ".", "~")):  # meant as a folder: never ask the hub for it
+            raise ModelError(f"{model_id}: model folder not found (check the model path in the profile)")
+        return model_id
 
     def get(self, key: str, factory: Callable[[], Any]) -> Any:
         """The model under `key`, built by `factory()` the first time it is asked for."""
