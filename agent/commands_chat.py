@@ -29,7 +29,8 @@ def cmd_chat(args, app) -> int:
     watcher = None
     if args.watch:
         if not app.config.watch:
-            raise ConfigError(f"{app.config.source or 'config'}: --watch needs watch rules (a 'watch:' list)")
+            where = app.config.source or "built-in defaults (no config file)"  # always name what was read
+            raise ConfigError(f"{where}: --watch needs watch rules (a 'watch:' list)")
         from agent.watch import Watcher
 
         watcher = Watcher(app.config.watch, app.loop, app.registry, app.config, announce=chat.announce)

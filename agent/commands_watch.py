@@ -3,6 +3,7 @@
     visionloop watch                                   every rule in the config's `watch:` list
     visionloop watch FOLDER --workflow W --out DIR     one rule from the command line
     visionloop watch --once [--json]                   process what is there, print the counts, exit
+                                                       (exit 1 when any file failed)
     visionloop watch --status [--json]                 ledger counts per rule
     visionloop watch --retry-failed [--once]           put failed files back in line, then watch
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -23,14 +25,14 @@ def add_commands(sub, common) -> None:
                                    "Rules come from the config's `watch:` list, or from FOLDER --workflow W --out DIR.")
     p.add_argument("folder", nargs="?", metavar="FOLDER", help="watch this folder only (needs --workflow and --out)")
     p.add_argument("--workflow", metavar="W", help="workflow name or file for FOLDER")
-    p.add_argument("--input", metavar="NAME", default="image", help="the workflow input that receives the file "
-                                                                    "(default: image)")
+    p.add_argument("--input", metavar="NAME", help="the workflow input that receives the file (default: image)")
     p.add_argument("--pattern", metavar="GLOB", action="append", help="file names to take (repeatable; default: "
                                                                       "*.jpg *.jpeg *.png *.webp)")
     p.add_argument("--settle", metavar="S", type=float, default=None,
                    help="seconds a file must stay unchanged before it is taken (default: 2)")
     p.add_argument("--recursive", action="store_true", help="watch sub-folders of FOLDER too")
-    p.add_argument("--once", action="store_true", help="process the files there now, then exit")
+    p.add_argument("--once", action="store_true", help="process the files there now, then exit "
+                                                       "(exit 1 when any file failed, for cron)")
     p.add_argument("--status", action="store_true", help="print the ledger counts per rule and exit")
     p.add_argument("--retry-failed", action="store_true", help="put failed files back in line before watching")
     p.add_argument("--poll", action="store_true", help="poll the folders instead of using OS events "
@@ -38,26 +40,53 @@ def add_commands(sub, common) -> None:
     p.set_defaults(handler=cmd_watch)
 
 
-def _rules(args, app):
+# FOLDER-only flags: without FOLDER the rules come from the config, which would ignore them.
+_FOLDER_FLAGS = (("workflow", "--workflow"), ("out", "--out"), ("input", "--input"), ("pattern", "--pattern"),
+                ("recursive", "--recursive"))
+
+
+def _rule(fields: dict, where: str):
+    """`WatchRule.model_validate(fields)`, a one-line error naming the flag or rule on failure."""
+    from pydantic import ValidationError
+
     from agent.config import WatchRule
 
+    flags = {"settle": "--settle", "patterns": "--pattern", "input": "--input", "output": "--out",
+             "workflow": "--workflow", "folder": "FOLDER", "recursive": "--recursive"}
+    try:
+        return WatchRule.model_validate(fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        message = err["msg"].replace("Input should be", "must be")
+        for words, sign in (("greater than or equal to", ">="), ("less than or equal to", "<="),
+                            ("greater than", ">"), ("less than", "<")):
+            message = message.replace(words, sign)
+        raise UsageError(f"{flags.get(field, field)}: {message} ({where})") from None
+
+
+def _rules(args, app):
+    if args.settle is not None and not math.isfinite(args.settle):  # pydantic lets inf through
+        raise UsageError(f"--settle: must be a finite number of seconds, got {args.settle}")
     if args.folder is None:
-        if args.workflow:
-            raise UsageError("--workflow needs a FOLDER (or use the config's `watch:` rules without it)")
+        for attr, flag in _FOLDER_FLAGS:
+            if getattr(args, attr, None) not in (None, False):  # given at all, even as ""
+                raise UsageError(f"{flag} needs a FOLDER (or use the config's `watch:` rules without it)")
         rules = list(app.config.watch)
-        if args.settle is not None:
-            rules = [r.model_copy(update={"settle": args.settle}) for r in rules]
+        if args.settle is not None:  # re-validated: model_copy(update=...) would skip the checks
+            rules = [_rule({**r.model_dump(), "settle": args.settle}, f"watch rule {r.name!r}") for r in rules]
         return rules
     out = getattr(args, "out", None)
     if not args.workflow or not out:
         raise UsageError("watch FOLDER needs --workflow W and --out DIR")
     fields = {"name": Path(args.folder).expanduser().resolve().name or "folder", "folder": args.folder,
-              "workflow": args.workflow, "input": args.input, "output": out, "recursive": args.recursive}
+              "workflow": args.workflow, "input": "image" if args.input is None else args.input, "output": out,
+              "recursive": args.recursive}
     if args.pattern:
         fields["patterns"] = args.pattern
     if args.settle is not None:
         fields["settle"] = args.settle
-    return [WatchRule(**fields)]
+    return [_rule(fields, f"watch {args.folder}")]
 
 
 def _status(rules, app) -> int:
@@ -106,7 +135,7 @@ def cmd_watch(args, app) -> int:
                 print(json.dumps(counts))
             else:
                 print(f"processed {counts['processed']}, failed {counts['failed']}, skipped {counts['skipped']}")
-            return 0
+            return 1 if counts["failed"] else 0  # like a batch `run`: cron sees the failures
         if not quiet:
             folders = ", ".join(f"{rs.folder} -> {rs.output}" for rs in watcher.rules)
             print(f"watching {folders} (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -59,7 +59,8 @@ def cmd_validate(args, app) -> int:
             wf = load_workflow(name, app.config, app.registry)
             report.append({"file": str(wf.source), "ok": True, "name": wf.name, "problems": []})
         except WorkflowError as exc:
-            problems = [{"line": getattr(p, "line", 0), "path": getattr(p, "loc", ()) and _loc(p.loc),
+            # "path" is always a string: "" for a problem with the file as a whole
+            problems = [{"line": getattr(p, "line", 0), "path": _loc(p.loc) if getattr(p, "loc", ()) else "",
                          "message": getattr(p, "message", str(p)), "text": str(p)} for p in exc.problems]
             report.append({"file": name, "ok": False, "problems": problems})
     if app.json:
@@ -152,7 +153,8 @@ def cmd_run(args, app) -> int:
     out_dir = _out_dir(args, app)
     batch = batch_input(wf, given)
     # Every input is checked (for a batch: with its first file) before any model loads.
-    values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given)
+    values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given,
+                          hint="--input {name}=VALUE")
     if args.dry_run:
         plan = _plan(wf, {**values, batch[0]: str(Path(given[batch[0]]).expanduser())} if batch else values,
                      app, out_dir, batch)
@@ -201,7 +203,10 @@ def cmd_replay(args, app) -> int:
     if app.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
     else:
-        if result.identical:
+        if result.identical and result.status != "ok":  # the same, but the same failure: say so
+            where = f" at step {result.failed_step}" if result.failed_step else ""
+            print(f"identical to the original run, which failed again{where}: {result.error}")
+        elif result.identical:
             print(f"identical: all {len(result.steps)} steps gave the same text and the same pixels")
         else:
             print("not identical:")

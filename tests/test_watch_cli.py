@@ -94,3 +94,54 @@ def test_sigterm_mid_job_exits_0_and_nothing_is_lost(env):
     done_before = sum(1 for row in rows if row["state"] == "done")
     assert json.loads(r.stdout.strip().splitlines()[-1])["processed"] == 3 - done_before
     assert len([p for p in (env / "out").iterdir() if p.is_dir()]) == 3
+
+
+def test_bad_settle_is_a_one_line_usage_error(env, cli, session_config_file):
+    base = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--once")
+    for value, expected in (("-1", "--settle: must be >= 0 (watch "), ("inf", "--settle: must be a finite number")):
+        r = cli(*base, f"--settle={value}")
+        assert r.code == 2 and expected in r.err and "Traceback" not in r.err and "pydantic" not in r.err
+        assert len(r.err.strip().splitlines()) == 1
+    # the config-rules path validates the override too (model_copy(update=...) would not)
+    config = yaml.safe_load(session_config_file.read_text())
+    config["watch"] = [{"name": "inbox", "folder": str(env / "in"), "workflow": str(env / "wf.yaml"),
+                        "output": str(env / "described")}]
+    path = env / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    r = cli("--config", path, "watch", "--settle=-0.5", "--once")
+    assert r.code == 2 and "error: --settle: must be >= 0 (watch rule 'inbox')" in r.err
+    assert not (env / "described").exists()
+
+
+def test_output_under_a_regular_file_is_a_one_line_error(env, cli):
+    (env / "e.yaml").write_text("not a folder\n")
+    r = cli("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "e.yaml" / "sub", "--once")
+    assert r.code == 1 and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
+    assert f"{env / 'e.yaml' / 'sub'}: cannot create output folder" in r.err and "watch rule 'in'" in r.err
+
+
+@pytest.mark.parametrize("flag", [("--out", "elsewhere"), ("--pattern", "*.png"), ("--input", "photo"),
+                                  ("--recursive",), ("--workflow", "wf.yaml")])
+def test_folder_flags_without_folder_are_usage_errors(env, cli, flag):
+    r = cli("watch", *flag, "--once")  # config rules would silently ignore the flag
+    assert r.code == 2 and f"error: {flag[0]} needs a FOLDER" in r.err
+
+
+def test_once_exits_1_when_a_file_failed(env, cli):
+    (env / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    args = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.1", "--once")
+    r = cli(*args, "--json")
+    assert r.code == 1, r.err
+    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0}
+    assert (env / "in" / "failed" / "broken.png").is_file()
+    r = cli(*args)  # nothing new failed this time: exit 0 again
+    assert r.code == 0 and "failed 0" in r.out
+
+
+def test_chat_watch_without_rules_names_the_config(env, cli, session_config_file, monkeypatch):
+    r = cli("chat", "--watch")
+    assert r.code == 1 and f"error: {session_config_file}: --watch needs watch rules" in r.err
+    monkeypatch.delenv("VISIONLOOP_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(env / "xdg"))  # no user config file either
+    r = cli("--profile", "tiny", "chat", "--watch")
+    assert r.code == 1 and "error: built-in defaults (no config file): --watch needs watch rules" in r.err

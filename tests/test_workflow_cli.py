@@ -45,8 +45,6 @@ def test_alt_text_example_writes_sidecars(cli, example_image, tmp_path):
 
 
 def test_poster_example_then_replay_is_identical(cli, tmp_path, registry):
-    if "draw" not in registry.tools:
-        pytest.skip("the draw tool is not installed")
     result, out = run_json(cli, "poster", "--input", "subject=a lighthouse", "--input", "seed=5", "--out", tmp_path)
     assert result.code == 0, result.err
     poster = Path(out["outputs"]["poster"])
@@ -60,8 +58,6 @@ def test_poster_example_then_replay_is_identical(cli, tmp_path, registry):
 
 
 def test_describe_and_redraw_example(cli, example_image, tmp_path, registry):
-    if not {"caption", "restyle"} <= set(registry.tools):
-        pytest.skip("the restyle tool is not installed")
     result, out = run_json(cli, "describe-and-redraw", "--input", f"image={example_image}",
                            "--input", "style=an ink sketch", "--out", tmp_path)
     assert result.code == 0, result.err
@@ -108,7 +104,8 @@ def test_dry_run_prints_the_plan_loads_and_writes_nothing(tmp_path, example_imag
 
 def test_run_errors_are_one_line(cli, tmp_path, example_image):
     missing = cli("run", "alt-text")
-    assert missing.code == 1 and "input 'image' is required" in missing.err and "Traceback" not in missing.err
+    assert missing.code == 1 and "input 'image' is required (give --input image=VALUE)" in missing.err
+    assert "Traceback" not in missing.err
     assert cli("run", "alt-text", "--input", "image").code == 2
     unknown = cli("run", "no-such-flow")
     assert unknown.code == 1 and "workflow not found" in unknown.err
@@ -127,6 +124,15 @@ def test_failed_step_exit_1_and_manifest(cli, tmp_path):
     manifest = json.loads(Path(out["manifest"]).read_text())
     assert manifest["status"] == "failed" and manifest["failed_step"] == "describe"
     assert "broken.png" in manifest["error"]
+    # replaying it fails the same way: "identical", but never as if it had worked
+    again = cli("replay", out["manifest"], "--out", tmp_path / "again")
+    assert again.code == 1 and "gave the same text" not in again.out
+    first = again.out.splitlines()[0]
+    assert first.startswith("identical to the original run, which failed again at step describe: ")
+    assert "broken.png" in first
+    report = json.loads(cli("replay", out["manifest"], "--out", tmp_path / "again", "--json").out)
+    assert report["identical"] and report["status"] == "failed" and report["failed_step"] == "describe"
+    assert "broken.png" in report["error"]
 
 
 def test_workflows_folder_from_config_lists_invalid_files_and_dry_run_batch(cli, tmp_path, tiny_config, example_image):

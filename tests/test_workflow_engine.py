@@ -89,6 +89,13 @@ def test_chain_resolves_types_and_inserts_produced_text_literally(write, ctx, fa
     env = manifest["environment"]
     assert {"python", "packages", "device", "dtype"} <= set(env)
     assert set(env["packages"]) >= {"visionloop", "torch", "transformers", "diffusers"}
+    from importlib import metadata
+
+    for pkg in ("onnxruntime", "rapidocr-onnxruntime"):  # read-text's backend, recorded when installed
+        try:
+            assert env["packages"][pkg] == metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            assert pkg not in env["packages"]
 
 
 def test_data_reference_into_int_argument_is_range_checked_at_run_time(write, ctx, fakes, tmp_path):
@@ -116,12 +123,16 @@ def test_bad_inputs_raise_before_anything_runs_or_is_written(write, ctx, fakes, 
         run_workflow(wf, {"n": "many", "pic": str(tmp_path / "missing.png"), "mode": "c", "extra": "1"},
                      ctx, fakes, runs)
     text = str(err.value)
-    for expected in ("unknown input 'extra'", "input 'words' is required (give --input words=VALUE)",
+    # run_workflow (also the chat's /run) says it neutrally: no CLI flag in the hint
+    assert "(give words=VALUE)" in text and "--input" not in text
+    for expected in ("unknown input 'extra'", "input 'words' is required (give words=VALUE)",
                      "input 'n': expected a whole number, got 'many'", "missing.png: file not found",
                      "input 'mode': expected one of a, b, got 'c'"):
         assert expected in text
     with pytest.raises(WorkflowError, match="must be at most 3"):
         check_inputs(wf, {"words": "x", "n": "4"})
+    with pytest.raises(WorkflowError, match=r"input 'words' is required \(give --input words=VALUE\)"):
+        check_inputs(wf, {}, hint="--input {name}=VALUE")  # the CLI's phrasing
     assert workflow_fakes.CALLS == [] and not runs.exists() and ctx.models.loaded() == {}
     assert check_inputs(wf, {"words": "x", "n": "3"}) == {"words": "x", "n": 3, "pic": None, "mode": "a"}
 

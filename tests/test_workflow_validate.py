@@ -282,3 +282,18 @@ def test_schema_json_is_up_to_date():
     schema = json.loads(shipped)
     assert schema["additionalProperties"] is False and set(schema["required"]) == {"name", "steps"}
     assert "with" in schema["$defs"]["StepSpec"]["properties"]
+
+
+def test_validate_json_path_is_always_a_string(cli, tmp_path):
+    top = tmp_path / "list.yaml"
+    top.write_text("- a\n")  # a problem with the file as a whole
+    field = tmp_path / "noname.yaml"
+    field.write_text("steps:\n  - id: a\n    tool: caption\n    with: {image: x.png}\n")
+    result = cli("validate", top, field, tmp_path / "missing.yaml", "--json")
+    assert result.code == 1
+    report = {Path(e["file"]).name: e["problems"] for e in json.loads(result.out)}
+    paths = [p["path"] for problems in report.values() for p in problems]
+    assert all(isinstance(p, str) for p in paths), paths
+    assert report["list.yaml"][0]["path"] == "" and "must be a mapping" in report["list.yaml"][0]["message"]
+    assert report["missing.yaml"][0]["path"] == ""
+    assert "name" in [p["path"] for p in report["noname.yaml"]]

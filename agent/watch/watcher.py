@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from agent.config import WatchRule
+from agent.errors import VisionloopError
+from agent.images import ensure_output_dir
 from agent.watch.ledger import Ledger, WatchError
 from agent.watch.runner import Result, RuleState, Runner, move_no_clobber
 from agent.watch.scanner import scan, start_observer
@@ -79,7 +81,10 @@ class Watcher:
             if inputs is not None and rule.input not in inputs:
                 raise WatchError(f"watch rule {rule.name!r}: workflow {rule.workflow!r} has no input {rule.input!r} "
                                  f"(inputs: {', '.join(inputs) or 'none'})")
-            output.mkdir(parents=True, exist_ok=True)
+            try:  # e.g. a path under a regular file: one line naming the folder and the rule
+                ensure_output_dir(output)
+            except VisionloopError as exc:
+                raise WatchError(f"{exc} (watch rule {rule.name!r})") from None
             if output not in self.ledgers:
                 self.ledgers[output] = Ledger(output)
             failed = Path(rule.failed).expanduser().resolve() if rule.failed else folder / "failed"

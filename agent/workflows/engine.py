@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs.json"
 PACKAGES = ("visionloop", "torch", "transformers", "diffusers", "accelerate", "pillow")
+OPTIONAL_PACKAGES = ("onnxruntime", "rapidocr-onnxruntime")  # read-text's backend: recorded when installed
 
 
 @dataclass
@@ -62,9 +63,11 @@ class WorkflowOutcome:
 
 # --- inputs ----------------------------------------------------------------------------------
 
-def check_inputs(wf: Workflow, given: dict[str, Any]) -> dict[str, Any]:
+def check_inputs(wf: Workflow, given: dict[str, Any], hint: str = "{name}=VALUE") -> dict[str, Any]:
     """Coerce the given inputs to their declared types, fill in defaults, and refuse unknown or
-    missing ones, all before any model loads. Raises `WorkflowError` naming every problem."""
+    missing ones, all before any model loads. Raises `WorkflowError` naming every problem.
+    `hint` says how to give a missing input in the caller's syntax (the CLI: "--input {name}=VALUE";
+    the default, "{name}=VALUE", also fits the chat's `/run W name=value`)."""
     problems: list[str] = []
     declared = wf.spec.inputs
     for name in given:
@@ -77,7 +80,7 @@ def check_inputs(wf: Workflow, given: dict[str, Any]) -> dict[str, Any]:
             value = spec.default
         if value is None:
             if spec.is_required:
-                problems.append(f"{wf.source}: input {name!r} is required (give --input {name}=VALUE)")
+                problems.append(f"{wf.source}: input {name!r} is required (give {hint.format(name=name)})")
             values[name] = None
             continue
         try:
@@ -132,6 +135,11 @@ def environment(ctx) -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
+    for pkg in OPTIONAL_PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
     models = ctx.models.describe()
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
             "device": models["device"], "dtype": models["dtype"], "models": models["models"],

@@ -29,10 +29,13 @@ class ReplayOutcome:
     identical: bool
     differences: list[str] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
+    error: str | None = None  # why the replay failed (for an identical replay: why the original failed too)
+    failed_step: str | None = None
 
     def to_json(self) -> dict:
         return {"replay_of": str(self.original), "status": self.status, "identical": self.identical,
-                "differences": self.differences, "steps": self.steps, "manifest": str(self.manifest)}
+                "differences": self.differences, "steps": self.steps, "manifest": str(self.manifest),
+                "error": self.error, "failed_step": self.failed_step}
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -75,12 +78,12 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
                    {"workflow": wf, "inputs": old.get("inputs"), "replay_of": str(original_path)})
     # 2. The same calls, with earlier steps' images swapped for the new ones.
     mapping: dict[str, str] = {}
-    status = "ok"
+    status, error, failed_step = "ok", None, None
     try:
         for step in old["steps"]:
             if step.get("args") is None:
                 differences.append(f"step {step.get('id')!r}: not run originally ({step.get('error')})")
-                status = "failed"
+                status, error, failed_step = "failed", step.get("error"), step.get("id")
                 break
             tool = registry.tools.get(step["tool"])
             args = dict(step["args"])
@@ -95,18 +98,20 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
                 mapping[before] = after
             differences += _compare(step, record)
             if record["status"] != "ok":
-                status = "failed"
+                status, error, failed_step = "failed", record.get("error"), step["id"]
                 break
     except Cancelled:
         rec.finish("failed", "cancelled")
         raise
     if status == "ok" and old.get("status") != "ok":
-        status = "failed"  # the original stopped early; so did we, at the same place or not
+        # the original stopped after its steps (e.g. writing its files); the replay cannot say more
+        status, error, failed_step = "failed", old.get("error") or "the original run failed", old.get("failed_step")
     identical = not differences
     rec.manifest["replay"] = {"identical": identical, "differences": differences}
-    rec.finish(status, None if status == "ok" else "; ".join(differences) or "a step failed")
+    rec.finish(status, None if status == "ok" else "; ".join(differences) or error or "a step failed",
+               None if status == "ok" else failed_step)
     return ReplayOutcome(rec.path, original_path, rec.run_dir, status, identical, differences,
-                         rec.manifest["steps"])
+                         rec.manifest["steps"], error if status != "ok" else None, failed_step)
 
 
 def _compare(old: dict, new: dict) -> list[str]:
