@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shlex
 import shutil
 import subprocess
@@ -24,6 +25,8 @@ from agent.errors import Cancelled, VisionloopError
 from agent.router import ensure_registered
 from agent.session import Session
 from agent.tools import ToolCall, ToolResult, run_tool
+
+log = logging.getLogger(__name__)
 
 HELP = {
     "/help": "this list; /TOOL --help shows a tool's options",
@@ -162,7 +165,13 @@ class Chat:
         # answered before any router guesses).
         if not line.startswith("/"):
             self.session.attach_mentions(line)
-        answer = self.registry.pm.hook.route_message(message=line, session=self.session, tools=self.registry.tools)
+        try:
+            answer = self.registry.pm.hook.route_message(message=line, session=self.session,
+                                                         tools=self.registry.tools)
+        except Exception as exc:  # a plugin's bug: one line, the chat goes on (-v shows where)
+            log.info("router plugin failed", exc_info=True)
+            self._error(f"router plugin failed: {type(exc).__name__}: {exc}")
+            return
         if answer is None:
             self._say("I'm not sure what to do with that (/help lists the commands).", "question")
         elif isinstance(answer, str):

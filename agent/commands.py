@@ -45,6 +45,30 @@ def cmd_info(args, app) -> int:
         print(f"{rec['file']}: {rec['format']} {rec['size']}")
         if "parameters" in rec:
             print(rec["parameters"])
+        if "visionloop" in rec:
+            print(visionloop_summary(rec["visionloop"]))
         if "visionloop" not in rec and "parameters" not in rec:
             print("(no generation metadata)")
     return 0
+
+
+#: what the plain `info` shows of the visionloop record (--json shows all of it)
+SUMMARY_KEYS = ("tool", "model", "seed", "size", "scheduler", "workflow", "run", "step")
+
+
+def visionloop_summary(record) -> str:
+    """One line from the `visionloop` chunk: tool, model, seed, size, scheduler, and the
+    workflow run that made the image when the record names one."""
+    if not isinstance(record, dict):
+        return "visionloop: (unreadable record)"
+    values = dict(record)
+    if values.get("width") and values.get("height"):
+        values["size"] = f"{values['width']}x{values['height']}"
+    parts = []
+    for key in SUMMARY_KEYS:
+        value = values.get(key)
+        if isinstance(value, dict):  # e.g. a workflow given as {"name": ..., "file": ...}
+            value = value.get("name") or value.get("id") or value.get("file")
+        if value not in (None, ""):
+            parts.append(f"{key} {value}")
+    return "visionloop: " + (", ".join(parts) or "(empty record)")

@@ -73,7 +73,7 @@ def pick_size(ctx, width, height, size, fit: tuple[int, int] | None = None) -> t
             raise InputError(f"{name}: must be a multiple of 8, got {value}")
         if value > limit:
             raise InputError(f"{name}: {value} is above the configured maximum {limit} "
-                             f"(diffusion.max_{name} in the config)")
+                             f"(profiles.{ctx.config.profile}.diffusion.max_{name} in the config)")
     return int(width), int(height)
 
 

@@ -169,10 +169,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def a1111_parameters(record: dict) -> str:
     """The AUTOMATIC1111 `parameters` text for a generation record."""
+    from agent.models.schedulers import a1111_sampler  # light: no torch, no diffusers
+
     lines = [str(record.get("prompt", ""))]
     if record.get("negative_prompt"):
         lines.append(f"Negative prompt: {record['negative_prompt']}")
-    fields = [("Steps", record.get("steps")), ("Sampler", record.get("scheduler")),
+    fields = [("Steps", record.get("steps")), ("Sampler", a1111_sampler(record.get("scheduler"), record.get("scheduler_name"))),
               ("CFG scale", record.get("guidance")), ("Seed", record.get("seed")),
               ("Size", f"{record['width']}x{record['height']}" if record.get("width") else None),
               ("Denoising strength", record.get("strength")), ("Model", record.get("model"))]

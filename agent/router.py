@@ -73,9 +73,23 @@ _DETAIL = re.compile(r"\b(?:in\s+detail|detailed|in\s+depth|thoroughly|at\s+leng
 _FILLER = re.compile(r"#\d+|\b(?:describe|caption|summari[sz]e|give|write|make|suggest|me|a|an|short|brief|good|"
                      r"detailed|description|in\s+detail|in\s+depth|thoroughly|at\s+length|fully|please|for|"
                      r"it|this|that|the|image|picture|photo|pic|one|briefly)\b|[^\w#]+", re.I)
-_QUESTION = re.compile(r"^(?:what|what's|whats|which|who|who's|whose|whom|where|when|why|how|is|are|was|were|"
-                       r"do|does|did|can|could|would|will|should|has|have|had|tell\s+me|explain|identify|count|"
-                       r"name|list|compare|find)\b", re.I)
+_QUESTION = re.compile(r"^(?:what|what's|whats|which|who|who's|whose|whom|where|when|why|how|tell\s+me|explain|"
+                       r"identify|count|name|list|compare|find)\b", re.I)
+# An auxiliary verb opens a question only when a subject follows it ("do you", "is there",
+# "does it", "can you see"): bare "do the thing" is an order we cannot place, not a question.
+# "it"/"this"/"the ..." follow a verb as its object too ("do it", "have a look"), so they
+# count as a subject only after the verbs that never start an order.
+_SUBJECT = r"(?:you|i|we|they|he|she|there|anyone|anybody|someone|somebody)"
+_WEAK_SUBJECT = r"(?:it|this|that|these|those|#\d+|the|a|an|my|your|his|her|its|our|their|any|some)"
+_AUX_QUESTION = re.compile(
+    r"^(?:(?:do|don't|have|haven't|had|hadn't)\s+" + _SUBJECT + r"|"
+    r"(?:is|isn't|are|aren't|was|wasn't|were|weren't|does|doesn't|did|didn't|can|can't|could|couldn't|"
+    r"would|wouldn't|will|won't|should|shouldn't|has|hasn't)\s+(?:" + _SUBJECT + "|" + _WEAK_SUBJECT + r"))"
+    r"(?=\W|$)", re.I)
+# "can you ..." is stripped as politeness; with a verb of seeing or knowing it was a question.
+_ASK_YOU = re.compile(r"^(?:(?:please|ok(?:ay)?|so|and|hey|now)[\s,]+)*(?:can|could|would|will)\s+you\s+"
+                      r"(?:see|spot|tell|notice|find|identify|recogni[sz]e|count|guess|make\s+out|work\s+out|"
+                      r"figure\s+out)\b", re.I)
 _REF_WORDS = re.compile(r"\s*\b(?:of|on|in|to|into|from)\s+(?:it|#\d+|(?:this|that|the)\s+(?:image|picture|photo))\b"
                         r"|#\d+|\bit\b", re.I)
 
@@ -347,7 +361,7 @@ def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolC
         return _ask(text, refs, tools, session, images)
 
     # 6. A question about an image.
-    if core.endswith("?") or _QUESTION.match(core):
+    if core.endswith("?") or _QUESTION.match(core) or _AUX_QUESTION.match(core) or _ASK_YOU.match(text):
         return _ask(text, refs, tools, session, images)
 
     hint = f" about #{session.current.number}" if session.current else ""

@@ -1,6 +1,7 @@
 """`draw`: text to image with Stable Diffusion."""
 
 from agent.diffusion_tools import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.errors import InputError
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
 
@@ -9,6 +10,8 @@ def draw(ctx, prompt, negative_prompt=None, width=None, height=None, size=None, 
          seed=None, scheduler=None, count=1):
     # 1. Check inputs (nothing loads before every value is known to be usable).
     prompt = clean_prompt(prompt)
+    if not prompt:  # nothing to draw: refuse rather than draw noise from an empty prompt
+        raise InputError("prompt: must not be empty")
     negative_prompt = clean_prompt(negative_prompt, "negative_prompt")
     steps, guidance = check_settings(ctx, steps, guidance)
     width, height = pick_size(ctx, width, height, size)

@@ -1,5 +1,7 @@
 """`edit`: repaint a region of an image (inpainting). White in the mask (or the box) is
-repainted; everything else is kept, pixel for pixel."""
+repainted; everything else is kept, pixel for pixel. The result has the input's full size:
+the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
+picture is upscaled and composited into the original (`composited: true`)."""
 
 from agent.diffusion_tools import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
 from agent.errors import InputError
@@ -47,21 +49,31 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
         raise InputError(f"{mask or 'box'}: the mask is all black, so there is nothing to repaint")
     width, height = pick_size(ctx, width, height, size, fit=picture.size)
     seeds = pick_seeds(seed, count)
-    # 2. The exact pixels the pipeline gets (recorded as width/height and resize).
+    # 2. The exact pixels the pipeline gets, at the working size (recorded as working_size and resize).
     init = picture.resize((width, height), Image.Resampling.LANCZOS)
-    region = region.resize((width, height), Image.Resampling.NEAREST)
+    small = region.resize((width, height), Image.Resampling.NEAREST)
     keep = region.point(lambda v: 255 if v >= 128 else 0)  # the pipeline binarizes at 0.5 too
 
-    # 3. Inpaint; the pixels outside the mask are put back exactly (the VAE would blur them).
+    # 3. Inpaint at the working size, then bring the result back to the input: the generated
+    #    picture is upscaled (lanczos) to the input's size and composited into the original
+    #    through the full-size mask, so only the masked region changes and every other pixel is
+    #    the input's own (the VAE would blur them, and the working size would lose detail).
     def finish(generated):
-        return Image.composite(generated, init, keep)
+        if generated.size != picture.size:
+            generated = generated.resize(picture.size, Image.Resampling.LANCZOS)
+        return Image.composite(generated, picture, keep)
 
+    if (width, height) != picture.size:
+        notes.append(f"repainted at the working size {width}x{height}, upscaled to the input's "
+                     f"{picture.width}x{picture.height} inside the mask")
     extra = {"image": str(image), "input_size": list(picture.size), "resize": "lanczos",
+             "working_size": [width, height], "width": picture.width, "height": picture.height,
+             "upscale": "lanczos", "composited": True,
              "mask": str(mask) if mask is not None else None, "box": list(box) if box is not None else None,
-             "unmasked": "restored from the input", "notes": notes}
+             "unmasked": "the input's own pixels", "notes": notes}
     return generate(ctx, "edit", "inpaint", prompt=prompt, negative_prompt=negative_prompt, steps=steps,
                     guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
-                    image=init, mask=region, strength=strength, extra=extra, finish=finish)
+                    image=init, mask=small, strength=strength, extra=extra, finish=finish)
 
 
 @hookimpl

@@ -13,6 +13,8 @@ from agent.vision import ask_llava, generation_inputs
 
 LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line by line. Write nothing else."
 ENGINES = ("auto", "rapidocr", "tesseract", "llava")
+#: engine -> what produced the text, as a manifest should name it (with the version)
+PRODUCERS = {"rapidocr": "rapidocr-onnxruntime", "tesseract": "tesseract"}
 
 
 def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperature=None, top_p=None, seed=None):
@@ -30,7 +32,8 @@ def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperatu
     ocr = ctx.models.ocr(engine)
     # 3. Read, and put the pieces in reading order.
     reading = ocr.read(picture, lang)
-    data = {"engine": ocr.name, "requested_engine": engine, "engine_version": ocr.revision, "lang": lang,
+    model = " ".join(str(part) for part in (PRODUCERS.get(ocr.name, ocr.name), ocr.revision) if part)
+    data = {"model": model, "engine": ocr.name, "requested_engine": engine, "engine_version": ocr.revision, "lang": lang,
             "image": str(image), "size": list(picture.size), "lines": [line.to_json() for line in reading.lines],
             "ocr_seconds": round(reading.seconds, 4)}
     return ToolResult(tool="read-text", text=reading.text, data=data)

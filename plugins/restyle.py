@@ -25,7 +25,11 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     picture = ctx.load_image(image)
     width, height = pick_size(ctx, width, height, size, fit=picture.size)
     seeds = pick_seeds(seed, count)
-    extra = {"image": str(image), "input_size": list(picture.size), "resize": "lanczos", "style": style}
+    extra = {"image": str(image), "input_size": list(picture.size), "resize": "lanczos", "style": style,
+             "notes": []}
+    if width < picture.width or height < picture.height:  # a redraw may be smaller, but never silently
+        extra["notes"].append(f"redrawn at the working size {width}x{height}, smaller than the input's "
+                              f"{picture.width}x{picture.height} (--size picks another)")
     # 2. The prompt: the user's, or LLaVA's description of the image, then the style.
     if given:
         subject = given

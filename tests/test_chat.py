@@ -256,3 +256,24 @@ def test_run_workflow_as_json(chat_loop, pics):
     assert {"workflow", "status", "outputs", "steps", "manifest"} <= set(run)
     assert run["workflow"] == "alt-text" and run["status"] == "ok"
     assert [s["id"] for s in run["steps"]][:2] == ["describe", "read"]
+
+
+class BrokenRouter:
+    @hookimpl
+    def route_message(self, message, session, tools):
+        raise RuntimeError("router exploded")
+
+
+def test_a_router_plugin_that_raises_gets_one_line_and_the_chat_goes_on(talk, chat_loop, caplog):
+    broken = BrokenRouter()
+    chat_loop.registry.pm.register(broken, name="broken-router")
+    try:
+        with caplog.at_level("INFO", logger="agent.chat"):
+            out, err = talk.say("hello there")
+    finally:
+        chat_loop.registry.pm.unregister(broken)
+    assert out == "" and err == "error: router plugin failed: RuntimeError: router exploded\n"
+    # -v (INFO) shows where it broke
+    assert any(r.exc_info and "router exploded" in str(r.exc_info[1]) for r in caplog.records)
+    out, err = talk.say("/parrot still here")
+    assert out.strip() == "still here" and err == ""

@@ -3,22 +3,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from test_chat import chat_loop, pics, plugin, talk  # noqa: F401  (shared fixtures)
 
 
-@pytest.fixture
-def needs(chat_loop):
-    def check(*tools):
-        missing = [t for t in tools if t not in chat_loop.registry.tools]
-        if missing:
-            pytest.skip(f"not landed: {', '.join(missing)}")
-    return check
-
-
-def test_draw_edit_restyle_join_the_list(talk, pics, needs):
-    needs("draw", "edit", "restyle")
+def test_draw_edit_restyle_join_the_list(talk, pics):
     talk.say(f"/image {pics[0]}")
     out, err = talk.say("/draw --seed 1 a tiny red boat")
     assert err == "", err

@@ -270,3 +270,42 @@ def test_lora_changes_the_output_with_its_scale(tiny_config, tmp_path):
     assert styled.img2img.unet is styled.text2img.unet  # from_pipe shares the LoRA too
     off = make_backend(tiny_config, loras=[Lora(path=str(tmp_path / "lora"), scale=0.0)])  # a folder works too
     assert np.abs(picture(off).astype(int) - base.astype(int)).max() <= 1
+
+
+# --- third-party warnings while loading ---------------------------------------------------------
+
+def test_third_party_warnings_while_loading_are_hidden_unless_verbose(caplog):
+    import logging
+    import warnings
+
+    from agent.models.diffusion import _quiet_loading
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        caplog.set_level(logging.WARNING, logger="agent")
+        with _quiet_loading():
+            warnings.warn("local_dir_use_symlinks is deprecated", UserWarning)
+        assert seen == []  # hidden at the default level
+        caplog.set_level(logging.INFO, logger="agent")  # -v
+        with _quiet_loading():
+            warnings.warn("local_dir_use_symlinks is deprecated", UserWarning)
+        assert [str(w.message) for w in seen] == ["local_dir_use_symlinks is deprecated"]
+
+
+def test_offline_default_profile_not_cached_is_exactly_one_line(tmp_path):
+    """`HF_HUB_OFFLINE=1 visionloop draw x` on the default profile with an empty HF cache:
+    one error line on stderr, no third-party warning before it."""
+    import yaml
+
+    from conftest import run_subprocess
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"cache_dir": str(tmp_path / "cache"), "output": str(tmp_path / "out")}))
+    res = run_subprocess("draw", "x", env={"VISIONLOOP_CONFIG": str(config), "HF_HUB_OFFLINE": "1",
+                                           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"),
+                                           "PYTHONWARNINGS": "default"}, cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and "not found in the local cache" in lines[0]
+    assert "(offline mode)" in lines[0]

@@ -65,17 +65,24 @@ def test_edit_matches_raw_diffusers(loop, example_image):
     r = call(loop, "edit", image=str(example_image), prompt="a red boat", box="32,32,160,128", seed=5,
              scheduler="euler_a", strength=0.9)
     d = r.data
-    init = resized_input(d)
-    mask = Image.new("L", Image.open(d["image"]).size, 0)
+    original = Image.open(d["image"]).convert("RGB")
+    assert [d["width"], d["height"]] == d["input_size"] == list(original.size) and d["composited"] is True
+    work_w, work_h = d["working_size"]
+    init = original.resize((work_w, work_h), Image.Resampling.LANCZOS)
+    mask = Image.new("L", original.size, 0)
     x0, y0, x1, y1 = d["box"]
     mask.paste(255, (x0, y0, x1, y1))
-    mask = mask.resize((d["width"], d["height"]), Image.Resampling.NEAREST)
-    raw = raw_call("AutoPipelineForInpainting", d, image=init, mask_image=mask, strength=d["strength"],
-                   width=d["width"], height=d["height"])
-    inside = pixels(mask.convert("RGB"))[..., 0] >= 128
+    small = mask.resize((work_w, work_h), Image.Resampling.NEAREST)
+    # the raw pipeline at the working size, then the documented processing: lanczos upscale to
+    # the input's size and a composite into the original through the full-size mask
+    raw = raw_call("AutoPipelineForInpainting", d, image=init, mask_image=small, strength=d["strength"],
+                   width=work_w, height=work_h)
+    assert raw.size == (work_w, work_h)
+    expected = Image.composite(raw.resize(original.size, Image.Resampling.LANCZOS), original, mask)
     ours = pixels(r.images[0])
-    assert np.array_equal(ours[inside], pixels(raw)[inside])  # the repainted region: diffusers' pixels
-    assert np.array_equal(ours[~inside], pixels(init)[~inside])  # the rest: the input's
+    assert np.array_equal(ours, pixels(expected))
+    inside = pixels(mask.convert("RGB"))[..., 0] >= 128
+    assert np.array_equal(ours[~inside], pixels(original)[~inside])  # the rest: the input's, bit for bit
 
 
 def test_png_record_round_trip(loop, cli):
@@ -91,7 +98,8 @@ def test_png_record_round_trip(loop, cli):
     params = meta["parameters"].splitlines()
     assert params[0] == "a tree, autumn"
     assert params[1] == "Negative prompt: people"
-    assert params[2].startswith("Steps: 2, Sampler: DDIMScheduler, CFG scale: 5.5, Seed: 77, Size: 64x64")
+    assert params[2].startswith("Steps: 2, Sampler: DDIM, CFG scale: 5.5, Seed: 77, Size: 64x64")
+    assert r.data["scheduler"] == "DDIMScheduler"  # data and the JSON chunk keep the diffusers class
     assert f"Model: {r.data['model']}" in params[2]
     res = cli("info", r.images[0])
     assert res.code == 0 and "Seed: 77" in res.out and "Negative prompt: people" in res.out

@@ -67,6 +67,16 @@ def test_restyle_with_prompt(loop, example_image):
     # the example is 256x192: fitted to the profile's 64 px, aspect kept, multiples of 8
     assert (r.data["width"], r.data["height"]) == (64, 48)
     assert Image.open(r.images[0]).size == (64, 48)
+    # smaller than the input is fine for a redraw, but said
+    assert any("working size 64x48" in n and "256x192" in n for n in r.data["notes"]), r.data["notes"]
+
+
+def test_restyle_at_the_input_size_has_no_size_note(loop, tmp_path):
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(tmp_path / "small.png")
+    r = call(loop, "restyle", image=str(tmp_path / "small.png"), prompt="a field", style="ink", seed=1, steps=2)
+    assert r.ok, r.error
+    assert Image.open(r.images[0]).size == (64, 48)
+    assert not any("working size" in n for n in r.data["notes"])
 
 
 def test_restyle_without_prompt_asks_llava(loop, example_image):
@@ -84,11 +94,16 @@ def test_restyle_without_prompt_asks_llava(loop, example_image):
 def test_edit_box_keeps_the_rest(loop, example_image):
     r = call(loop, "edit", image=str(example_image), prompt="a boat", box="64,64,192,160", seed=2)
     assert r.ok, r.error
-    out = np.asarray(Image.open(r.images[0]).convert("RGB")).astype(int)
-    init = np.asarray(Image.open(example_image).convert("RGB").resize((64, 48), Image.Resampling.LANCZOS)).astype(int)
+    picture = Image.open(r.images[0])
+    # the full input size comes back (the pipeline ran at the profile's working size)
+    assert picture.size == (256, 192) and (r.data["width"], r.data["height"]) == (256, 192)
+    assert r.data["working_size"] == [64, 48] and r.data["composited"] is True
+    assert any("working size 64x48" in n for n in r.data["notes"])
+    out = np.asarray(picture.convert("RGB")).astype(int)
+    init = np.asarray(Image.open(example_image).convert("RGB")).astype(int)
     inside = np.zeros(out.shape[:2], bool)
-    inside[16:40, 16:48] = True  # the box scaled by 1/4
-    assert np.array_equal(out[~inside], init[~inside])
+    inside[64:160, 64:192] = True  # the box, at full size
+    assert np.array_equal(out[~inside], init[~inside])  # bit-identical outside the mask
     assert np.abs(out[inside] - init[inside]).mean() > 5  # the region was repainted
 
 
@@ -126,7 +141,10 @@ def test_cli_usage_error_exits_2(cli):
     (["draw", "cat", "--width", "65"], "multiple of 8"),
     (["draw", "cat", "--height", "100"], "multiple of 8"),
     (["draw", "cat", "--width", "4096"], "maximum"),
-    (["draw", "cat", "--size", "64x9000"], "maximum"),
+    (["draw", "cat", "--width", "4096"], "(profiles.tiny.diffusion.max_width in the config)"),
+    (["draw", "cat", "--size", "64x9000"], "profiles.tiny.diffusion.max_height"),
+    (["draw", ""], "prompt: must not be empty"),
+    (["draw", "  \t  "], "prompt: must not be empty"),
     (["draw", "cat", "--size", "64"], "size"),
     (["draw", "cat", "--guidance", "-1"], "guidance"),
     (["draw", "cat", "--count", "0"], "count"),
@@ -165,15 +183,11 @@ def test_bad_values_give_one_line_and_exit_1(cli, example_image, tmp_path, args,
 
 
 def test_unwritable_output_folder(cli, tmp_path):
-    import os
-
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root)")
-        res = cli("draw", "cat", "--out", locked)
-        assert res.code == 1 and "not writable" in res.err
-    finally:
-        locked.chmod(0o700)
+    # a folder below a regular file cannot be made, even by root (a chmod'ed folder can)
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("x")
+    res = cli("draw", "cat", "--seed", "1", "--steps", "1", "--out", blocker / "sub")
+    assert res.code == 1, (res.code, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "cannot create output folder" in lines[0], res.err
+    assert blocker.read_text() == "x"

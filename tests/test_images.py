@@ -101,9 +101,33 @@ def test_save_is_unique_and_carries_metadata(tmp_path):
     assert a != b and a.parent == b.parent == (tmp_path / "out").resolve()
     assert not list((tmp_path / "out").glob("*.tmp"))
     meta = read_metadata(a)
-    assert meta["parameters"] == ("a cat\nNegative prompt: blurry\nSteps: 4, Sampler: PNDMScheduler, "
+    # A1111 readers know the sampler as PLMS; the visionloop chunk keeps the diffusers class
+    assert meta["parameters"] == ("a cat\nNegative prompt: blurry\nSteps: 4, Sampler: PLMS, "
                                   "CFG scale: 7.5, Seed: 42, Size: 16x12, Model: tiny")
     assert meta["visionloop"] == record
+
+
+@pytest.mark.parametrize("scheduler, name, sampler", [
+    ("EulerDiscreteScheduler", "euler", "Euler"),
+    ("EulerAncestralDiscreteScheduler", "euler_a", "Euler a"),
+    ("DPMSolverMultistepScheduler", "dpm++_2m", "DPM++ 2M"),
+    ("DPMSolverMultistepScheduler", "dpm++_2m_karras", "DPM++ 2M Karras"),
+    ("DDIMScheduler", "ddim", "DDIM"),
+    ("PNDMScheduler", "pndm", "PLMS"),
+    ("LMSDiscreteScheduler", "lms", "LMS"),
+    ("HeunDiscreteScheduler", "heun", "Heun"),
+    ("LCMScheduler", "lcm", "LCM"),
+    ("UniPCMultistepScheduler", "unipc", "UniPC"),
+    ("PNDMScheduler", None, "PLMS"),  # the model's own scheduler: named by its class
+    ("EulerDiscreteScheduler", None, "Euler"),
+    ("DDPMScheduler", "ddpm", "DDPMScheduler"),  # no A1111 name: the class name stays
+    ("SomeFutureScheduler", None, "SomeFutureScheduler"),
+])
+def test_a1111_sampler_names(scheduler, name, sampler):
+    from agent.images import a1111_parameters
+
+    text = a1111_parameters({"prompt": "p", "scheduler": scheduler, "scheduler_name": name, "seed": 1})
+    assert text.splitlines()[1] == f"Sampler: {sampler}, Seed: 1"
 
 
 def test_info_command(cli, tmp_path):
@@ -113,3 +137,24 @@ def test_info_command(cli, tmp_path):
     assert json.loads(result.out)["visionloop"]["seed"] == 1
     plain = cli("info", path)
     assert "Seed: 1" in plain.out and "Size: 8x8" in plain.out
+
+
+def test_info_summarises_the_visionloop_chunk(cli, tmp_path):
+    record = {"tool": "draw", "prompt": "p", "model": "tiny-sd", "seed": 7, "width": 16, "height": 8,
+              "scheduler": "PNDMScheduler", "workflow": "poster", "run": "run-1"}
+    path = save_image(Image.new("RGB", (16, 8)), tmp_path, "x", record)
+    lines = cli("info", path).out.splitlines()
+    assert "Sampler: PLMS" in lines[2]  # the A1111 text first
+    assert lines[-1] == ("visionloop: tool draw, model tiny-sd, seed 7, size 16x8, scheduler PNDMScheduler, "
+                         "workflow poster, run run-1")
+    # the chunk alone (no A1111 text) is still shown, without run/workflow when absent
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("visionloop", json.dumps({"tool": "edit", "model": "m", "seed": 3, "width": 8, "height": 8,
+                                            "scheduler": "DDIMScheduler"}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "only.png", pnginfo=info)
+    out = cli("info", tmp_path / "only.png").out.splitlines()
+    assert out[1:] == ["visionloop: tool edit, model m, seed 3, size 8x8, scheduler DDIMScheduler"]
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    assert cli("info", tmp_path / "plain.png").out.splitlines()[1:] == ["(no generation metadata)"]

@@ -60,8 +60,10 @@ def test_tesseract_missing_is_one_line_naming_the_package(monkeypatch, tmp_path,
 
 def test_unknown_engine_is_a_one_line_error_listing_the_engines(tmp_path, cli):
     result = cli("read-text", render(tmp_path / "one.png", [["hello"]]), "--engine", "paddle")
-    assert result.code == 1
-    assert result.err.strip() == "error: engine: expected one of auto, rapidocr, tesseract, llava, got 'paddle'"
+    # an invalid choice is a usage error (exit 2) since choices are checked by argparse
+    assert result.code == 2
+    assert "invalid choice: 'paddle' (choose from 'auto', 'rapidocr', 'tesseract', 'llava')" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_tesseract_tsv_words_are_grouped_into_lines():
@@ -84,6 +86,10 @@ def test_two_lines_in_reading_order_with_boxes(loop, tmp_path):
     assert result.error is None
     assert result.text == "Gate B42 closes at 07:15\nMeeting moved to Room 3"
     assert result.data["engine"] == "rapidocr" and result.data["requested_engine"] == "auto"
+    import importlib.metadata
+
+    # manifests record what produced the text, with its version
+    assert result.data["model"] == f"rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}"
     first, second = result.data["lines"]
     assert first["text"] == "Gate B42 closes at 07:15" and 0.5 < first["confidence"] <= 1
     assert first["box"][3] <= second["box"][1] + 5  # the first line's box is above the second's
@@ -128,6 +134,11 @@ def test_tesseract_reads_two_lines(loop, tmp_path):
     assert result.error is None
     assert result.text == "Gate B42 closes at 07:15\nMeeting moved to Room 3"
     assert result.data["engine"] == "tesseract" and len(result.data["lines"]) == 2
+    import re
+    import subprocess
+
+    version = subprocess.run([ocr.tesseract_path(), "--version"], capture_output=True, text=True).stdout.split()[1]
+    assert result.data["model"] == f"tesseract {version}" and re.fullmatch(r"tesseract \d+\.\d+.*", result.data["model"])
 
 
 # --- llava -----------------------------------------------------------------------------------

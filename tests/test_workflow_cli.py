@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
 RUN_KEYS = {"workflow", "status", "outputs", "steps", "manifest"}

@@ -19,6 +19,7 @@ import gc
 import importlib.util
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,11 @@ def dtype_kwargs(dtype) -> dict:
 @contextlib.contextmanager
 def _quiet_loading():
     """No "Loading weights" bars from diffusers or transformers while a model loads: they are
-    noise in a terminal and garbage under --json. The denoising bars are set per call."""
+    noise in a terminal and garbage under --json. The denoising bars are set per call.
+
+    Third-party warnings raised while loading (e.g. huggingface_hub's deprecation notices
+    before an offline failure) are not ours to act on: they are hidden unless logging is at
+    INFO or lower (-v), so a failed load stays one line."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
@@ -72,7 +77,10 @@ def _quiet_loading():
     dlog.disable_progress_bar()
     tlog.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            if not log.isEnabledFor(logging.INFO):
+                warnings.simplefilter("ignore")
+            yield
     finally:
         if was[0]:
             dlog.enable_progress_bar()
