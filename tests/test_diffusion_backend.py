@@ -139,9 +139,11 @@ def test_cancel_stops_at_the_next_step(loop):
 def test_progress_bar_only_when_asked(loop, capsys):
     sd = loop.ctx.models.diffusion()
     gen(sd, steps=3, progress=False)
-    assert "3/3" not in capsys.readouterr().err
+    assert "/3" not in capsys.readouterr().err
     gen(sd, steps=3, progress=True)
-    assert "3/3" in capsys.readouterr().err
+    # tqdm redraws at most every 0.1 s and the bar is cleared at the end, so the last frame
+    # drawn may be any step: check that a bar for 3 steps was drawn at all
+    assert "0/3 [" in capsys.readouterr().err
 
 
 def test_out_of_memory_becomes_a_message(loop, monkeypatch):
