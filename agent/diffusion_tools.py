@@ -132,7 +132,7 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     data.update({"loras": [] if dedicated else backend.loras, "safety_checker": backend.safety_checker, "device": backend.device,
                  "dtype": dtype_name(backend.dtype), "generate_seconds": round(gen.seconds, 4),
                  "nsfw_content_detected": gen.nsfw_content_detected, "status": gen.status})
-    notes = list(data.pop("notes", []))
+    notes = list(data.pop("notes", [])) + _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
     paths = []
     for i, (picture, status, seed) in enumerate(zip(gen.images, gen.status, seeds)):
         if status != "ok":
@@ -148,6 +148,21 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     if not paths:
         raise VisionloopError("; ".join(notes) + "; nothing was saved")
     return ToolResult(tool=tool, text="", images=paths, data=data)
+
+
+def _truncation_notes(pipe, prompt: str, negative_prompt: str | None) -> list[str]:
+    """CLIP text encoders read a fixed number of tokens (77 for SD 1.5) and diffusers drops the
+    rest with a log line nobody sees: say so in the result instead."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None:
+        return []
+    limit = tokenizer.model_max_length
+    notes = []
+    for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        count = len(tokenizer(text).input_ids) if text else 0
+        if count > limit:
+            notes.append(f"{name} is {count} tokens; the text encoder reads the first {limit}, the rest was ignored")
+    return notes
 
 
 def _status_note(status: str, index: int, seed: int) -> str:

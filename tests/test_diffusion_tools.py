@@ -48,6 +48,15 @@ def test_draw_end_to_end(loop):
     assert not np.array_equal(a, b)  # two seeds, two pictures
 
 
+def test_a_prompt_longer_than_the_text_encoder_reads_gets_a_note(loop):
+    short = call(loop, "draw", prompt="a red lighthouse", seed=1)
+    assert not any("tokens" in n for n in short.data["notes"])
+    long = call(loop, "draw", prompt=" ".join(["lighthouse"] * 120), seed=1)
+    assert long.ok, long.error
+    (note,) = [n for n in long.data["notes"] if "tokens" in n]
+    assert note.startswith("prompt is ") and "reads the first 77" in note
+
+
 def test_draw_without_seed_draws_and_records_one(loop):
     r1 = call(loop, "draw", prompt="a cat", size="64x32")
     r2 = call(loop, "draw", prompt="a cat", size="64x32")
