@@ -158,3 +158,19 @@ def test_info_summarises_the_visionloop_chunk(cli, tmp_path):
     assert out[1:] == ["visionloop: tool edit, model m, seed 3, size 8x8, scheduler DDIMScheduler"]
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     assert cli("info", tmp_path / "plain.png").out.splitlines()[1:] == ["(no generation metadata)"]
+
+
+def test_saved_files_get_the_usual_mode_not_0600(tmp_path):
+    import os
+    import stat
+
+    from agent.images import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        png = save_image(Image.new("RGB", (4, 4)), tmp_path, "x", {"prompt": "p"})
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(png.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
