@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.errors import Cancelled, VisionloopError
-from agent.router import ensure_registered
+from agent.router import ensure_registered, wants_help
 from agent.session import Session
 from agent.tools import ToolCall, ToolResult, run_tool
 
@@ -39,7 +39,8 @@ HELP = {
     "/draw PROMPT": "draw a new picture",
     "/edit [--box x0,y0,x1,y1] PROMPT": "change a region of the current image",
     "/restyle PROMPT": "redraw the current image in a style",
-    "/run WORKFLOW [name=value ...]": "run a workflow (its image input defaults to the current image)",
+    "/run WORKFLOW [name=value ...]": "run a workflow (its image input defaults to the current image); "
+                                      "--input NAME=VALUE and --dry-run as in `visionloop run`",
     "/reset": "forget the conversation and the images",
     "/save FILE": "save the transcript (.json for JSON)",
     "/quit": "leave (or Ctrl-D); Ctrl-C cancels the job in hand",
@@ -163,6 +164,9 @@ class Chat:
     def _route(self, line: str) -> None:
         # Attach mentioned paths first so that every router sees them (and a bad one is
         # answered before any router guesses).
+        if wants_help(line):  # "help", "what can you do?": the help text, not a question for LLaVA
+            self.cmd_help("")
+            return
         if not line.startswith("/"):
             self.session.attach_mentions(line)
         try:
@@ -294,31 +298,74 @@ class Chat:
         self._say(f"opened #{pic.number} {pic.path}", "open")
 
     def cmd_run(self, rest: str) -> None:
+        """`/run WORKFLOW [name=value ...]`, with the CLI's `--input/-i NAME=VALUE` and
+        `--dry-run` (the plan, as `visionloop run --dry-run` prints it; nothing loads)."""
         words = _split(rest)
-        if not words:
-            raise VisionloopError("usage: /run WORKFLOW [name=value ...]")
+        name, inputs, dry_run = None, {}, False
+        pairs = iter(words)
+        for word in pairs:
+            if word == "--dry-run":
+                dry_run = True
+                continue
+            pair = word
+            if word in ("--input", "-i"):
+                pair = next(pairs, None)
+                if pair is None:
+                    raise VisionloopError(f"/run: {word} needs NAME=VALUE")
+            elif word.startswith("--input="):
+                pair = word[len("--input="):]
+            elif word.startswith("-i") and len(word) > 2 and "=" in word:  # -iname=value, as argparse takes it
+                pair = word[2:]
+            elif name is None and "=" not in word:
+                name = word
+                continue
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip("-"):
+                raise VisionloopError(f"/run: expected name=value (or --input NAME=VALUE), got {pair!r}")
+            key = key.strip().lstrip("-").replace("-", "_")
+            if key in inputs:
+                raise VisionloopError(f"/run: input {key!r} given twice")
+            inputs[key] = value
+        if name is None:
+            raise VisionloopError("usage: /run WORKFLOW [--dry-run] [name=value | --input NAME=VALUE ...]")
         try:
-            from agent.workflows import load_workflow, run_workflow
+            from agent.workflows import check_inputs, load_workflow, run_workflow
         except ImportError:
             raise VisionloopError("workflows are not available in this installation") from None
-        wf = load_workflow(words[0], self.config, self.registry)
-        inputs: dict[str, Any] = {}
-        for word in words[1:]:
-            name, eq, value = word.partition("=")
-            if not eq:
-                raise VisionloopError(f"/run: expected name=value, got {word!r}")
-            inputs[name.lstrip("-").replace("-", "_")] = value
-        for name in wf.image_inputs():
-            value = inputs.get(name)
+        wf = load_workflow(name, self.config, self.registry)
+        for key in wf.image_inputs():
+            value = inputs.get(key)
             if value is not None and value.startswith("#") and value[1:].isdigit():
-                inputs[name] = self.session.image(int(value[1:])).path
+                inputs[key] = self.session.image(int(value[1:])).path
             elif value is None and self.session.current is not None and \
-                    wf.spec.inputs[name].default is None:
-                inputs[name] = self.session.current.path
+                    wf.spec.inputs[key].default is None:
+                inputs[key] = self.session.current.path
         out_dir = Path(self.loop.ctx.out_dir)
+        if dry_run:
+            self.show_plan(wf, check_inputs(wf, inputs), out_dir)
+            return
         outcome = self.wait(self.submit(lambda ctx: run_workflow(wf, inputs, ctx, self.registry, out_dir)))
         if outcome is not None:
             self.show_outcome(outcome)
+
+    def show_plan(self, wf, values: dict, out_dir: Path) -> None:
+        """The CLI's dry-run plan, built and worded by the same code (`agent.commands_workflows`)."""
+        import contextlib
+        import io
+        from types import SimpleNamespace
+
+        from agent.commands_workflows import _plan, _print_plan
+
+        plan = _plan(wf, values, SimpleNamespace(config=self.config, registry=self.registry), out_dir, None)
+        if self.out.json_mode:
+            with self.out.lock:
+                print(json.dumps(plan, ensure_ascii=False, default=str), file=self.out.out, flush=True)
+            self.session.add_turn("note", f"planned workflow {wf.name}")
+            return
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            _print_plan(plan)
+        self._say(text.getvalue().rstrip(), "plan")
 
     def show_outcome(self, outcome) -> None:
         """A workflow's result: its image outputs join the list."""

@@ -11,15 +11,17 @@ under -v); 2 a usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 
 from agent import __version__
 from agent.errors import UsageError, VisionloopError
-from agent.tools import Tool, ToolCall, ToolResult
+from agent.tools import Tool, ToolCall, ToolResult, coerce_value
 
 log = logging.getLogger("agent")
 
@@ -59,6 +61,23 @@ def _add_tool_command(sub, tool: Tool) -> None:
     p.set_defaults(handler=run_tool_command, tool=tool.name)
 
 
+def _shape_check(inp):
+    """An argparse `type` that checks a value parses as the input's type (range aside)."""
+    if inp.type not in ("int", "float", "box", "size"):
+        return None
+    shape_only = dataclasses.replace(inp, min=None, max=None)
+
+    def parse(text: str):
+        try:
+            coerce_value(shape_only, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text  # check_args converts it, as it does for values from workflows and the chat
+
+    parse.__name__ = {"int": "whole number", "float": "number"}.get(inp.type, inp.type)
+    return parse
+
+
 def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> None:
     """Add one tool input to `p`. Shared by the generated sub-commands and the chat's
     `/tool ...` commands; `chat=True` makes every input an optional flag, because the chat
@@ -78,10 +97,12 @@ def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> N
     if inp.type == "bool":
         p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     else:
-        # choices go to argparse too: a value outside them is a usage error (exit 2)
+        # choices and the value's shape go to argparse too: `--steps abc` or a value outside
+        # the choices is a usage error (exit 2); a well-formed value out of range is the
+        # tool's input error (exit 1), checked by check_args like values from any source.
         p.add_argument(*flags, dest=inp.name, metavar=metavar, default=None, required=inp.required and not chat,
                        action="append" if inp.multiple else "store", choices=inp.choices or None,
-                       help=help_text)
+                       type=_shape_check(inp), help=help_text)
 
 
 def tool_values(args: argparse.Namespace, tool: Tool) -> dict:
@@ -159,11 +180,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     for noisy in ("transformers", "diffusers", "huggingface_hub", "PIL", "filelock", "watchdog", "httpx"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
     if verbose < 2:
-        import os
-
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        # huggingface_hub sets up its own stderr handler on import; its level comes from here
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,5 +222,6 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("error")
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except BrokenPipeError:
-        return 1
+    except BrokenPipeError:  # `visionloop tools | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

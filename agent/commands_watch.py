@@ -121,7 +121,9 @@ def cmd_watch(args, app) -> int:
         return _status(rules, app)
     quiet = app.json or getattr(args, "quiet", False)
     announce = None if quiet else (lambda line: print(line, flush=True))
-    watcher = Watcher(rules, app.loop, app.registry, app.config, announce=announce, poll=args.poll)
+    # --once names the files it waits for (one stderr line each, also under --json: stdout stays JSON)
+    on_wait = None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr, flush=True))
+    watcher = Watcher(rules, app.loop, app.registry, app.config, announce=announce, poll=args.poll, on_wait=on_wait)
     # SIGTERM and Ctrl-C ask for a clean stop: the job in hand finishes (or is re-queued), exit 0.
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

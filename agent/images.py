@@ -93,8 +93,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
             return img
     except ImageError:
         raise
-    except Image.DecompressionBombError:
-        raise ImageError(p, "image too large (decompression bomb)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(p, _bomb_reason(exc, max_pixels)) from None
     except PermissionError:
         raise ImageError(p, "permission denied") from None
     except (OSError, SyntaxError, struct.error, zlib.error, EOFError) as exc:
@@ -104,6 +104,14 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError(p, f"cannot decode image: {text or type(exc).__name__}") from None
     except ValueError as exc:  # e.g. oversized PNG text chunks (Pillow raises ValueError)
         raise ImageError(p, f"cannot decode image: {exc}") from None
+
+
+def _bomb_reason(exc: Exception, max_pixels: int) -> str:
+    """Pillow refuses files past twice its own limit while opening them, before our check
+    can run; say how large the image is, as our own check would."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)):,} px" if found else "too many pixels"
+    return f"image too large: {size} > limit {max_pixels:,} px (decompression bomb)"
 
 
 # --- saving ------------------------------------------------------------------------------------
@@ -239,13 +247,20 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """What an image carries: `parameters` (text) and `visionloop` (dict), when present."""
     p = Path(path)
     try:
-        with Image.open(p) as img:
+        # the same allow-list as loading: no EPS (Ghostscript) or other decoders for a peek
+        with Image.open(p, formats=ALLOWED_FORMATS) as img:
             text = dict(getattr(img, "text", {}) or {})
             size = img.size
             fmt = img.format
     except FileNotFoundError:
         raise ImageError(p, "file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except IsADirectoryError:
+        raise ImageError(p, "is a folder, not an image file") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(p, _bomb_reason(exc, Image.MAX_IMAGE_PIXELS * 2)) from None
+    except UnidentifiedImageError:
+        raise ImageError(p, "not a supported image (supported: PNG, JPEG, WebP, BMP, GIF, TIFF)") from None
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise ImageError(p, f"not a readable image: {exc}") from None
     out: dict[str, Any] = {"file": str(p), "format": fmt, "size": f"{size[0]}x{size[1]}"}
     if "parameters" in text:

@@ -40,6 +40,11 @@ class Registry:
             raise PluginError(f"unknown tool {name!r} (tools: {', '.join(sorted(self.tools))})") from None
 
 
+def _one_line(exc: Exception) -> str:
+    """`Type: message` on one line (pluggy's validation errors span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _load_entry_points(pm: pluggy.PluginManager, broken: dict[str, str]) -> None:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         if pm.get_plugin(ep.name) is not None:
@@ -47,7 +52,7 @@ def _load_entry_points(pm: pluggy.PluginManager, broken: dict[str, str]) -> None
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must not take the others down
-            broken[ep.name] = f"{type(exc).__name__}: {exc}"
+            broken[ep.name] = _one_line(exc)
             log.debug("plugin %s failed to load", ep.name, exc_info=True)
 
 
@@ -66,7 +71,7 @@ def _load_folder(pm: pluggy.PluginManager, folder: Path, broken: dict[str, str])
             spec.loader.exec_module(module)
             pm.register(module, name=name)
         except Exception as exc:
-            broken[name] = f"{type(exc).__name__}: {exc}"
+            broken[name] = _one_line(exc)
             log.debug("plugin %s failed to load", name, exc_info=True)
 
 
@@ -105,7 +110,7 @@ def load_registry(paths: list[str | Path] = (), extra: list[object] = ()) -> Reg
         except PluginError:
             raise
         except Exception as exc:
-            broken[plugin_name] = f"register_tools failed: {type(exc).__name__}: {exc}"
+            broken[plugin_name] = f"register_tools failed: {_one_line(exc)}"
     return registry
 
 
@@ -123,7 +128,7 @@ def run_startup(registry: Registry, config) -> None:
             raise
         except Exception as exc:
             name = impl.plugin_name
-            registry.broken[name] = f"startup failed: {type(exc).__name__}: {exc}"
+            registry.broken[name] = f"startup failed: {_one_line(exc)}"
             log.debug("plugin %s failed in startup", name, exc_info=True)
             for tool_name in [t.name for t in registry.tools.values() if t.plugin == name]:
                 del registry.tools[tool_name]

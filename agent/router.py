@@ -33,14 +33,19 @@ TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go
 
 # Words that open a request politely and carry no intent ("please", "can you", "and", ...).
 _LEAD = re.compile(r"^(?:please|pls|ok(?:ay)?|now|and|so|then|also|next|hey|could you|can you|would you|"
-                   r"will you|i'?d like you to|i want you to|i would like you to|go ahead and)\b[\s,]*", re.I)
+                   r"will you|let'?s|i'?d like you to|i want you to|i would like you to|go ahead and)\b[\s,]*", re.I)
 _MEANT = re.compile(r"#\d+|\bit\b|\b(?:this|that|the|my|these|those)\s+(?:image|picture|photo|pic|photograph|"
                     r"one|drawing|painting)s?\b|\b(?:this|that)\s*[?.!]*$", re.I)
-_DRAW = re.compile(r"^(?:draw|paint|generate|imagine|sketch|illustrate|render|create|"
-                   r"(?:make|show)(?:\s+me)?(?=\s+(?:a|an|some)\s+(?:picture|image|drawing|painting|photo|"
-                   r"illustration|sketch)s?\b))\b(?:\s+me)?\s*(?:(?:a|an|some)\s+(?:picture|image|drawing|"
-                   r"painting|photo|illustration|sketch|render)s?\s+of\s+)?(?P<p>.*)$", re.I | re.S)
-_EDIT = re.compile(r"^(?P<verb>replace|put|add|place|insert|remove|erase|delete|change|swap|paint|draw|fill)\b"
+_KIND = r"(?:picture|image|drawing|painting|photo|illustration|sketch|render|poster|wallpaper)s?"
+_DRAW = re.compile(r"^(?:(?:draw|paint|generate|imagine|sketch|illustrate|render|create|"
+                   r"(?:make|show)(?:\s+me)?(?=\s+(?:a|an|some)\s+" + _KIND + r"\b))\b(?:\s+me)?\s*"
+                   r"(?:(?:a|an|some)\s+(?:new\s+)?" + _KIND + r"\s+of\s+)?"
+                   # "I want a picture of ...", "give me a drawing of ...", "a painting of ...", "new image: ..."
+                   r"|(?:(?:i\s+(?:want|need)|i'?d\s+like|i\s+would\s+like|give\s+me|get\s+me)\s+)?(?:a|an|some)\s+"
+                   r"(?:new\s+)?" + _KIND + r"\s+of\s+|new\s+(?:picture|image|drawing|painting)\s*[:,-]\s*)"
+                   r"(?P<p>.*)$", re.I | re.S)
+_EDIT = re.compile(r"^(?P<verb>replace|put|add|place|insert|remove|erase|delete|change|swap|paint|draw|fill|"
+                   r"get\s+rid\s+of|take\s+(?:out|away))\b"
                    r"\s*(?P<rest>.*)$", re.I | re.S)
 _REGION = re.compile(
     r"\b(?:in|at|on|to|into|onto|across|over|along)\s+the\s+"
@@ -49,31 +54,75 @@ _REGION = re.compile(
     r"(?:\s+(?:of|in)\s+(?:it|the\s+(?:image|picture|photo)|#\d+))?\b", re.I)
 _BOX = re.compile(r"(?:\b(?:in|inside|within)\s+(?:the|a|this)\s+box\b(?:\s+(?:at\s+)?)?)?"
                   r"(?P<nums>\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+)|\b(?:in|inside|within)\s+(?:the|this)\s+box\b", re.I)
+_IT = r"(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)"
+# Words that are a style on their own ("make it sepia", "make it look vintage").
+_LOOKS = (r"(?:black\s+(?:and|&)\s+white|b\s*&\s*w|sepia|gr[ae]y\s*scale|monochrome|vintage|retro|old|older|aged|"
+          r"antique|old[\s-]fashioned|faded|cyberpunk|steampunk|noir|film\s+noir|futuristic|cartoon(?:ish|y)?|"
+          r"anime|photo[\s-]?realistic|psychedelic|surreal|dreamy|spooky|gothic|pastel|neon|minimalist|"
+          r"impressionist|abstract|cubist|pixelated|pixel\s+art|hand[\s-]drawn|watercolou?r|oil[\s-]painted|"
+          r"low[\s-]poly|8[\s-]?bit|16[\s-]?bit|lo[\s-]?fi|polaroid|cinematic|autumnal|wintry|snowy|sunset)")
 _RESTYLE = [
-    re.compile(r"^(?:make|let)\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+look\s+(?:more\s+)?like\s+(?P<p>.+)", re.I | re.S),
-    re.compile(r"^(?:turn|convert|transform|change|make)\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+"
-               r"(?:into|to|as|in)\s+(?P<p>.+)", re.I | re.S),
-    re.compile(r"^(?:redraw|repaint|render|draw|paint|do|reimagine|re-imagine)\s+(?:it|this|that|#\d+|"
-               r"(?:this|that|the|my)\s+\w+)\s+(?:as|like|in)\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^(?:make|let)\s+" + _IT + r"\s+look\s+(?:more\s+)?like\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^make\s+" + _IT + r"\s+(?:look\s+)?(?:more\s+)?(?P<p>" + _LOOKS + r")\W*$", re.I | re.S),
+    # "make it look older", "make this look spooky": a look, whatever the word
+    re.compile(r"^make\s+" + _IT + r"\s+look\s+(?P<p>[\w-]+(?:\s+[\w-]+)?)\W*$", re.I | re.S),
+    re.compile(r"^make\s+" + _IT + r"\s+(?:more\s+)?like\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^(?:turn|convert|transform|change|make)\s+" + _IT + r"\s+(?:into|to|as|in)\s+(?P<p>.+)", re.I | re.S),
+    re.compile(r"^(?:redraw|repaint|render|draw|paint|do|redo|try|reimagine|re-imagine|styli[sz]e|recreate|remake)\s+"
+               + _IT + r"\s+(?:again\s+)?(?:as|like|in)\s+(?P<p>.+)", re.I | re.S),
     re.compile(r"^make\s+(?:it|this|that|#\d+)\s+(?P<p>(?:a|an)\s+.+)", re.I | re.S),
     re.compile(r"^restyle\b(?:\s+(?:it|this|that|#\d+))?(?:\s+(?:as|like|in|into|to))?\s*(?P<p>.+)", re.I | re.S),
     re.compile(r"^give\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+(?:a|an)\s+(?P<p>.+?)\s+"
                r"(?:style|look|feel|makeover)\W*$", re.I | re.S),
+    # "apply a vintage filter", "add a film grain effect to it"
+    re.compile(r"^(?:apply|add|use|put)\s+(?:a|an|the|some)\s+(?P<p>.+?)\s+(?:filter|effect|look|finish|treatment)"
+               r"(?:\s+(?:to|on)\s+" + _IT + r")?\W*$", re.I | re.S),
+    # "what would it look like as a painting?": the user wants to see it
+    re.compile(r"^(?:what|how)\s+would\s+" + _IT + r"\s+look(?:\s+like)?\s+(?P<p>(?:as|in)\s+.+)", re.I | re.S),
+    re.compile(r"^(?:cartoonify|cartoonise|cartoonize)\s+(?:it|this|that|#\d+)(?P<p>)\W*$", re.I | re.S),
     re.compile(r"(?P<p>\bin\s+the\s+style\s+of\s+.+)", re.I | re.S),
 ]
+# With an image in the chat and nothing else asked, a bare style means that image:
+# "in Monet's style", "anime style", "as a watercolour", "a pixel art version please".
+_BARE_STYLE = [
+    re.compile(r"^(?:(?:do\s+it\s+)?in\s+)?(?P<who>[\w .&'-]+?)(?:'s?)?\s+style\W*$", re.I | re.S),
+    re.compile(r"^(?:(?:the\s+)?same\s+(?:picture|image|photo|thing|one)\s*,?\s*)?(?:but\s+)?(?:now\s+)?as\s+"
+               r"(?P<p>.+?)\W*$", re.I | re.S),
+    re.compile(r"^(?:(?:give\s+me|make|do|create|draw|paint)\s+)?(?:a|an)?\s*(?P<p>[\w -]+?)\s+version"
+               r"(?:\s+of\s+" + _IT + r")?\W*$", re.I | re.S),
+    re.compile(r"^(?:in\s+)?(?P<p>" + _LOOKS + r")(?:\s+style)?\W*$", re.I | re.S),
+]
+# "like Van Gogh painted it" -> "a painting by Van Gogh"; "like Picasso did it" -> "Picasso".
+_BY = {"painted": "a painting by", "paint": "a painting by", "drew": "a drawing by", "draw": "a drawing by",
+       "sketched": "a sketch by", "sketch": "a sketch by", "photographed": "a photo by", "shot": "a photo by"}
+# Only with "it" after the verb (or "would" at the end): "a pencil sketch" keeps its "sketch".
+_MAKER = re.compile(r"^(?P<who>.+?)\s+(?:(?:(?:would|might|could)(?:\s+have)?|had)\s+)?"
+                    r"(?:(?P<verb>painted|paint|drew|draw|sketched|sketch|photographed|shot|did|do|done|made|make)"
+                    r"\s+(?:it|this|that)|(?:would|might)(?:\s+have)?)\W*$", re.I)
+_WAS = re.compile(r"^(?:was|were|is|had\s+been)\s+(?P<verb>taken|shot|photographed|painted|drawn|sketched|made)\s+"
+                  r"(?P<rest>.+)$", re.I)
+_OLDER = {"old": "an old vintage photo", "older": "an old vintage photo", "aged": "an old vintage photo"}
 _COUNT = re.compile(r"^(?P<n>\d+|two|three|four|five|six|several)\s+(?:pictures|images|drawings|paintings|"
                     r"photos|illustrations|sketches|versions|variations)\s+of\s+", re.I)
 _NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "several": 4}
 _READ = re.compile(r"\b(?:read|transcribe|ocr)\b|\bwhat\s+(?:does|do|did)\s+(?:it|this|that|#\d+|the\s+[\w ]{1,30}?)"
                    r"\s+say\b|\bwhat(?:'s|\s+is|\s+was)\s+written\b|\b(?:extract|get|copy|pull)\s+(?:out\s+)?"
-                   r"(?:all\s+)?(?:the\s+)?(?:text|words)\b|\bwhat\s+(?:text|words)\b", re.I)
-_CAPTION = re.compile(r"^(?:describe|caption|summari[sz]e)\b|\b(?:give|write|make|suggest)\s+(?:me\s+)?(?:a\s+)?"
-                      r"(?:short\s+|brief\s+|good\s+|detailed\s+)?(?:caption|description)\b", re.I)
-_DETAIL = re.compile(r"\b(?:in\s+detail|detailed|in\s+depth|thoroughly|at\s+length|fully)\b", re.I)
-_FILLER = re.compile(r"#\d+|\b(?:describe|caption|summari[sz]e|give|write|make|suggest|me|a|an|short|brief|good|"
+                   r"(?:all\s+)?(?:the\s+)?(?:text|words)\b|\bwhat\s+(?:text|words)\b"
+                   # "what's the text?", "is there any text?", "what's the writing say", "grab the text"
+                   r"|\bwhat(?:'s|s|\s+is|\s+are)\s+the\s+(?:text|writing|words)\b|\b(?:is\s+there|are\s+there|any)\s+"
+                   r"(?:any\s+)?(?:text|writing|words)\b|\bwriting\s+say\b|\bgrab\s+(?:all\s+)?(?:the\s+)?(?:text|words)\b"
+                   r"|^(?:the\s+)?text(?:\s+please)?\W*$", re.I)
+_CAPTION = re.compile(r"^(?:describe|caption|summari[sz]e)\b|\balt[\s-]?text\b|^(?:a|an)\s+(?:caption|description)\b"
+                      r"|\b(?:one[\s-]line|short|brief|long)\s+(?:caption|description)\b"
+                      r"|\b(?:give|write|make|suggest|generate|create|add)\s+(?:me\s+|it\s+|this\s+)?(?:a\s+|an\s+)?"
+                      r"(?:short\s+|brief\s+|good\s+|detailed\s+|long\s+|one[\s-]line\s+)?(?:caption|description)\b", re.I)
+_DETAIL = re.compile(r"\b(?:in\s+detail|detailed|in\s+depth|thoroughly|at\s+length|fully|long)\b", re.I)
+_FILLER = re.compile(r"#\d+|\balt[\s-]?text\b|\bone[\s-]line\b|\bwhat\s+you\s+see\b|"
+                     r"\b(?:describe|caption|summari[sz]e|give|write|make|suggest|generate|create|add|long|of|"
+                     r"me|a|an|short|brief|good|"
                      r"detailed|description|in\s+detail|in\s+depth|thoroughly|at\s+length|fully|please|for|"
                      r"it|this|that|the|image|picture|photo|pic|one|briefly)\b|[^\w#]+", re.I)
-_QUESTION = re.compile(r"^(?:what|what's|whats|which|who|who's|whose|whom|where|when|why|how|tell\s+me|explain|"
+_QUESTION = re.compile(r"^(?:what|what's|whats|which|who|who's|whose|whom|where|when|why|how|tell\s+me|explain|guess|"
                        r"identify|count|name|list|compare|find)\b", re.I)
 # An auxiliary verb opens a question only when a subject follows it ("do you", "is there",
 # "does it", "can you see"): bare "do the thing" is an order we cannot place, not a question.
@@ -90,6 +139,10 @@ _AUX_QUESTION = re.compile(
 _ASK_YOU = re.compile(r"^(?:(?:please|ok(?:ay)?|so|and|hey|now)[\s,]+)*(?:can|could|would|will)\s+you\s+"
                       r"(?:see|spot|tell|notice|find|identify|recogni[sz]e|count|guess|make\s+out|work\s+out|"
                       r"figure\s+out)\b", re.I)
+# "help", "what can you do?": the chat shows /help (see `wants_help`).
+_HELP = re.compile(r"^(?:help|\?+|commands|help\s+me|what\s+can\s+(?:you|i)\s+do|what\s+(?:are|is)\s+the\s+commands|"
+                   r"how\s+does\s+this\s+work|how\s+do\s+i\s+use\s+(?:this|you|it)|what\s+do\s+you\s+do)\W*$", re.I)
+HELP_HINT = "Type /help for the commands, or ask about an image, 'draw ...', 'make it look like ...'."
 _REF_WORDS = re.compile(r"\s*\b(?:of|on|in|to|into|from)\s+(?:it|#\d+|(?:this|that|the)\s+(?:image|picture|photo))\b"
                         r"|#\d+|\bit\b", re.I)
 
@@ -275,22 +328,72 @@ def _region_box(match: re.Match, size: tuple[int, int]) -> tuple[int, int, int, 
 
 
 def _edit_prompt(verb: str, rest: str) -> tuple[str, str | None]:
-    """(prompt, negative prompt) from the words after the verb."""
-    swap = re.search(r"\b(?:with|to|for|by)\s+(?P<new>.+)$", rest, re.I | re.S)
-    if verb in ("replace", "change", "swap") and swap:
+    """(prompt, negative prompt) from the words after the verb.
+
+    The inpainting mask is the whole region (a quarter or half of the picture), so the prompt
+    must describe everything that region should show, not just the new thing: for "add a hat
+    to the man in the top left", a prompt of "a hat" would paint a hat over the man, while
+    "a hat on the man" keeps the man and puts the hat on him. So the target ("the man") stays,
+    and only the preposition is made to read as a description ("to the man" -> "on the man",
+    "to the background" -> "in the background")."""
+    verb = re.sub(r"\s+", " ", verb.lower())
+    if verb in ("get rid of", "take out", "take away"):
+        verb = "remove"
+    swap = re.search(r"\b(?:with|to|for|by|into)\s+(?P<new>.+)$", rest, re.I | re.S)
+    if verb in ("replace", "change", "swap", "fill") and swap:
         return _clean(swap.group("new")), _clean(rest[:swap.start()]) or None
     if verb in ("remove", "erase", "delete"):
         return "background", _clean(rest) or None
-    return _clean(rest), None
+    prompt = _clean(rest)
+    if verb in ("add", "put", "place", "insert"):
+        prompt = re.sub(r"\b(?:to|onto)\s+the\s+(?=(?:background|foreground|sky|scene|picture|image|photo|water|sea)\b)",
+                        "in the ", prompt, flags=re.I)
+        prompt = re.sub(r"\b(?:to|onto)\s+(?=(?:the|his|her|their|its|my)\s)", "on ", prompt, flags=re.I)
+    return prompt, None
+
+
+def _style(words: str) -> str:
+    """A restyle prompt from what followed "like"/"as": the maker's verb goes ("like Van Gogh
+    painted it" -> "a painting by Van Gogh", "like Picasso did it" -> "Picasso"), and "like it
+    was taken in the 1920s" becomes "a photo taken in the 1920s"."""
+    maker = _MAKER.match(words.strip())
+    if maker and len(maker.group("who").split()) <= 4:
+        verb = (maker.group("verb") or "").lower()
+        return f"{_BY[verb]} {_clean(maker.group('who'))}" if verb in _BY else _clean(maker.group("who"))
+    style = re.sub(r"^as\s+", "", _clean(words), flags=re.I)
+    style = re.sub(r"^(?:in\s+)?(?P<who>[\w .&-]+?)'s?\s+style$", r"in the style of \g<who>", style, flags=re.I)
+    style = re.sub(r"^the\s+style\s+of\b", "in the style of", style, flags=re.I)
+    was = _WAS.match(style)
+    if was:
+        verb = was.group("verb").lower()
+        noun = {"taken": "a photo taken", "shot": "a photo taken", "photographed": "a photo taken",
+                "painted": "a painting", "drawn": "a drawing", "sketched": "a sketch"}.get(verb, "a picture made")
+        return f"{noun} {was.group('rest')}"
+    return _OLDER.get(style.lower(), style)
+
+
+def wants_help(message: str) -> bool:
+    """'help', 'what can you do?': the chat answers these with its /help text."""
+    return bool(_HELP.match(_strip_lead(message.strip())))
 
 
 def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
+    if wants_help(message):
+        return HELP_HINT
     text = session.attach_mentions(message)
     refs = session.refs(text)
     images = [p.path for p in refs]
     core = _strip_lead(text)
+    lead = _REGION.match(core)  # "in the top left, add a bird": the place goes after the order
+    if lead and _EDIT.match(core[lead.end():].lstrip(" ,")):
+        core = f"{core[lead.end():].lstrip(' ,')} {lead.group(0)}"
     # "it", "#2", "this picture", or a place in a picture we have, all mean an existing image
     meant = bool(refs) or bool(_MEANT.search(core)) or bool(session.images and _REGION.search(core))
+
+    # 0. A caption asked for in so many words ("generate alt text for it", "write a long
+    # description"): before drawing, whose verbs ("generate", "create") it shares.
+    if _CAPTION.search(core) and not _FILLER.sub(" ", core).strip():
+        return _call("caption", tools, session, {"detail": "long" if _DETAIL.search(core) else "short"}, images)
 
     # 1. A new picture: a drawing verb and no image meant.
     draw = _DRAW.match(core)
@@ -310,6 +413,12 @@ def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolC
     if edit:
         rest, box = edit.group("rest"), None
         region, numbers = _REGION.search(rest), _BOX.search(rest)
+        if region is None and edit.group("verb").lower() in ("replace", "change", "fill", "paint"):
+            region = _REGION.search("in " + rest)  # the region is the object: "fill the top left with ..."
+            if region is not None and region.start() == 0:
+                rest = "in " + rest
+            else:
+                region = None
         if numbers:
             if numbers.group("nums"):
                 box = tuple(int(n) for n in re.split(r"\s*,\s*", numbers.group("nums")))
@@ -337,10 +446,19 @@ def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolC
     for pattern in _RESTYLE:
         styled = pattern.search(core)
         if styled:
-            prompt = _clean(styled.group("p"))
-            if prompt:  # the style goes to `style` where the tool has one (it keeps the subject)
-                key = "style" if tools.get("restyle") and tools["restyle"].input("style") else "prompt"
-                return _call("restyle", tools, session, {key: prompt}, images)
+            prompt = _style(styled.group("p")) or ("a cartoon" if core.lower().startswith("cartoon") else "")
+            if prompt:
+                return _restyle(prompt, tools, session, images)
+    if session.images and not edit and not draw:
+        bare = re.sub(r"[\s,]+(?:please|thanks|thank you)\W*$", "", core, flags=re.I)
+        for pattern in _BARE_STYLE:
+            styled = pattern.match(bare)
+            if styled:
+                who = styled.groupdict().get("who")
+                prompt = f"in the style of {_clean(who)}" if who and "'" in bare[:styled.end("who") + 2] \
+                    else (f"{_clean(who)} style" if who else _style(styled.group("p")))
+                if prompt.strip() and prompt.strip() != "style":
+                    return _restyle(prompt, tools, session, images)
 
     if edit or (draw and meant):
         if draw and not _REGION.search(core):
@@ -367,6 +485,12 @@ def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolC
     hint = f" about #{session.current.number}" if session.current else ""
     return (f"I'm not sure what to do with that. Ask a question{hint}, or say 'describe it', 'read the text', "
             f"'draw ...', 'make it look like ...' (/help lists the commands).")
+
+
+def _restyle(style: str, tools, session: Session, images: list[str]) -> ToolCall | str:
+    # the style goes to `style` where the tool has one (it keeps the subject)
+    key = "style" if tools.get("restyle") and tools["restyle"].input("style") else "prompt"
+    return _call("restyle", tools, session, {key: style}, images)
 
 
 def _ask(text: str, refs, tools, session: Session, images: list[str]) -> ToolCall | str:

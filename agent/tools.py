@@ -223,6 +223,22 @@ def check_args(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _absolute_images(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
+    """Image paths as absolute paths, so that every record (`data`, PNG metadata, manifests)
+    can be replayed from any folder. Symlinks are kept: the user named that path."""
+    import os
+
+    def absolute(value):
+        return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) else value
+
+    out = dict(args)
+    for inp in tool.inputs:
+        value = out.get(inp.name)
+        if inp.type == "image" and value is not None:
+            out[inp.name] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
+    return out
+
+
 # --- running ---------------------------------------------------------------------------------
 
 def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
@@ -237,6 +253,7 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         checked = check_args(tool, args)
     except InputError as exc:
         return [ToolResult(tool=tool.name, error=str(exc))]
+    checked = _absolute_images(tool, checked)
     if tool.each and isinstance(checked.get(tool.each), list):
         calls = [{**checked, tool.each: v} for v in checked[tool.each]]
     else:
@@ -256,6 +273,8 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         except Exception as exc:  # a bug in the tool: keep the process alive, say what happened
             log.info("tool %s crashed", tool.name, exc_info=True)  # -v shows the traceback
             result = ToolResult(tool=tool.name, error=f"{tool.name} failed: {type(exc).__name__}: {exc}")
+        if result.error is not None:  # say what was asked, so a failed item names its inputs
+            result.data.setdefault("args", {k: v for k, v in call.items() if v is not None})
         result.data.setdefault("seconds", round(time.perf_counter() - started, 4))
         results.append(result)
     return results

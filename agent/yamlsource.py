@@ -20,11 +20,13 @@ MAX_DEPTH = 50
 
 
 class YamlProblem(Exception):
-    """A YAML document cannot be read; `line` is 1-based (0 when unknown)."""
+    """A YAML document cannot be read; `line` is 1-based (0 when unknown); `path` is where in
+    the document it is, when known (a duplicate key: the mapping that holds it)."""
 
-    def __init__(self, line: int, message: str):
+    def __init__(self, line: int, message: str, path: tuple = ()):
         self.line = line
         self.message = message
+        self.path = tuple(path)
         super().__init__(f"line {line}: {message}")
 
 
@@ -44,19 +46,19 @@ class _StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _check_duplicates(node: yaml.Node) -> None:
+def _check_duplicates(node: yaml.Node, path: tuple = ()) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key, value in node.value:
             k = key.value if isinstance(key, yaml.ScalarNode) else id(key)
             line = key.start_mark.line + 1
             if k in seen:
-                raise YamlProblem(line, f"duplicate key {k!r} (first on line {seen[k]})")
+                raise YamlProblem(line, f"duplicate key {k!r} (first on line {seen[k]})", path)
             seen[k] = line
-            _check_duplicates(value)
+            _check_duplicates(value, path + (k,))
     elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicates(item)
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, path + (i,))
 
 
 def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:

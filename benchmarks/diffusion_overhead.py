@@ -2,14 +2,15 @@
 
 1. Overhead: `draw` through `run_tool` (argument checks, record, PNG with metadata, atomic
    write) against the raw `pipe(...)` call on the same loaded pipeline, same arguments and
-   seed, alternating, median of per-round ratios.
+   seed, alternating, median of per-round ratios. With `--count N` both sides make N
+   batch-of-one calls, one per seed: the call each image's record replays.
 2. Memory: peak RSS of one process running draw + restyle + edit through the tools (one
    shared set of weights) against one that loads text-to-image, image-to-image and inpainting
    pipelines separately with `from_pretrained` and runs each once. Each mode runs in its own
    child process; the unique parameter bytes held are reported too (RSS of tiny models is
    mostly torch itself).
 
-    .venv/bin/python benchmarks/diffusion_overhead.py [--profile tiny] [--rounds 20]
+    .venv/bin/python benchmarks/diffusion_overhead.py [--profile tiny] [--rounds 20] [--count 1]
 """
 
 from __future__ import annotations
@@ -69,17 +70,18 @@ def overhead(args) -> dict:
     tool = load_registry().tool("draw")
     sd = ctx.models.diffusion()
     spec = config.active.diffusion
-    call = {"prompt": "a lighthouse on a rock, watercolour", "seed": 1, "steps": args.steps or spec.steps}
+    call = {"prompt": "a lighthouse on a rock, watercolour", "seed": 1, "steps": args.steps or spec.steps,
+            "count": args.count}
     (first,) = run_tool(tool, call, ctx)  # warm-up, and the exact size the tool uses
     assert first.ok, first.error
     d = first.data
     pipe = sd.text2img
     pipe.scheduler = sd.scheduler(None)[0]
 
-    def raw():
-        return pipe(prompt=d["prompt"], negative_prompt=None, num_inference_steps=d["steps"],
-                    guidance_scale=d["guidance"], width=d["width"], height=d["height"],
-                    generator=torch.Generator("cpu").manual_seed(d["seed"])).images[0]
+    def raw():  # the recorded call: one batch-of-one call per seed (what `draw --seed S` replays)
+        return [pipe(prompt=d["prompt"], negative_prompt=None, num_inference_steps=d["steps"],
+                     guidance_scale=d["guidance"], width=d["width"], height=d["height"],
+                     generator=torch.Generator("cpu").manual_seed(seed)).images[0] for seed in d["seeds"]]
 
     pipe.set_progress_bar_config(disable=True)
     raw()
@@ -98,7 +100,7 @@ def overhead(args) -> dict:
         tool_t.append(times["tool"])
         raw_t.append(times["raw"])
         ratios.append(times["tool"] / times["raw"])
-    return {"size": f"{d['width']}x{d['height']}", "steps": d["steps"], "rounds": args.rounds,
+    return {"size": f"{d['width']}x{d['height']}", "steps": d["steps"], "count": args.count, "rounds": args.rounds,
             "tool_median_s": round(statistics.median(tool_t), 4), "raw_median_s": round(statistics.median(raw_t), 4),
             "median_ratio": round(statistics.median(ratios), 3),
             "median_overhead_ms": round((statistics.median(tool_t) - statistics.median(raw_t)) * 1000, 2)}
@@ -179,6 +181,7 @@ def main() -> None:
     ap.add_argument("--config", default=None)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
+    ap.add_argument("--count", type=int, default=1, help="images per draw call (overhead part only)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (1 is steadier on a busy machine; 0 = torch's default)")
     ap.add_argument("--memory-child", dest="mode", default=None, help=argparse.SUPPRESS)

@@ -1,5 +1,6 @@
 """`edit`: repaint a region of an image (inpainting). White in the mask (or the box) is
-repainted; everything else is kept, pixel for pixel. The result has the input's full size:
+repainted; everything else is kept, pixel for pixel. A mask with transparency is read by its
+alpha channel instead (painted = repaint), with a note. The result has the input's full size:
 the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
 picture is upscaled and composited into the original (`composited: true`)."""
 
@@ -9,9 +10,23 @@ from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
 
 
+def mask_channel(rgba, mask, notes) -> tuple:
+    """The mask as one channel. A mask with transparency is read by its alpha, as inpainting
+    UIs paint them: painted (opaque) = repaint, transparent = keep, whatever the colour (its
+    RGB under a transparent pixel is often black or arbitrary). An opaque mask is read by its
+    brightness: white = repaint, black = keep. Returns the channel and which one was read."""
+    alpha = rgba.getchannel("A")
+    if alpha.getextrema()[0] == 255:  # fully opaque (or no alpha at all): the brightness
+        return rgba.convert("L"), "luminance"
+    notes.append(f"{mask}: the mask has transparency, so its alpha channel was used "
+                 "(opaque = repaint, transparent = keep)")
+    return alpha, "alpha"
+
+
 def region_mask(ctx, picture, mask, box, notes):
-    """The repaint mask at the picture's size: from a mask file (resized with a note when its
-    size differs) or from a box `x0,y0,x1,y1` (x1, y1 exclusive) that must lie inside."""
+    """The repaint mask at the picture's size and where it came from (`alpha`, `luminance` or
+    `box`): from a mask file (resized with a note when its size differs) or from a box
+    `x0,y0,x1,y1` (x1, y1 exclusive) that must lie inside."""
     from PIL import Image, ImageDraw
 
     if mask is None and box is None:
@@ -20,18 +35,18 @@ def region_mask(ctx, picture, mask, box, notes):
         raise InputError("edit takes --mask or --box, not both")
     w, h = picture.size
     if mask is not None:
-        region = ctx.load_image(mask, mode="L")
+        region, channel = mask_channel(ctx.load_image(mask, mode="RGBA"), mask, notes)
         if region.size != picture.size:
             notes.append(f"mask {region.width}x{region.height} resized to the image's {w}x{h}")
             region = region.resize(picture.size, Image.Resampling.NEAREST)
-        return region
+        return region, channel
     x0, y0, x1, y1 = box
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
         raise InputError(f"box: {x0},{y0},{x1},{y1} is not inside the {w}x{h} image "
                          "(need 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height)")
     region = Image.new("L", picture.size, 0)
     ImageDraw.Draw(region).rectangle((x0, y0, x1 - 1, y1 - 1), fill=255)
-    return region
+    return region, "box"
 
 
 def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=None, width=None, height=None,
@@ -44,9 +59,10 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
     steps, guidance = check_settings(ctx, steps, guidance, strength)
     picture = ctx.load_image(image)
     notes: list[str] = []
-    region = region_mask(ctx, picture, mask, box, notes)
+    region, channel = region_mask(ctx, picture, mask, box, notes)
     if not region.getbbox():
-        raise InputError(f"{mask or 'box'}: the mask is all black, so there is nothing to repaint")
+        what = "fully transparent" if channel == "alpha" else "all black"
+        raise InputError(f"{mask or 'box'}: the mask is {what}, so there is nothing to repaint")
     width, height = pick_size(ctx, width, height, size, fit=picture.size)
     seeds = pick_seeds(seed, count)
     # 2. The exact pixels the pipeline gets, at the working size (recorded as working_size and resize).
@@ -70,6 +86,7 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
              "working_size": [width, height], "width": picture.width, "height": picture.height,
              "upscale": "lanczos", "composited": True,
              "mask": str(mask) if mask is not None else None, "box": list(box) if box is not None else None,
+             "mask_channel": channel,
              "unmasked": "the input's own pixels", "notes": notes}
     return generate(ctx, "edit", "inpaint", prompt=prompt, negative_prompt=negative_prompt, steps=steps,
                     guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
@@ -83,7 +100,8 @@ def register_tools(register):
         description="Repaint the masked region of an image from a prompt (inpainting); the rest is kept.",
         inputs=[Input("image", "image", help="the image to edit", required=True, positional=True),
                 Input("prompt", "text", help="what to paint in the region", required=True),
-                Input("mask", "image", None, "mask image: white = repaint, black = keep"),
+                Input("mask", "image", None, "mask image: white = repaint, black = keep; a mask with "
+                      "transparency is read by its alpha: painted (opaque) = repaint, transparent = keep"),
                 Input("box", "box", None, "region to repaint instead of a mask: x0,y0,x1,y1 in pixels"),
                 *common_inputs(strength=1.0)],
         run=edit,

@@ -7,6 +7,7 @@ holds each line's text, box and confidence plus the engine actually used. Severa
 one call share one loaded engine (`ctx.models.ocr`).
 """
 
+from agent.config import OcrSettings
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool, ToolResult
 from agent.vision import ask_llava, generation_inputs
@@ -15,6 +16,7 @@ LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line b
 ENGINES = ("auto", "rapidocr", "tesseract", "llava")
 #: engine -> what produced the text, as a manifest should name it (with the version)
 PRODUCERS = {"rapidocr": "rapidocr-onnxruntime", "tesseract": "tesseract"}
+DEFAULT_LANG = OcrSettings.model_fields["lang"].default
 
 
 def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperature=None, top_p=None, seed=None):
@@ -24,7 +26,9 @@ def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperatu
         result = ask_llava(ctx, "read-text", [image], LLAVA_PROMPT, max_new_tokens, temperature, top_p, seed)
         lines = [line.strip() for line in result.text.splitlines() if line.strip()]
         result.data.update(engine="llava", requested_engine=engine, lang=lang,
-                           lines=[{"text": line, "box": None, "confidence": None} for line in lines])
+                           lines=[{"text": line, "box": None, "confidence": None} for line in lines],
+                           notes=[] if lang == DEFAULT_LANG else
+                           [f"lang {lang} is not used by the llava engine (its prompt names no language)"])
         return result
     # 1. Check inputs: the image loads (one-line error) before any engine does.
     picture = ctx.load_image(image)
@@ -35,7 +39,11 @@ def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperatu
     model = " ".join(str(part) for part in (PRODUCERS.get(ocr.name, ocr.name), ocr.revision) if part)
     data = {"model": model, "engine": ocr.name, "requested_engine": engine, "engine_version": ocr.revision, "lang": lang,
             "image": str(image), "size": list(picture.size), "lines": [line.to_json() for line in reading.lines],
-            "ocr_seconds": round(reading.seconds, 4)}
+            "ocr_seconds": round(reading.seconds, 4), "notes": []}
+    # 4. A language the engine cannot use is said, not silently dropped (the CLI prints notes).
+    note = ocr.lang_note(lang) if hasattr(ocr, "lang_note") else None
+    if note:
+        data["notes"].append(note)
     return ToolResult(tool="read-text", text=reading.text, data=data)
 
 
@@ -48,7 +56,7 @@ def register_tools(register):
                 Input("engine", "choice", None, "default: the config's ocr.engine, auto = embedded RapidOCR; "
                       "tesseract needs the tesseract-ocr package; llava asks the vision model", choices=ENGINES),
                 Input("lang", "text", None, "language code, e.g. en, de, en+de (default: the config's ocr.lang); "
-                      "used by tesseract"),
+                      "used by tesseract; rapidocr reads English and Chinese only (a note says so)"),
                 *generation_inputs()],
         run=read_text,
         each="image",

@@ -9,6 +9,9 @@ from agent.tools import Input, Tool
 
 DESCRIBE = "Describe this image in one sentence."
 MAX_CAPTION_CHARS = 300
+#: What `ask_llava` records that replaying the caption needs (timings and image paths are not).
+CAPTION_CALL_KEYS = ("model", "model_id", "revision", "question", "prompt", "max_new_tokens", "do_sample",
+                     "temperature", "top_p", "seed", "new_tokens", "device")
 
 
 def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=None, width=None, height=None,
@@ -38,8 +41,11 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
 
         described = ask_llava(ctx, "restyle", [image], DESCRIBE)
         subject = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]
+        # the caption call's own record (chat-templated prompt, decoding settings, model), so
+        # the LLaVA half of a restyle can be replayed from the data like the diffusion half
+        call = {key: described.data[key] for key in CAPTION_CALL_KEYS if key in described.data}
         extra.update(caption=subject, caption_model=described.data.get("model"),
-                     caption_question=DESCRIBE)
+                     caption_question=DESCRIBE, caption_call=call)
     final = ", ".join(part for part in (subject, style) if part)
     # 3. Redraw the image, resized to the output size.
     init = picture.resize((width, height), Image.Resampling.LANCZOS)

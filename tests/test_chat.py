@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -194,6 +195,14 @@ def test_help_reset_save_and_quit(talk, pics, tmp_path):
     assert talk.chat.handle("/quit") is False and talk.chat.handle("/exit") is False
 
 
+@pytest.mark.parametrize("line", ["help", "what can you do?", "Help!", "please help"])
+def test_help_in_words_shows_the_help(talk, plugin, line):
+    plugin.seen.clear()
+    out, err = talk.say(line)
+    assert err == "" and "/run WORKFLOW" in out and "/draw PROMPT" in out
+    assert plugin.seen == []  # answered by the chat, not sent to a router (or to LLaVA)
+
+
 def test_open_uses_the_viewer_where_there_is_one(talk, pics, monkeypatch):
     import agent.chat as chat_mod
 
@@ -245,6 +254,35 @@ def test_run_workflow_uses_the_current_image(talk, pics):
     assert err.startswith("error: ") and err.count("\n") == 1
     _, err = talk.say("/run alt-text image")
     assert "expected name=value" in err
+
+
+def test_run_takes_the_cli_syntax_and_dry_run(talk, pics, chat_loop):
+    pytest.importorskip("agent.workflows")
+    talk.say(f"/image {pics[0]}")
+    before = sorted(p.name for p in chat_loop.ctx.out_dir.iterdir()) if chat_loop.ctx.out_dir.exists() else []
+    out, err = talk.say("/run poster --input subject=cat -i seed=3 --dry-run")
+    assert err == "", err
+    assert out.startswith("workflow poster (") and "input subject = 'cat'" in out and "input seed = 3" in out
+    assert "step draw: draw" in out and "writes a new run folder under" in out
+    # a dry run writes nothing and adds no image
+    after = sorted(p.name for p in chat_loop.ctx.out_dir.iterdir()) if chat_loop.ctx.out_dir.exists() else []
+    assert after == before and len(talk.chat.session.images) == 1
+    out, err = talk.say("/run --dry-run poster subject=dog")  # the bare form and the flag anywhere
+    assert err == "" and "input subject = 'dog'" in out
+    _, err = talk.say("/run poster --dry-run")
+    assert "input 'subject' is required" in err and err.count("\n") == 1
+    _, err = talk.say("/run poster --input")
+    assert "--input needs NAME=VALUE" in err
+    _, err = talk.say("/run poster --input subject")
+    assert "expected name=value" in err and "'subject'" in err
+    _, err = talk.say("/run poster -i subject=a subject=b --dry-run")
+    assert "given twice" in err
+    # a real run with --input naming an image by number (not the current one, #2)
+    talk.say(f"/image {pics[1]}")
+    out, err = talk.say("/run alt-text --input image=#1")
+    assert err == "" and out.startswith("workflow alt-text: ok (")
+    manifest = json.loads((Path(out.split("(", 1)[1].split(")", 1)[0]) / "manifest.json").read_text())
+    assert manifest["inputs"]["image"]["value"] == str(Path(pics[0]).resolve())
 
 
 def test_run_workflow_as_json(chat_loop, pics):

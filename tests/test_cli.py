@@ -84,3 +84,26 @@ def test_range_errors_show_whole_numbers_as_typed(cli, example_image):
     result = cli("caption", example_image, "--max-new-tokens", "100000000")
     assert result.code == 1
     assert result.err.strip() == "error: max_new_tokens: must be at most 8192, got 100000000"
+
+
+def test_malformed_numbers_are_usage_errors_ranges_are_input_errors(cli, example_image):
+    bad = cli("caption", example_image, "--max-new-tokens", "abc")
+    assert bad.code == 2 and "expected a whole number, got 'abc'" in bad.err
+    assert cli("caption", example_image, "--temperature", "warm").code == 2
+    assert cli("caption", example_image, "--max-new-tokens", "0").code == 1  # well-formed, out of range
+
+
+def test_relative_input_paths_are_recorded_absolute(cli, example_image, tmp_path):
+    import shutil
+
+    shutil.copy(example_image, tmp_path / "photo.png")  # the test runs in tmp_path
+    result = json.loads(cli("caption", "photo.png", "--json").out)
+    assert result["data"]["images"] == [str(tmp_path / "photo.png")]
+
+
+def test_a_failed_item_keeps_what_was_asked(cli, tmp_path):
+    result = json.loads(cli("caption", tmp_path / "nope.png", "--detail", "long", "--json").out)
+    assert result["error"].endswith("file not found")
+    assert result["data"]["args"]["image"] == str(tmp_path / "nope.png")
+    assert result["data"]["args"]["detail"] == "long"
+

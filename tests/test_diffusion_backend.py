@@ -80,10 +80,15 @@ def test_profile_scheduler_is_the_default(tiny_config, registry, tmp_path):
 # --- safety checker and black images ---------------------------------------------------------------
 
 def fake_checker(flags=None, fill=None):
+    """A safety checker that flags the images in order, `flags` across calls (one call per seed)."""
+    pending = list(flags) if flags is not None else None
+
     def run_safety_checker(image, device, dtype):
         if fill is not None:
             image = image * 0 + fill
-        return image, flags
+        if pending is None:
+            return image, None
+        return image, [pending.pop(0) for _ in range(len(image))]
 
     return run_safety_checker
 
@@ -144,6 +149,36 @@ def test_progress_bar_only_when_asked(loop, capsys):
     # tqdm redraws at most every 0.1 s and the bar is cleared at the end, so the last frame
     # drawn may be any step: check that a bar for 3 steps was drawn at all
     assert "0/3 [" in capsys.readouterr().err
+
+
+def test_count_runs_one_call_per_seed_with_a_bar_each_and_cancel_between_images(loop, monkeypatch, capsys):
+    sd = loop.ctx.models.diffusion()
+    pipe = sd.text2img
+    calls = []
+    cancel = threading.Event()
+    real = type(pipe).__call__
+
+    def counting(self, **kw):
+        calls.append((kw.get("num_images_per_prompt", 1), kw["generator"].initial_seed()))
+        return real(self, **kw)
+
+    monkeypatch.setattr(type(pipe), "__call__", counting)
+    g = gen(sd, seeds=[5, 6, 7], steps=2, progress=True)
+    assert calls == [(1, 5), (1, 6), (1, 7)] and g.status == ["ok"] * 3 and len(g.images) == 3
+    err = capsys.readouterr().err
+    assert all(f"image {i}/3" in err for i in (1, 2, 3)), err
+    # a cancel during the first image stops it; one set between images stops before the next
+    calls.clear()
+
+    def cancel_after_first(self, **kw):
+        out = counting(self, **kw)
+        cancel.set()
+        return out
+
+    monkeypatch.setattr(type(pipe), "__call__", cancel_after_first)
+    with pytest.raises(Cancelled):
+        gen(sd, seeds=[5, 6], cancel=cancel)
+    assert calls == [(1, 5)]
 
 
 def test_out_of_memory_becomes_a_message(loop, monkeypatch):

@@ -135,3 +135,23 @@ def test_one_load_for_draw_restyle_and_edit(tiny_config, registry, tmp_path, exa
             assert getattr(sd.inpaint, name) is getattr(sd.text2img, name)
     finally:
         lp.close()
+
+
+def test_every_image_of_a_count_batch_is_reproduced_by_its_own_seed(loop):
+    """`draw P --count 2 --seed 10` then `draw P --seed 10` and `--seed 11`: bit for bit."""
+    batch = call(loop, "draw", prompt="two cats", seed=10, count=2)
+    assert batch.data["seeds"] == [10, 11] and len(batch.images) == 2
+    for path, seed in zip(batch.images, (10, 11)):
+        single = call(loop, "draw", prompt="two cats", seed=seed)
+        assert single.data["seeds"] == [seed]
+        assert np.array_equal(pixels(path), pixels(single.images[0])), seed
+
+
+def test_each_image_of_a_count_batch_matches_raw_diffusers_with_its_seed(loop):
+    from agent.images import read_metadata
+
+    r = call(loop, "draw", prompt="a lighthouse", seed=40, count=2, steps=2, scheduler="euler")
+    for path in r.images:
+        record = read_metadata(path)["visionloop"]  # the image's own record, nothing else
+        raw = raw_call("AutoPipelineForText2Image", record, width=record["width"], height=record["height"])
+        assert np.array_equal(pixels(path), pixels(raw)), record["seed"]

@@ -174,3 +174,21 @@ def test_saved_files_get_the_usual_mode_not_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(png.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+
+
+def test_info_refuses_bombs_and_disallowed_formats_in_one_line(cli, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 Mpx: past Pillow's own 2x limit
+    result = cli("info", bomb)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert result.err.strip() == f"error: {bomb}: image too large: 400,000,000 px > limit 178,956,970 px (decompression bomb)"
+    eps = tmp_path / "x.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    result = cli("info", eps)
+    assert result.code == 1 and "not a supported image" in result.err
+
+
+def test_loader_bomb_message_names_the_size(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)
+    assert reason(bomb) == "image too large: 400,000,000 px > limit 50,000,000 px (decompression bomb)"

@@ -150,3 +150,19 @@ def test_missing_local_model_folder(cli, tmp_path, example_image):
     result = cli("--config", cfg, "caption", example_image)
     assert result.code == 1
     assert result.err.strip() == f"error: {tmp_path}/nomodel: model folder not found (check the model path in the profile)"
+
+
+def test_unreachable_hub_fails_at_once_in_one_line(tmp_path, example_image):
+    """No HF_HUB_OFFLINE, but the hub cannot be reached (a closed local port stands in for a
+    machine with no network): one line, no minutes of retries."""
+    from conftest import run_subprocess
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("profile: default\n")
+    env = {"HF_HUB_OFFLINE": "", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9",
+           "VISIONLOOP_CONFIG": str(cfg)}
+    proc = run_subprocess("caption", example_image, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "llava-hf/llava-1.5-7b-hf: model not found in the local cache" in proc.stderr
+    assert "(no network)" in proc.stderr

@@ -182,3 +182,26 @@ def test_a_likely_space_at_a_blank_step_is_decoded():
     assert decoder(preds)[0][0] == "abb"  # greedy decoding glues the words
     assert ocr._SpaceAwareDecode(decoder, 0.05)(preds)[0][0] == "a bb"  # 0.3 is a space, 0.03 is not
     assert ocr._SpaceAwareDecode(decoder, 1.0)(preds)[0][0] == decoder(preds)[0][0]
+
+
+# --- languages the engine cannot use ---------------------------------------------------------
+
+def test_rapidocr_says_when_it_cannot_use_the_language():
+    engine = ocr.RapidOcrEngine.__new__(ocr.RapidOcrEngine)  # lang_note needs no loaded model
+    assert engine.lang_note("en") is None and engine.lang_note("en+zh") is None and engine.lang_note("ch") is None
+    note = engine.lang_note("en+de")
+    assert note.startswith("lang de is not used by the rapidocr engine") and "Chinese and English" in note
+
+
+def test_read_text_lang_with_rapidocr_gives_a_note_the_cli_prints(loop, tmp_path, cli):
+    image = render(tmp_path / "one.png", [["Platform 9"]])
+    [default] = read(loop, image, engine="rapidocr")
+    assert default.error is None and default.data["notes"] == []
+    [german] = read(loop, image, engine="rapidocr", lang="de")
+    assert german.text == default.text  # the model reads the same either way ...
+    assert len(german.data["notes"]) == 1 and "lang de is not used" in german.data["notes"][0]  # ... and says so
+    res = cli("read-text", image, "--engine", "rapidocr", "--lang", "de")
+    assert res.code == 0 and res.out.strip() == "Platform 9"
+    assert "note: lang de is not used by the rapidocr engine" in res.err
+    res = cli("read-text", image, "--engine", "rapidocr", "--lang", "en")
+    assert res.code == 0 and "note:" not in res.err

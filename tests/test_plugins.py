@@ -77,7 +77,7 @@ def test_hookimpl_with_unknown_argument_is_reported_by_name(tmp_path):
     bad = "from agent import hookspecs\n@hookspecs.hookimpl\ndef register_tools(register, colour):\n    pass\n"
     registry = load_registry([plugin_folder(tmp_path, {"badargs.py": bad})])
     (error,) = [e for n, e in registry.broken.items() if "badargs" in n]
-    assert "colour" in error
+    assert "colour" in error and "\n" not in error
 
 
 def test_missing_plugin_folder_is_reported(tmp_path):

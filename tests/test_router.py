@@ -33,6 +33,17 @@ ROUTES = [
     ("can you see a lighthouse", "see", {}),
     ("are the lights on", "see", {}),
     ("do the thing?", "see", {}),
+    ("what's going on here?", "see", {}),
+    ("how old is the man?", "see", {}),
+    ("any people in it?", "see", {}),
+    ("anything unusual?", "see", {}),
+    ("tell me what you see", "see", {}),
+    ("count the birds", "see", {}),
+    ("what's happening in the top left?", "see", {}),
+    ("guess where this was taken", "see", {"question": "guess where this was taken"}),
+    ("do you recognise this place?", "see", {}),
+    ("what's in this picture?", "see", {}),
+    ("describe it in one sentence", "see", {}),
     # describe / caption -> caption
     ("describe it", "caption", {"detail": "short", "image": ["#2"]}),
     ("Describe this image in detail", "caption", {"detail": "long"}),
@@ -40,6 +51,17 @@ ROUTES = [
     ("please describe that picture", "caption", {"image": ["#2"]}),
     ("give me a caption", "caption", {}),
     ("write a short caption for it", "caption", {"detail": "short"}),
+    ("write alt text for it", "caption", {"detail": "short", "image": ["#2"]}),
+    ("give me a one-line caption", "caption", {"detail": "short"}),
+    ("alt-text please", "caption", {}),
+    ("generate alt text for #1", "caption", {"image": ["#1"]}),
+    ("one line caption", "caption", {}),
+    ("a caption please", "caption", {}),
+    ("give it a caption", "caption", {}),
+    ("write a description of this image", "caption", {"detail": "short"}),
+    ("write a long description", "caption", {"detail": "long"}),
+    ("describe what you see", "caption", {}),
+    ("summarise the picture", "caption", {}),
     # reading text -> read-text
     ("read the text", "read-text", {"image": ["#2"]}),
     ("what does it say?", "read-text", {}),
@@ -49,6 +71,16 @@ ROUTES = [
     ("transcribe the receipt", "read-text", {}),
     ("what's written on the door?", "read-text", {}),
     ("extract the text from it", "read-text", {}),
+    ("what's the text?", "read-text", {"image": ["#2"]}),
+    ("what is the text on the label", "read-text", {}),
+    ("is there any text?", "read-text", {}),
+    ("any text in it?", "read-text", {}),
+    ("what are the words on the sign?", "read-text", {}),
+    ("what's the writing say?", "read-text", {}),
+    ("grab the text", "read-text", {}),
+    ("text please", "read-text", {}),
+    ("read it out", "read-text", {}),
+    ("ocr", "read-text", {}),
     # drawing with no image meant -> draw
     ("draw a cat", "draw", {"prompt": "a cat"}),
     ("Paint a sunset over the sea, please", "draw", {"prompt": "a sunset over the sea"}),
@@ -60,6 +92,14 @@ ROUTES = [
     ("create a logo with a blue whale", "draw", {"prompt": "a logo with a blue whale"}),
     ("generate 3 pictures of owls", "draw", {"prompt": "owls", "count": 3}),
     ("draw two versions of a red kite", "draw", {"prompt": "a red kite", "count": 2}),
+    ("I want a picture of a horse", "draw", {"prompt": "a horse"}),
+    ("i'd like a painting of a ship", "draw", {"prompt": "a ship"}),
+    ("give me an image of a forest", "draw", {"prompt": "a forest"}),
+    ("a picture of a cat please", "draw", {"prompt": "a cat"}),
+    ("new image: a blue bird", "draw", {"prompt": "a blue bird"}),
+    ("draw a new picture of a lighthouse", "draw", {"prompt": "a lighthouse"}),
+    ("create a poster for a jazz concert", "draw", {"prompt": "a poster for a jazz concert"}),
+    ("generate a wallpaper of space", "draw", {"prompt": "space"}),
     # a style -> restyle
     ("make it look like a watercolour painting", "restyle", {"style": "a watercolour painting", "image": "#2"}),
     ("in the style of van Gogh", "restyle", {"style": "in the style of van Gogh"}),
@@ -71,6 +111,37 @@ ROUTES = [
     ("give it a cyberpunk style", "restyle", {"style": "cyberpunk"}),
     ("convert the photo to black and white", "restyle", {"style": "black and white"}),
     ("now make it look like night time", "restyle", {"style": "night time"}),
+    ("make it black and white", "restyle", {"style": "black and white", "image": "#2"}),
+    ("make it sepia", "restyle", {"style": "sepia"}),
+    ("make this grayscale", "restyle", {"style": "grayscale"}),
+    ("make it cyberpunk", "restyle", {"style": "cyberpunk"}),
+    ("make it more like a pencil sketch", "restyle", {"style": "a pencil sketch"}),
+    ("make it like a comic book", "restyle", {"style": "a comic book"}),
+    ("redo it as pixel art", "restyle", {"style": "pixel art"}),
+    ("do #1 in watercolour", "restyle", {"style": "watercolour", "image": "#1"}),
+    ("in Monet's style", "restyle", {"style": "in the style of Monet", "image": "#2"}),
+    ("Picasso style", "restyle", {"style": "Picasso style"}),
+    ("anime style", "restyle", {"style": "anime style"}),
+    ("make it look older", "restyle", {"style": "an old vintage photo"}),
+    ("make it look vintage", "restyle", {"style": "vintage"}),
+    ("make it look spooky", "restyle", {"style": "spooky"}),
+    ("apply a vintage filter", "restyle", {"style": "vintage"}),
+    ("add a film grain effect", "restyle", {"style": "film grain"}),
+    ("Make it look like Van Gogh painted it", "restyle", {"style": "a painting by Van Gogh"}),
+    ("make it look like Picasso did it", "restyle", {"style": "Picasso"}),
+    ("make it look like Monet would", "restyle", {"style": "Monet"}),
+    ("make it look like a child drew it", "restyle", {"style": "a drawing by a child"}),
+    ("make it look like it was taken in the 1920s", "restyle", {"style": "a photo taken in the 1920s"}),
+    ("try it in the style of Hokusai", "restyle", {"style": "in the style of Hokusai"}),
+    ("stylize it as ukiyo-e", "restyle", {"style": "ukiyo-e"}),
+    ("cartoonify it", "restyle", {"style": "a cartoon"}),
+    ("what would it look like as a painting?", "restyle", {"style": "a painting"}),
+    ("how would this look in Monet's style?", "restyle", {"style": "in the style of Monet"}),
+    ("same picture but as a watercolour", "restyle", {"style": "a watercolour"}),
+    ("as an oil painting", "restyle", {"style": "an oil painting"}),
+    ("watercolour version please", "restyle", {"style": "watercolour"}),
+    ("give me a pixel art version", "restyle", {"style": "pixel art"}),
+    ("let's make it look like an oil painting", "restyle", {"style": "an oil painting"}),
     # a change in a region -> edit
     ("put a red hat in the top left", "edit", {"prompt": "a red hat", "box": "0,0,128,96", "image": "#2"}),
     ("add a boat in the bottom right corner", "edit", {"prompt": "a boat", "box": "128,96,256,192"}),
@@ -85,6 +156,20 @@ ROUTES = [
     ("add a red balloon at the top", "edit", {"prompt": "a red balloon", "box": "0,0,256,96"}),
     ("swap the lighthouse for a windmill in the centre", "edit",
      {"prompt": "a windmill", "negative_prompt": "the lighthouse", "box": "64,48,192,144"}),
+    # the target stays in the prompt: the whole region is repainted (see router._edit_prompt)
+    ("add a hat to the man in the top left", "edit", {"prompt": "a hat on the man", "box": "0,0,128,96"}),
+    ("put a hat on the man in the top left", "edit", {"prompt": "a hat on the man", "box": "0,0,128,96"}),
+    ("add a castle to the background at the top", "edit", {"prompt": "a castle in the background"}),
+    ("get rid of the bird in the top right", "edit",
+     {"prompt": "background", "negative_prompt": "the bird", "box": "128,0,256,96"}),
+    ("fill the top left with flowers", "edit", {"prompt": "flowers", "box": "0,0,128,96"}),
+    ("change the top right to a blue sky", "edit", {"prompt": "a blue sky", "box": "128,0,256,96"}),
+    ("replace the top half with a starry sky", "edit", {"prompt": "a starry sky", "box": "0,0,256,96"}),
+    ("in the top left, add a bird", "edit", {"prompt": "a bird", "box": "0,0,128,96"}),
+    ("in the bottom right put a cat", "edit", {"prompt": "a cat", "box": "128,96,256,192"}),
+    ("put a cat in the bottom right-hand corner", "edit", {"prompt": "a cat", "box": "128,96,256,192"}),
+    ("paint a rainbow across the top", "edit", {"prompt": "a rainbow", "box": "0,0,256,96"}),
+    ("can you add a tree in the bottom left?", "edit", {"prompt": "a tree", "box": "0,96,128,192"}),
 ]
 
 # Ambiguous or incomplete: a short question back, never a guess.
@@ -104,6 +189,10 @@ QUESTIONS = [
     ("could you do the thing", "not sure"),
     ("have a look", "not sure"),
     ("will do", "not sure"),
+    ("help", "/help"),
+    ("what can you do?", "/help"),
+    ("make it darker", "not sure"),
+    ("make the top left red", "not sure"),
 ]
 
 
@@ -161,6 +250,9 @@ def test_no_image_yet_asks_which(registry):
     for phrase in ("what colour is it?", "describe it", "make it look like a comic", "put a hat in the top left"):
         reply = route(phrase, Session(), registry.tools)
         assert isinstance(reply, str) and "Which image" in reply, phrase
+    # a bare style means an image only when the chat has one
+    for phrase in ("in Monet's style", "as a watercolour", "anime style"):
+        assert isinstance(route(phrase, Session(), registry.tools), str), phrase
 
 
 def test_a_mentioned_path_is_attached_and_named_in_the_question(tmp_path, example_image, registry):

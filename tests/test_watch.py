@@ -190,15 +190,75 @@ def test_burst_of_200_files_each_once(env, make_watcher):
     _burst(env, make_watcher, 200)
 
 
-def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher):
+def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher, monkeypatch):
     from agent.watch.ledger import file_sha256
 
     f = png(env / "in" / "a.png", 1)
+    old_run = env / "out" / "20240101-000000-alt-a"  # what the killed run left: a manifest saying running
+    old_run.mkdir(parents=True)
+    (old_run / "manifest.json").write_text(json.dumps({"format": "visionloop-run/1", "status": "running",
+                                                       "steps": [], "error": None}))
     led = Ledger(env / "out")
     led.claim(file_sha256(f), "alt", f)
     led.start(file_sha256(f), "alt")
+    led.set_run_dir(file_sha256(f), "alt", str(old_run))
     led.close()
+    recorded = []  # the runner names each run folder to the ledger as soon as it exists
+    real = Ledger.set_run_dir
+    monkeypatch.setattr(Ledger, "set_run_dir", lambda self, *a: (recorded.append(a[2]), real(self, *a))[1])
     w = make_watcher([make_rule(env)])
+    old = json.loads((old_run / "manifest.json").read_text())
+    assert old["status"] == "interrupted" and "interrupted" in old["error"]
     assert w.run_once()["processed"] == 1
     (row,) = next(iter(w.ledgers.values())).rows()
     assert row["state"] == "done" and row["redone"] == 1
+    assert recorded == [row["run_dir"]] and Path(row["run_dir"]) != old_run
+    assert json.loads((Path(row["run_dir"]) / "manifest.json").read_text())["status"] == "ok"
+
+
+def test_once_fails_a_settled_empty_file_at_once_but_watching_waits(env, make_watcher):
+    import threading
+
+    (env / "in" / "empty.png").touch()
+    announced = []
+    w = make_watcher([make_rule(env, settle=0.05)], announce=announced.append)  # ceiling: the default 300 s
+    w.start()
+    time.sleep(0.6)
+    assert (env / "in" / "empty.png").exists() and announced == []  # watching: its writer may still come
+    w.stop()
+    once = make_watcher([make_rule(env, settle=0.05)])
+    done = {}
+    t = threading.Thread(target=lambda: done.update(counts=once.run_once()), daemon=True)
+    t.start()
+    t.join(60)  # not the 300 s ceiling: nothing will write to it during a one-off pass
+    assert done.get("counts") == {"processed": 0, "failed": 1, "skipped": 0}
+    assert json.loads((env / "in" / "failed" / "empty.png.error.json").read_text())["error"] == "empty file"
+
+
+def test_once_names_each_file_it_keeps_waiting_for(env, make_watcher):
+    import threading
+
+    data = png(env / "src.png", 4).read_bytes()
+    notes = []
+    w = make_watcher([make_rule(env, settle=0.3)], on_wait=notes.append)
+    w.wait_note_after = 0.3  # the CLI's is 5 s
+    chunk = max(1, len(data) // 6)
+    fh = open(env / "in" / "slow.png", "wb")
+    fh.write(data[:chunk])
+    fh.flush()
+
+    def writer():  # pauses shorter than settle: it keeps changing for ~1 s
+        with fh:
+            for i in range(chunk, len(data), chunk):
+                time.sleep(0.15)
+                fh.write(data[i:i + chunk])
+                fh.flush()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    counts = w.run_once()
+    t.join()
+    assert counts == {"processed": 1, "failed": 0, "skipped": 0}
+    assert len(notes) == 1, notes  # one line per file, not one per poll
+    assert notes[0].startswith(f"[alt] waiting for {env / 'in' / 'slow.png'}: not settled after ")
+    assert "needs 0.3 s unchanged" in notes[0]

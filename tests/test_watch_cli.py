@@ -145,3 +145,35 @@ def test_chat_watch_without_rules_names_the_config(env, cli, session_config_file
     monkeypatch.setenv("XDG_CONFIG_HOME", str(env / "xdg"))  # no user config file either
     r = cli("--profile", "tiny", "chat", "--watch")
     assert r.code == 1 and "error: built-in defaults (no config file): --watch needs watch rules" in r.err
+
+
+def test_once_json_says_on_stderr_which_files_it_waits_for(env, cli, monkeypatch):
+    import threading
+
+    from agent.watch import Watcher
+
+    monkeypatch.setattr(Watcher, "wait_note_after", 0.3)  # 5 s in real use
+    (env / "in" / "empty.png").touch()  # settled at 0 bytes: failed at once, not after the 300 s ceiling
+    data = (env / "in" / "p0.png").read_bytes()
+    (env / "in" / "p0.png").rename(env / "p0.png")
+    fh = open(env / "in" / "slow.png", "wb")
+    fh.write(data[:10])
+    fh.flush()
+
+    def writer():  # still being written when the pass starts, for ~1 s
+        with fh:
+            for i in range(10, len(data), max(1, len(data) // 6)):
+                time.sleep(0.15)
+                fh.write(data[i:i + max(1, len(data) // 6)])
+                fh.flush()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    r = cli("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.3",
+            "--once", "--json")
+    t.join()
+    assert r.code == 1, r.err  # the empty file failed
+    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0}
+    waiting = [line for line in r.err.splitlines() if "waiting for" in line]
+    assert len(waiting) == 1 and "slow.png: not settled after" in waiting[0], r.err
+    assert json.loads((env / "in" / "failed" / "empty.png.error.json").read_text())["error"] == "empty file"

@@ -138,6 +138,7 @@ def test_tracker_ceiling_for_empty_file(tmp_path):
     tr.touch(f, "r", 0.05, 0.3)
     time.sleep(0.1)
     assert tr.poll() == []  # quiet, but an empty file is not taken before the ceiling
+    assert [p.path for p in tr.pending()] == [f]
     time.sleep(0.3)
     ready = tr.poll()
     assert ready and ready[0].problem == "empty file"
@@ -168,3 +169,31 @@ def test_inotify_limit_message_names_sysctl_and_poll():
     assert "fs.inotify.max_user_watches" in msg and "--poll" in msg and "\n" not in msg
     msg = inotify_message(OSError(errno.EMFILE, "inotify instance limit reached"), Path("/pics"))
     assert "fs.inotify.max_user_instances" in msg
+
+
+def test_tracker_one_off_pass_fails_a_settled_empty_file_at_once(tmp_path):
+    f, fresh = tmp_path / "empty.png", tmp_path / "fresh.png"
+    f.touch()
+    tr = Tracker()
+    tr.touch(f, "r", 0.05, 1000)
+    time.sleep(0.1)
+    fresh.touch()
+    tr.touch(fresh, "r", 5, 1000)  # empty too, but not settled yet: even a one-off pass waits for it
+    assert tr.poll() == [] and len(tr) == 2  # watching: a writer may still come, until the ceiling
+    ready = tr.poll(empty_is_final=True)
+    assert [(r.path, r.problem) for r in ready] == [(f, "empty file")] and len(tr) == 1
+
+
+def test_ledger_run_dir_of_running_rows(tmp_path):
+    led = Ledger(tmp_path / "out")
+    led.claim("h", "r", tmp_path / "a.png")
+    led.start("h", "r")
+    assert led.stale_run_dirs() == []  # no run folder yet
+    led.set_run_dir("h", "r", "/runs/1")
+    assert led.stale_run_dirs() == ["/runs/1"]
+    led.finish("h", "r", "failed", error="x")
+    assert led.stale_run_dirs() == [] and led.rows()[0]["run_dir"] == "/runs/1"
+    led.requeue("h", "r", tmp_path / "a.png")
+    led.start("h", "r")  # a new attempt: the old run folder (finished) is not this one's
+    assert led.stale_run_dirs() == [] and led.rows()[0]["run_dir"] is None
+    led.close()

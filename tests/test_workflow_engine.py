@@ -279,3 +279,49 @@ def test_replay_refuses_what_is_not_a_manifest(ctx, fakes, tmp_path):
         replay(bad, ctx, fakes, tmp_path)
     with pytest.raises(VisionloopError, match="manifest not found"):
         replay(tmp_path / "nope.json", ctx, fakes, tmp_path)
+
+
+def test_run_folder_and_manifest_are_absolute_for_a_relative_out_dir(write, ctx, fakes, tmp_path, monkeypatch):
+    wf = write("""
+        name: rel
+        steps:
+          - id: p
+            tool: paint
+            with: {prompt: hi, seed: 1}
+        """)
+    monkeypatch.chdir(tmp_path)
+    out = run_workflow(wf, {}, ctx, fakes, Path("runs"))
+    shown = out.to_json()["manifest"]  # what `run --json` prints, beside absolute image paths
+    assert Path(shown).is_absolute()
+    assert Path(shown) == (tmp_path / "runs").resolve() / out.run_dir.name / "manifest.json"
+    assert Path(out.steps[0]["images"][0]).parent == Path(shown).parent
+    assert json.loads(Path(shown).read_text())["run_dir"] == str(Path(shown).parent)
+
+
+def test_mark_interrupted_rewrites_only_a_running_manifest(write, ctx, fakes, tmp_path):
+    from agent.workflows.engine import mark_interrupted
+
+    wf = write("""
+        name: mark
+        steps:
+          - id: p
+            tool: paint
+            with: {prompt: hi, seed: 1}
+        """)
+    seen = []
+
+    def on_run_dir(run_dir):  # called once the folder exists, before any step
+        seen.append((run_dir, json.loads((run_dir / "manifest.json").read_text())))
+
+    out = run_workflow(wf, {}, ctx, fakes, tmp_path / "runs", on_run_dir=on_run_dir)
+    assert [(d, m["status"], m["steps"]) for d, m in seen] == [(out.run_dir, "running", [])]
+    assert not mark_interrupted(out.run_dir)  # finished ("ok"): left alone
+    stale = seen[0][1]
+    stale["steps"] = [{"id": "p", "status": "running"}]
+    (out.run_dir / "manifest.json").write_text(json.dumps(stale))
+    assert mark_interrupted(out.run_dir, "killed")
+    manifest = json.loads((out.run_dir / "manifest.json").read_text())
+    assert (manifest["status"], manifest["error"], manifest["steps"][0]["status"]) == ("interrupted", "killed",
+                                                                                      "interrupted")
+    assert manifest["interrupted_at"] and not list(out.run_dir.glob("*.tmp*"))
+    assert not mark_interrupted(tmp_path / "nowhere")

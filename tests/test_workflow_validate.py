@@ -64,7 +64,7 @@ def test_duplicate_key_names_both_lines(fakes):
               text: one
               text: two
         """, fakes)
-    assert found == ["wf.yaml:7: (top): duplicate key 'text' (first on line 6)"]
+    assert found == ["wf.yaml:7: steps[0].with: duplicate key 'text' (first on line 6)"]
 
 
 def test_python_tag_is_rejected_and_nothing_runs(fakes, tmp_path):
@@ -297,3 +297,89 @@ def test_validate_json_path_is_always_a_string(cli, tmp_path):
     assert report["list.yaml"][0]["path"] == "" and "must be a mapping" in report["list.yaml"][0]["message"]
     assert report["missing.yaml"][0]["path"] == ""
     assert "name" in [p["path"] for p in report["noname.yaml"]]
+
+
+def test_reference_types_must_fit_the_argument(fakes):
+    found = problems("""
+        name: x
+        inputs:
+          s: {type: text}
+          photo: {type: image}
+          mood: {type: choice, choices: [calm, wild]}
+          detail: {type: choice, choices: [short, long, epic]}
+          n: {type: int, default: 3}
+          f: {type: float, default: 0.5}
+        steps:
+          - id: cap
+            tool: caption
+            with: {image: "${inputs.s}", detail: "${inputs.detail}"}
+          - id: pic
+            tool: draw
+            with: {prompt: "${inputs.photo}", guidance: "${inputs.mood}", steps: "${inputs.f}", seed: "${inputs.n}"}
+          - id: p2
+            tool: paint
+            with: {prompt: "${steps.cap.text}", strength: "${inputs.n}", image: "${steps.cap.text}"}
+          - id: p3
+            tool: paint
+            with: {prompt: "${steps.p2.image}", image: "${steps.p2.image}", seed: "${steps.p2.data.seed}"}
+        """, fakes)
+    assert found == [
+        "wf.yaml:12: steps[0].with.image: ${inputs.s} is a text input but caption's 'image' takes an image "
+        "(declare the input `type: image`)",
+        "wf.yaml:12: steps[0].with.detail: ${inputs.detail} may be 'epic', which caption's 'detail' does not take "
+        "(it takes: short, long)",
+        "wf.yaml:15: steps[1].with.guidance: ${inputs.mood} is a choice input but draw's 'guidance' takes a float "
+        "(declare the input `type: float`)",
+        "wf.yaml:15: steps[1].with.steps: ${inputs.f} is a float input but draw's 'steps' takes an int "
+        "(declare the input `type: int`)",
+        "wf.yaml:18: steps[2].with.image: ${steps.cap.text} is text but paint's 'image' takes an image "
+        "(a step's image is ${steps.ID.image})",
+    ]  # image -> text (a path), int -> float, image -> image and data.KEY (unknown until run time) pass
+
+
+def test_literal_sizes_follow_the_active_profile(fakes, tiny_config):
+    text = textwrap.dedent("""
+        name: x
+        steps:
+          - id: a
+            tool: draw
+            with: {prompt: hi, width: 100, height: 4096}
+          - id: b
+            tool: draw
+            with: {prompt: hi, size: 64x60, width: 64}
+          - id: c
+            tool: draw
+            with: {prompt: hi, width: 512, height: 2048}
+        """).lstrip("\n")
+    _, found = check_text(text, "wf.yaml", fakes, tiny_config)
+    assert [str(p) for p in found] == [
+        "wf.yaml:5: steps[0].with.width: width must be a multiple of 8, got 100",
+        "wf.yaml:5: steps[0].with.height: height 4096 is above the configured maximum 2048 "
+        "(profiles.tiny.diffusion.max_height in the config)",
+        "wf.yaml:8: steps[1].with.size: height must be a multiple of 8, got 60",
+    ]
+    assert check_text(text, "wf.yaml", fakes)[1] == []  # no config: no profile to check against
+
+
+def test_message_details_braces_duplicate_ids_and_unknown_line(fakes, tiny_config, tmp_path):
+    found = problems("""
+        name: x
+        steps:
+          - id: a
+            tool: echo
+            with: {text: "${{ steps.a.text }}"}
+          - id: a
+            tool: echo
+            with: {text: hi}
+          - id: c
+            tool: echo
+            with: {text: "${steps.b.text}"}
+        """, fakes)
+    assert found[0] == ("wf.yaml:5: steps[0].with.text: not a reference: '${{ steps.a.text }}' "
+                        "(write ${inputs.NAME}, not ${{ inputs.NAME }})")
+    assert found[2] == "wf.yaml:11: steps[2].with.text: ${steps.b.text}: unknown step 'b' (steps: a)"
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\n#" + "x" * 1_100_000 + "\n")
+    with pytest.raises(WorkflowError) as err:
+        load_workflow(str(big), tiny_config, fakes)
+    assert str(err.value) == f"{big}: (top): file is larger than 1000 kB"

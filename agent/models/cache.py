@@ -59,6 +59,22 @@ class ModelCache:
             raise ModelError(f"{model_id}: model folder not found (check the model path in the profile)")
         return model_id
 
+    def offline_for(self, *sources: str | None) -> bool:
+        """Load from the local cache only? Yes when asked (config or HF_HUB_OFFLINE), and also
+        when a hub model is wanted but the hub cannot be reached: the hub client would
+        otherwise retry for minutes before giving up (a cached model then loads at once, a
+        missing one gets the one-line 'not in the local cache' error)."""
+        from agent.models.loading import hub_reachable, is_offline
+
+        if is_offline(self.config.offline):
+            return True
+        if all(s is None or Path(s).exists() for s in sources):
+            return False  # local folders: no network involved
+        if not hub_reachable():
+            log.info("the Hugging Face hub cannot be reached; loading from the local cache only")
+            return True
+        return False
+
     def get(self, key: str, factory: Callable[[], Any]) -> Any:
         """The model under `key`, built by `factory()` the first time it is asked for."""
         with self._lock:
@@ -90,8 +106,9 @@ class ModelCache:
         def load():
             from agent.models.llava import LlavaBackend
 
-            return LlavaBackend(spec.model, self.resolve(spec.model, "llava"), spec.revision, self.device,
-                                self.dtype, offline=self.config.offline,
+            source = self.resolve(spec.model, "llava")
+            return LlavaBackend(spec.model, source, spec.revision, self.device,
+                                self.dtype, offline=self.offline_for(source),
                                 trust_remote_code=self.config.trust_remote_code,
                                 allow_pickle=self.config.allow_pickle)
 
@@ -105,8 +122,9 @@ class ModelCache:
             from agent.models.diffusion import DiffusionBackend
 
             inpaint = self.resolve(spec.inpaint_model, "sd") if spec.inpaint_model else None
-            return DiffusionBackend(spec, self.resolve(spec.model, "sd"), self.device, self.dtype,
-                                    inpaint_source=inpaint, offline=self.config.offline,
+            source = self.resolve(spec.model, "sd")
+            return DiffusionBackend(spec, source, self.device, self.dtype, inpaint_source=inpaint,
+                                    offline=self.offline_for(source, inpaint),
                                     allow_pickle=self.config.allow_pickle)
 
         return self.get("diffusion", load)

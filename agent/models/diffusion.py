@@ -36,7 +36,7 @@ SHARED_WITH_INPAINT = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer
 
 @dataclass
 class Generation:
-    """One pipeline call.
+    """One `generate()` run: one batch-of-one pipeline call per seed.
 
     `images` are PIL images, one per seed; `status` says per image `ok`, `nsfw` (flagged by
     the safety checker: the pipeline blacked it out), `nan` or `black` (numerical overflow).
@@ -100,7 +100,7 @@ def _cancel_callback(cancel):
 
 
 class DiffusionBackend:
-    """Holds the loaded pipelines. `generate()` runs one call of any of the three modes."""
+    """Holds the loaded pipelines. `generate()` runs any of the three modes, one call per seed."""
 
     kind = "diffusion"
 
@@ -243,10 +243,12 @@ class DiffusionBackend:
     def generate(self, mode: str, *, prompt: str, negative_prompt: str | None, steps: int, guidance: float,
                  seeds: list[int], width: int, height: int, scheduler: str | None = None, image=None,
                  mask=None, strength: float | None = None, progress: bool = False, cancel=None) -> Generation:
-        """Run `mode` (`text2img`, `img2img` or `inpaint`) once, one image per seed.
+        """Run `mode` (`text2img`, `img2img` or `inpaint`), one pipeline call per seed.
 
-        Each image gets its own CPU `torch.Generator` seeded with its seed, so a result is
-        reproducible on any device from the recorded seed alone.
+        Each image is its own batch-of-one call with a CPU `torch.Generator` seeded with its
+        seed: batched matmuls round differently from batch size 1, so only then does
+        `draw P --seed S` give image S of any `--count` run bit for bit, on any device, from
+        the image's own record alone.
         """
         import numpy as np
         import torch
@@ -255,11 +257,9 @@ class DiffusionBackend:
         pipe = self.pipeline(mode)
         sched, choice = self.scheduler(scheduler)
         pipe.scheduler = sched
-        pipe.set_progress_bar_config(disable=not progress, leave=False)
-        # 2. The exact keyword arguments a raw diffusers call needs.
+        # 2. The exact keyword arguments a raw diffusers call needs (the generator is per seed).
         kwargs = dict(prompt=prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
-                      guidance_scale=guidance, num_images_per_prompt=len(seeds),
-                      generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds], output_type="np")
+                      guidance_scale=guidance, output_type="np")
         if mode in ("text2img", "inpaint"):
             kwargs.update(width=width, height=height)
         if image is not None:
@@ -270,30 +270,21 @@ class DiffusionBackend:
             kwargs["strength"] = strength
         if cancel is not None:
             kwargs["callback_on_step_end"] = _cancel_callback(cancel)
-        # 3. Denoise; out of memory becomes a message and the process stays usable.
+        # 3. Denoise seed by seed; a cancel stops between images too.
         started = time.perf_counter()
-        oom = False
-        try:
-            with torch.inference_mode():
-                out = pipe(**kwargs)
-        except torch.cuda.OutOfMemoryError:
-            oom = True
-        except RuntimeError as exc:  # MPS and some CUDA paths raise a plain RuntimeError
-            if "out of memory" not in str(exc).lower():
-                raise
-            oom = True
-        if oom:
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise VisionloopError(
-                f"out of GPU memory drawing {len(seeds)} image(s) at {width}x{height}: try a smaller size, "
-                "--count 1, or set diffusion.offload to model (or sequential) in the config")
+        arrays, flagged = [], []
+        for i, seed in enumerate(seeds):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            desc = f"image {i + 1}/{len(seeds)}" if len(seeds) > 1 else None
+            pipe.set_progress_bar_config(disable=not progress, leave=False, desc=desc)
+            out = self._call(pipe, kwargs, torch.Generator("cpu").manual_seed(int(seed)), width, height)
+            arrays.extend(out.images)
+            # SDXL pipelines have no checker at all: None
+            flags = getattr(out, "nsfw_content_detected", None)
+            flagged = None if flags is None or flagged is None else flagged + [bool(f) for f in flags]
         seconds = time.perf_counter() - started
         # 4. Per-image status: a black picture is never a silent success.
-        arrays = out.images
-        flagged = getattr(out, "nsfw_content_detected", None)  # SDXL pipelines have no checker at all
-        flagged = [bool(f) for f in flagged] if flagged is not None else None
         status = []
         for i, arr in enumerate(arrays):
             if flagged is not None and flagged[i]:
@@ -304,8 +295,28 @@ class DiffusionBackend:
                 status.append("black")
             else:
                 status.append("ok")
-        images = pipe.numpy_to_pil(np.nan_to_num(arrays, nan=0.0))
+        images = pipe.numpy_to_pil(np.nan_to_num(np.stack(arrays), nan=0.0))
         return Generation(images=images, status=status, scheduler=type(sched).__name__,
                           pipeline=type(pipe).__name__, seconds=seconds, nsfw_content_detected=flagged,
                           options={"scheduler_name": choice.name if choice else None,
                                    "scheduler_options": dict(choice.options) if choice else {}})
+
+    @staticmethod
+    def _call(pipe, kwargs: dict, generator, width: int, height: int):
+        """One pipeline call; out of memory becomes a message and the process stays usable."""
+        import torch
+
+        try:
+            with torch.inference_mode():
+                return pipe(**kwargs, generator=generator)
+        except torch.cuda.OutOfMemoryError:
+            pass
+        except RuntimeError as exc:  # MPS and some CUDA paths raise a plain RuntimeError
+            if "out of memory" not in str(exc).lower():
+                raise
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise VisionloopError(
+            f"out of GPU memory drawing one image at {width}x{height}: try a smaller size, "
+            "or set diffusion.offload to model (or sequential) in the config")

@@ -3,9 +3,12 @@ offline when asked, and one clear message when a model cannot be had."""
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 from pathlib import Path
 from typing import Callable, TypeVar
+from urllib.parse import urlparse
 
 from agent.errors import ModelError
 
@@ -14,6 +17,18 @@ T = TypeVar("T")
 
 def is_offline(offline: bool = False) -> bool:
     return offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connection to the hub (`$HF_ENDPOINT` or huggingface.co), once per process."""
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def hub_kwargs(revision: str | None, offline: bool, trust_remote_code: bool) -> dict:
@@ -54,6 +69,8 @@ def load_guarded(source: str, load: Callable[[], T]) -> T:
         if any(s in low for s in ("offline", "local_files_only", "couldn't connect", "cannot find the requested files",
                                   "connection", "not a local folder", "does not appear to have", "is not a valid model")):
             offline = " (offline mode)" if is_offline() else ""
+            if not is_offline() and not hub_reachable():
+                offline = " (no network)"
             raise ModelError(f"{source}: model not found in the local cache and the hub cannot be reached"
                              f"{offline}{_hint(source)}") from None
         if "repository not found" in low or "401" in low or "404" in low:

@@ -128,9 +128,14 @@ class _SpaceAwareDecode:
 
 
 class RapidOcrEngine:
-    """RapidOCR with the models from its wheel; `read(image)` returns boxes in detection order."""
+    """RapidOCR with the models from its wheel; `read(image)` returns boxes in detection order.
+
+    The bundled recogniser is PP-OCRv4's Chinese model (Chinese and English; no language
+    switch), so `lang` is not used: `lang_note` says so when it names another language."""
 
     name = "rapidocr"
+    #: the languages the bundled model reads, as Tesseract names them (see `tesseract_lang`)
+    READS = ("eng", "chi_sim", "chi_tra")
 
     def __init__(self, space_threshold: float = SPACE_THRESHOLD, det_limit_side_len: int = 960):
         import importlib.metadata
@@ -148,6 +153,14 @@ class RapidOcrEngine:
         self.model_id = "rapidocr"
         self.source = f"rapidocr-onnxruntime {self.revision} (PP-OCRv4, bundled)"
         self.load_seconds = time.perf_counter() - started
+
+    def lang_note(self, lang: str) -> str | None:
+        """A note for the result when `lang` asks for a language the bundled model cannot read."""
+        other = [part.strip() for part in lang.split("+") if tesseract_lang(part) not in self.READS]
+        if not other:
+            return None
+        return (f"lang {'+'.join(other)} is not used by the rapidocr engine: its bundled model reads Chinese "
+                "and English only, so other letters may be misread (--engine tesseract uses --lang)")
 
     def boxes(self, image, lang: str = "en") -> list[TextBox]:
         import numpy as np
@@ -211,6 +224,9 @@ class TesseractEngine:
     """The installed `tesseract` binary; `read(image, lang)` returns its lines as boxes."""
 
     name = "tesseract"
+
+    def lang_note(self, lang: str) -> str | None:  # Tesseract reads with `lang` (or fails saying so)
+        return None
 
     def __init__(self, binary: str | None = None, timeout: float = 120):
         self.binary = binary or tesseract_path()

@@ -163,11 +163,23 @@ class Ledger:
                 return Claim("run", sha, attempts)
             return Claim("busy" if state == "running" else state, sha)
 
-    def start(self, sha: str, rule: str) -> None:
-        """The job is in the loop's hands now."""
+    def stale_run_dirs(self) -> list[str]:
+        """At start (lock held), before `recover`: the run folders of `running` rows, whose
+        manifests a dead process left saying "running"."""
         with self._tx() as db:
-            db.execute("UPDATE files SET state='running', attempts=attempts+1, pid=?, updated=? WHERE sha=? AND rule=?",
-                       (os.getpid(), time.time(), sha, rule))
+            return [r[0] for r in db.execute("SELECT run_dir FROM files WHERE state='running' AND run_dir IS NOT NULL")]
+
+    def start(self, sha: str, rule: str) -> None:
+        """The job is in the loop's hands now (its run folder, from an earlier attempt, is forgotten)."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET state='running', attempts=attempts+1, run_dir=NULL, pid=?, updated=? "
+                       "WHERE sha=? AND rule=?", (os.getpid(), time.time(), sha, rule))
+
+    def set_run_dir(self, sha: str, rule: str, run_dir: str) -> None:
+        """The running job's run folder exists now."""
+        with self._tx() as db:
+            db.execute("UPDATE files SET run_dir=?, updated=? WHERE sha=? AND rule=?",
+                       (run_dir, time.time(), sha, rule))
 
     def finish(self, sha: str, rule: str, state: str, *, path: Path | None = None, error: str | None = None,
                step: str | None = None, run_dir: str | None = None, outputs: list[str] = ()) -> None:

@@ -184,7 +184,9 @@ class Runner:
         def job(ctx):
             rs.ledger.start(sha, rs.name)
             started["at"] = time.time()
-            return run_workflow(rs.workflow, {rs.rule.input: str(path)}, ctx, self.registry, rs.output)
+            # the run folder goes in the ledger at once: if this process dies, a restart marks it interrupted
+            return run_workflow(rs.workflow, {rs.rule.input: str(path)}, ctx, self.registry, rs.output,
+                                on_run_dir=lambda run_dir: rs.ledger.set_run_dir(sha, rs.name, str(run_dir)))
 
         future = self.loop.submit(job)
         cancelled = self._wait(future)

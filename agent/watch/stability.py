@@ -4,7 +4,8 @@ A file is taken only once its size and mtime have stayed the same for `settle` s
 is still a regular file (close-write and rename events only make us look sooner). Partial
 downloads, sync-tool temporaries, OS junk and hidden files are never taken. A file that keeps
 changing past the ceiling, or stays empty, is handed on as `unstable` so it can go to failed/
-instead of waiting forever.
+instead of waiting forever. A one-off pass (`watch --once`) has no later to wait for: there an
+empty file that has settled fails at once, since no writer is expected to come back to it.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ class Tracker:
             for k in [k for k in self._pending if k[0] == path]:
                 del self._pending[k]
 
-    def poll(self) -> list[Ready]:
-        """Re-stat every pending file; return (and forget) those that are ready."""
+    def poll(self, empty_is_final: bool = False) -> list[Ready]:
+        """Re-stat every pending file; return (and forget) those that are ready. With
+        `empty_is_final` (a one-off pass) a file settled at 0 bytes is ready as "empty file" at
+        once; otherwise it gets until the ceiling, in case its writer only created it so far."""
         now = time.monotonic()
         ready: list[Ready] = []
         with self._lock:
@@ -127,6 +130,8 @@ class Tracker:
             problem = None
             if quiet and item.size > 0:
                 pass
+            elif quiet and empty_is_final:
+                problem = "empty file"
             elif waited >= item.ceiling:
                 problem = "empty file" if item.size == 0 else f"never became stable within {item.ceiling:g} s"
             else:
@@ -136,6 +141,11 @@ class Tracker:
             with self._lock:
                 self._pending.pop(k, None)
         return ready
+
+    def pending(self) -> list[Pending]:
+        """A snapshot of the files not yet settled (for `watch --once`'s waiting notes)."""
+        with self._lock:
+            return list(self._pending.values())
 
     def next_wait(self, default: float) -> float:
         """How long the watcher may sleep before the next `poll` is useful."""

@@ -32,14 +32,21 @@ def _inside(path: Path, folder: Path) -> bool:
 class Watcher:
     """Watch `rules`; `start()` runs in the background, `run_once()` processes what is there."""
 
+    #: `run_once` names a file it has waited on this long (seconds) without it settling.
+    wait_note_after = 5.0
+
     def __init__(self, rules: list[WatchRule], loop, registry, config, announce: Callable[[str], None] | None = None,
-                 poll: bool = False, grace: float = 30.0, backoff: float = 1.0):
+                 poll: bool = False, grace: float = 30.0, backoff: float = 1.0,
+                 on_wait: Callable[[str], None] | None = None):
         from agent.workflows import load_workflow
 
         if not rules:
             raise WatchError("no watch rules: add a `watch:` section to the config or give FOLDER --workflow W --out DIR")
         self.loop, self.registry, self.config = loop, registry, config
         self.announce = announce or (lambda message: None)
+        # `run_once` says which files it is still waiting for (the CLI: one stderr line per file)
+        self.on_wait = on_wait or (lambda message: log.info("%s", message))
+        self._waited_on: set[tuple[Path, str]] = set()
         self.poll = poll
         self._stop = threading.Event()
         self.runner = Runner(loop, registry, self._stop, grace=grace, backoff=backoff)
@@ -61,6 +68,8 @@ class Watcher:
 
     # --- setup ---------------------------------------------------------------------------------
     def _resolve(self, rules: list[WatchRule], load_workflow) -> None:
+        from agent.workflows.engine import mark_interrupted
+
         names = [r.name for r in rules]
         if len(set(names)) != len(names):
             raise WatchError(f"watch rule names must be unique (got {', '.join(names)})")
@@ -92,6 +101,10 @@ class Watcher:
                                         rule.settle, ceiling_for(rule.settle, rule.ceiling)))
         by_name = {rs.name: rs for rs in self.rules}
         for ledger in self.ledgers.values():  # jobs that were running when a process died: redone once
+            for run_dir in ledger.stale_run_dirs():  # their old run folders must not say "running" forever
+                if mark_interrupted(run_dir, "interrupted: the watcher's process ended during the run; "
+                                             "the file was run again (or failed) on restart"):
+                    log.info("%s: marked interrupted", run_dir)
             for sha, rule, path in ledger.recover():
                 if rule in by_name and Path(path).exists():
                     self.runner._fail(by_name[rule], Path(path), sha, "interrupted twice while running; not retried",
@@ -214,7 +227,9 @@ class Watcher:
                 for rs in self.rules:
                     self._scan_rule(rs)
                 last_scan = time.monotonic()
-            ready = self.tracker.poll()
+            ready = self.tracker.poll(empty_is_final=until_idle)  # --once: no writer will come back
+            if until_idle:
+                self._note_waiting()
             while self._retries and self._retries[0][0] <= time.monotonic():
                 ready.append(heapq.heappop(self._retries)[2])
             for item in ready:
@@ -227,6 +242,19 @@ class Watcher:
             if self._retries:
                 wait = min(wait, max(0.01, self._retries[0][0] - time.monotonic()))
             self._stop.wait(wait)
+
+    def _note_waiting(self) -> None:
+        """Name each file `run_once` has waited on for `wait_note_after` s, once, so a pass that
+        takes minutes (a file still being written, up to its ceiling) says why."""
+        now = time.monotonic()
+        for item in self.tracker.pending():
+            waited = now - item.first_seen
+            if waited < self.wait_note_after or (item.path, item.key) in self._waited_on:
+                continue
+            self._waited_on.add((item.path, item.key))
+            self.on_wait(f"[{item.key}] waiting for {item.path}: not settled after {waited:.0f} s ({item.size} bytes, "
+                         f"changed {now - item.last_change:.0f} s ago; needs {item.settle:g} s unchanged, goes to "
+                         f"failed/ after {item.ceiling:g} s)")
 
     def _handle(self, item: Ready) -> None:
         rs = next(r for r in self.rules if r.name == item.key)

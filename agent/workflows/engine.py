@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from agent.errors import Cancelled, VisionloopError
 from agent.images import atomic_write_bytes, atomic_write_json, confined_path, ensure_output_dir, safe_stem
@@ -171,7 +171,8 @@ class Recorder:
     `run_workflow` and `replay`."""
 
     def __init__(self, out_dir: Path, label: str, ctx, manifest: dict):
-        self.run_dir = new_run_dir(Path(out_dir), label)
+        # absolute, like the image paths the tools return: `run --json` and the manifest name it
+        self.run_dir = new_run_dir(Path(out_dir).expanduser().resolve(), label)
         self.ctx = dataclasses.replace(ctx, out_dir=self.run_dir)  # same models, same cancel flag
         self.path = self.run_dir / MANIFEST
         self.started = time.perf_counter()
@@ -256,10 +257,33 @@ def _write_files(wf: Workflow, run_dir: Path, scope: Scope) -> list[str]:
     return written
 
 
-def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: Path) -> WorkflowOutcome:
+def mark_interrupted(run_dir: str | Path, reason: str = "interrupted: the process ended during the run") -> bool:
+    """Rewrite a run folder's manifest that still says "running" (its process was killed) to
+    "interrupted", atomically. True when it was rewritten; a missing, unreadable or finished
+    manifest is left as it is."""
+    import json
+
+    path = Path(run_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or manifest.get("status") != "running":
+        return False
+    for step in manifest.get("steps") or []:
+        if isinstance(step, dict) and step.get("status") == "running":
+            step["status"] = "interrupted"
+    manifest.update(status="interrupted", error=reason, interrupted_at=_now())
+    atomic_write_json(path, manifest)
+    return True
+
+
+def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: Path,
+                 on_run_dir: Callable[[Path], None] | None = None) -> WorkflowOutcome:
     """Run `wf` once with `inputs`. A failed step gives a `failed` outcome (and manifest), never
     an exception; bad inputs raise `WorkflowError` before anything loads or is written;
-    `Cancelled` propagates after the manifest records it."""
+    `Cancelled` propagates after the manifest records it. `on_run_dir(path)` is told the run
+    folder as soon as it exists (the watcher records it, to mark it if the process dies)."""
     # 1. Inputs first: nothing is written and nothing loads when they are wrong.
     values = check_inputs(wf, inputs)
     label = wf.name
@@ -271,6 +295,8 @@ def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: P
         "workflow": {"name": wf.name, "file": str(wf.path) if wf.path else None, "sha256": wf.sha256,
                      "text": wf.text},
         "inputs": _input_record(wf, values)})
+    if on_run_dir is not None:
+        on_run_dir(rec.run_dir)
     scope = Scope(inputs=values)
     outcome = WorkflowOutcome(workflow=wf.name, status="ok", run_dir=rec.run_dir, manifest=rec.path,
                               steps=rec.manifest["steps"])

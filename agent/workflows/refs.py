@@ -45,9 +45,11 @@ class Ref:
         return f"${{steps.{self.name}.{tail}}}"
 
 
-def parse_ref(body: str) -> Ref:
-    """Parse the inside of one `${...}`; raise `RefError` for anything but a plain look-up."""
+def parse_ref(body: str, written: str | None = None) -> Ref:
+    """Parse the inside of one `${...}`; raise `RefError` for anything but a plain look-up.
+    `written` is the reference as it appears in the file, for the message."""
     text = body.strip()
+    shown = written or f"${{{body}}}"
     m = _INPUT.match(text)
     if m:
         return Ref("inputs", m.group(1))
@@ -57,8 +59,8 @@ def parse_ref(body: str) -> Ref:
             return Ref("steps", m.group(1), "data", m.group(3))
         return Ref("steps", m.group(1), m.group(2))
     if text.startswith("{"):
-        raise RefError(f"not a reference: '${{{body}}}' (write ${{inputs.NAME}}, not ${{{{ inputs.NAME }}}})")
-    raise RefError(f"not a reference: '${{{body}}}' (references are look-ups only: {GRAMMAR})")
+        raise RefError(f"not a reference: '{shown}' (write ${{inputs.NAME}}, not ${{{{ inputs.NAME }}}})")
+    raise RefError(f"not a reference: '{shown}' (references are look-ups only: {GRAMMAR})")
 
 
 def find_refs(value: Any) -> tuple[list[Ref], list[str]]:
@@ -70,8 +72,10 @@ def find_refs(value: Any) -> tuple[list[Ref], list[str]]:
         for m in _TOKEN.finditer(value):
             if m.group(0) == "$${":
                 continue
+            # `${{ x }}`: the token stops at the first `}`; show the second one too, as written
+            end = m.end() + (m.group(1).lstrip().startswith("{") and value[m.end():m.end() + 1] == "}")
             try:
-                refs.append(parse_ref(m.group(1)))
+                refs.append(parse_ref(m.group(1), value[m.start():end]))
             except RefError as exc:
                 problems.append(str(exc))
         if "${" in _TOKEN.sub("", value):

@@ -4,6 +4,14 @@ Every problem is collected (not just the first) and reported as `FILE:LINE: path
 YAML syntax, duplicate keys, tags and aliases (from `agent.yamlsource`), unknown fields with a
 "did you mean", unknown tools, arguments a tool does not take or of the wrong type or range,
 missing required arguments, and references to unknown inputs, unknown or later steps.
+
+An argument that is exactly one reference keeps the referenced value's type, so that type must
+fit the argument (see `REF_ACCEPTS`): `${inputs.X}` has X's declared type, `${steps.ID.image}`
+and `.images` are images, `.text` is text, `.data.KEY` is unknown until run time (not checked).
+Text takes any single value (an image as its path); an image takes only an image (declare the
+input `type: image`, so the file is checked before any model loads); a float takes an int; a
+choice takes a choice input whose choices it all accepts. With a config, literal width, height
+and size for the diffusion tools follow the active profile (multiples of 8, up to max_width/height).
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {format_loc(self.loc)}: {self.message}"
+        where = f"{self.source}:{self.line}" if self.line else self.source  # 0: no line (e.g. file too large)
+        return f"{where}: {format_loc(self.loc)}: {self.message}"
 
 
 class WorkflowError(VisionloopError):
@@ -117,10 +126,46 @@ def _literal_problem(inp: Input, value: Any) -> str | None:
     return None
 
 
+#: Which referenced types an argument of each type takes. A whole reference keeps its value's
+#: type, and `coerce_value` runs only after the models load, so a misfit is caught here. Text
+#: takes every single value (an image is its path, a choice or a number its text); box and size
+#: are tuples, which text refuses. An image argument takes only images: a text input is not
+#: checked to be an existing file before the run, so it has to be declared `type: image`.
+#: A float takes an int; nothing else is widened (a choice is text, even "7").
+REF_ACCEPTS = {"text": {"text", "image", "choice", "int", "float", "bool"}, "image": {"image"}, "int": {"int"},
+               "float": {"int", "float"}, "bool": {"bool"}, "choice": {"choice"}, "box": {"box"}, "size": {"size"}}
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _size_limits(inp: Input, value: Any, config) -> str | None:
+    """The draw/edit/restyle size rules (`agent.diffusion_tools.pick_size`) for a literal width,
+    height or size, against the active profile; only for tools that declare those shared inputs."""
+    from agent.diffusion_tools import common_inputs
+
+    if config is None or inp not in [i for i in common_inputs() if i.name in ("width", "height", "size")]:
+        return None
+    spec = config.active.diffusion
+    value = coerce_value(inp, value)
+    sides = zip(("width", "height"), value) if inp.name == "size" else [(inp.name, value)]
+    for side, v in sides:
+        limit = getattr(spec, f"max_{side}")
+        if v < 8 or v % 8:
+            return f"{side} must be a multiple of 8, got {v}"
+        if v > limit:
+            return (f"{side} {v} is above the configured maximum {limit} "
+                    f"(profiles.{config.profile}.diffusion.max_{side} in the config)")
+    return None
+
+
 class _Checker:
-    def __init__(self, doc: YamlDoc, registry):
+    def __init__(self, doc: YamlDoc, registry, config=None):
         self.doc = doc
         self.registry = registry
+        self.config = config
+        self.input_specs: dict[str, InputSpec] = {}  # declared inputs that are valid, for reference types
         self.problems: list[Problem] = []
 
     def add(self, loc: tuple, message: str) -> None:
@@ -144,8 +189,9 @@ class _Checker:
         elif ref.name in later:
             self.add(loc, f"{ref}: step {ref.name!r} runs later; a step can only use earlier steps")
         elif ref.name not in earlier:
-            self.add(loc, f"{ref}: unknown step {ref.name!r}{_did_you_mean(ref.name, earlier)}"
-                          f" (steps: {', '.join(earlier) or 'none before this one'})")
+            shown = list(dict.fromkeys(earlier))  # a duplicated id (reported on its own) is listed once
+            self.add(loc, f"{ref}: unknown step {ref.name!r}{_did_you_mean(ref.name, shown)}"
+                          f" (steps: {', '.join(shown) or 'none before this one'})")
 
     def run(self, data: dict) -> None:
         inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
@@ -158,6 +204,7 @@ class _Checker:
                 ispec = InputSpec.model_validate(spec)
             except ValidationError:
                 continue  # reported by the schema pass
+            self.input_specs[str(name)] = ispec
             if ispec.type == "choice" and not ispec.choices:
                 self.add(("inputs", name, "type"), "a choice input needs a list of choices")
             if ispec.default is not None:
@@ -217,10 +264,14 @@ class _Checker:
             if ref is not None:
                 if ref.field == "images" and not inp.multiple:
                     self.add(loc, f"{ref} is a list of images but {tool.name}'s {name!r} takes one (use .image)")
+                else:
+                    why = self.ref_type_problem(ref, inp, tool)
+                    if why:
+                        self.add(loc, why)
                 continue
             if find_refs(value)[0] or value is None:
                 continue  # text with references inside: its type is only known at run time
-            why = _literal_problem(inp, value)
+            why = _literal_problem(inp, value) or _size_limits(inp, value, self.config)
             if why:
                 self.add(loc, why)
         for inp in tool.inputs:
@@ -228,12 +279,40 @@ class _Checker:
                 self.add(("steps", i, "with"), f"{tool.name} needs argument {inp.name!r}")
 
 
-def check_text(text: str, source: str, registry) -> tuple[WorkflowSpec | None, list[Problem]]:
-    """Validate workflow `text`; return the spec (None when invalid) and every problem."""
+    def ref_type_problem(self, ref: Ref, inp: Input, tool: Tool) -> str | None:
+        """Why the value `ref` gives cannot feed `inp`, or None (also when its type is unknown:
+        `data.KEY`, an input that is itself invalid, or a reference reported as unknown)."""
+        target = f"{tool.name}'s {inp.name!r} takes {_a(inp.type)}"
+        if ref.kind == "inputs":
+            spec = self.input_specs.get(ref.name)
+            if spec is None:
+                return None
+            kind, what = spec.type, f"{ref} is {_a(spec.type)} input"
+            hint = f" (declare the input `type: {inp.type}`)"
+        elif ref.field in ("text", "image", "images"):
+            kind = "text" if ref.field == "text" else "image"
+            what = f"{ref} is " + {"text": "text", "image": "an image", "images": "a list of images"}[ref.field]
+            hint = " (a step's image is ${steps.ID.image})" if inp.type == "image" else ""
+        else:
+            return None  # data.KEY: whatever the tool put there, checked at run time
+        if kind not in REF_ACCEPTS[inp.type]:
+            return f"{what} but {target}{hint}"
+        if kind == "choice" and inp.type == "choice":
+            spec = self.input_specs[ref.name]
+            extra = [c for c in spec.choices if c not in inp.choices]
+            if extra:
+                return (f"{ref} may be {', '.join(map(repr, extra))}, which {tool.name}'s {inp.name!r} does not take "
+                        f"(it takes: {', '.join(inp.choices)})")
+        return None
+
+
+def check_text(text: str, source: str, registry, config=None) -> tuple[WorkflowSpec | None, list[Problem]]:
+    """Validate workflow `text`; return the spec (None when invalid) and every problem. With
+    `config`, literal sizes for the diffusion tools are checked against its active profile."""
     try:
         doc = parse_yaml(text, source)
     except YamlProblem as exc:
-        return None, [Problem(source, exc.line, (), exc.message)]
+        return None, [Problem(source, exc.line, exc.path, exc.message)]
     if not isinstance(doc.data, dict):
         kind = "empty" if doc.data is None else f"a {type(doc.data).__name__}"
         return None, [Problem(source, 1, (), f"a workflow must be a mapping with name and steps, got {kind}")]
@@ -243,7 +322,7 @@ def check_text(text: str, source: str, registry) -> tuple[WorkflowSpec | None, l
         spec = WorkflowSpec.model_validate(doc.data)
     except ValidationError as exc:
         problems += _schema_problems(doc, exc)
-    checker = _Checker(doc, registry)
+    checker = _Checker(doc, registry, config)
     checker.run(doc.data)
     problems += checker.problems
     problems.sort(key=lambda p: p.line)
@@ -276,7 +355,7 @@ def load_workflow(path_or_name: str, config, registry) -> Workflow:
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"{path}: cannot read workflow: {exc}") from None
-    spec, problems = check_text(text, str(path), registry)
+    spec, problems = check_text(text, str(path), registry, config)
     if problems:
         raise WorkflowError(problems)
     return Workflow(spec=spec, path=path.resolve(), text=text, sha256=hashlib.sha256(raw).hexdigest(),
