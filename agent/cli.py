@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 
 from agent import __version__
-from agent.errors import UsageError, VisionloopError
+from agent.errors import VisionloopError
 from agent.tools import Tool, ToolCall, ToolResult, coerce_value
 
 log = logging.getLogger("agent")

@@ -22,7 +22,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from agent.chat import CHAT_COMMANDS, Chat
-from agent.router import ALIASES
+from agent.slash_commands import ALIASES
 
 PROMPT = "visionloop> "
 

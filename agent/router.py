@@ -1,6 +1,6 @@
 """The built-in router: one chat message, in the user's own words, becomes a tool call.
 
-Explicit `/tool args` come first and take the same options as the CLI (the parser is built by
+Explicit `/tool args` come first (`agent/slash_commands.py`: the same options as the CLI, built by
 `agent.cli.add_input_argument` from the tool's inputs). Plain words then go through a few
 intent rules, checked in order:
 
@@ -18,18 +18,14 @@ The chat only ever passes what the user typed: text that came out of an image ne
 
 from __future__ import annotations
 
-import argparse
 import re
-import shlex
-from pathlib import Path
 
 from agent.errors import VisionloopError
 from agent.hookspecs import hookimpl
-from agent.session import IMAGE_SUFFIXES, Session
-from agent.tools import Tool, ToolCall, coerce_value
+from agent.session import Session
+from agent.slash_commands import WHICH_IMAGE, fill, route_command
+from agent.tools import Tool, ToolCall
 
-ALIASES = {"read": "read-text"}
-TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
 
 # Words that open a request politely and carry no intent ("please", "can you", "and", ...).
 _LEAD = re.compile(r"^(?:please|pls|ok(?:ay)?|now|and|so|then|also|next|hey|could you|can you|would you|"
@@ -153,7 +149,6 @@ REGIONS = {
     "right": (.5, 0, 1, 1), "centre": (.25, .25, .75, .75),
 }
 _SYNONYMS = {"upper": "top", "lower": "bottom", "center": "centre", "middle": "centre"}
-WHICH_IMAGE = "Which image? Mention its path, or add one with /image PATH."
 WHERE = ("Where in the picture? Say e.g. 'in the top left', 'in the centre', 'in the bottom half', "
          "or give a box: /edit --box x0,y0,x1,y1 ...")
 
@@ -184,110 +179,6 @@ def route(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | 
         return route_words(message, session, tools)
     except VisionloopError as exc:  # a bad path or a missing #N: one line back, the chat goes on
         return str(exc)
-
-
-# --- explicit /tool commands ----------------------------------------------------------------
-
-class _ArgError(Exception):
-    pass
-
-
-class _ChatParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _ArgError(message)
-
-    def exit(self, status=0, message=None):
-        raise _ArgError((message or "").strip())
-
-
-def tool_parser(tool: Tool) -> argparse.ArgumentParser:
-    """The CLI's options for `tool`, every one of them optional: the chat fills images and
-    the main text from the conversation and the free words."""
-    from agent.cli import add_input_argument
-
-    p = _ChatParser(prog=f"/{tool.name}", description=tool.description, add_help=False)
-    p.add_argument("--help", "-h", action="store_true", dest="_help", help="show this help")
-    for inp in tool.inputs:
-        add_input_argument(p, inp, chat=True)
-    p.add_argument("words", nargs="*", metavar="WORDS", help="#N, image paths and the text (question or prompt)")
-    return p
-
-
-def route_command(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
-    try:
-        argv = shlex.split(message[1:])
-    except ValueError:  # an apostrophe ("what's") is not a quote
-        argv = message[1:].split()
-    if not argv:
-        return "Type /help for the commands."
-    name = ALIASES.get(argv[0], argv[0])
-    tool = tools.get(name)
-    if tool is None:
-        return f"unknown command /{argv[0]} (see /help)"
-    parser = tool_parser(tool)
-    try:
-        ns = parser.parse_intermixed_args(argv[1:])
-    except _ArgError as exc:
-        return f"/{argv[0]}: {exc}"
-    if ns._help:
-        return parser.format_help().rstrip()
-    from agent.cli import tool_values
-
-    args = tool_values(ns, tool)
-    images, words = [], []
-    for word in ns.words:
-        ref = re.fullmatch(r"#(\d+)", word)
-        if ref:
-            images.append(session.image(int(ref.group(1))).path)
-        elif Path(word).expanduser().is_file():
-            images.append(session.attach(word).path)
-        elif word.lower().endswith(IMAGE_SUFFIXES):
-            return f"{word}: file not found"
-        else:
-            words.append(word)
-    return fill(tool, args, images, " ".join(words), session)
-
-
-def fill(tool: Tool, args: dict, images: list[str], text: str, session: Session) -> ToolCall | str:
-    """Complete `args`: the first image input gets `images` (or the current image, when the
-    tool needs one), `#N` in explicit image options become paths, the free `text` goes to
-    the tool's main text input."""
-    args = dict(args)
-    for inp in tool.inputs:
-        if inp.type == "image" and inp.name in args:
-            values = args[inp.name] if isinstance(args[inp.name], list) else [args[inp.name]]
-            values = [_ref_path(v, session) for v in values]
-            args[inp.name] = values if inp.multiple else values[0]
-    image_input = next((i for i in tool.inputs if i.type == "image" and i.name not in args), None)
-    if image_input is not None and (images or image_input.required):
-        if not images:
-            if session.current is None:
-                return WHICH_IMAGE
-            images = [session.current.path]
-        args[image_input.name] = list(images) if image_input.multiple else images[0]
-    text = text.strip()
-    target = next((i for i in tool.inputs if i.type == "text" and i.required and i.name not in args), None)
-    if target is None:
-        target = next((i for i in tool.inputs if i.name in TEXT_INPUTS and i.name not in args), None)
-    if target is None:  # a plugin's tool: its positional text input, as on the command line
-        target = next((i for i in tool.inputs if i.type == "text" and i.positional and i.name not in args), None)
-    if text:
-        if target is None:
-            return f"/{tool.name}: unexpected words {text!r} (see /{tool.name} --help)"
-        args[target.name] = text
-    elif target is not None and target.required:
-        return f"/{tool.name} needs the {target.name}: e.g. /{tool.name} ... {target.name.upper()} (see /{tool.name} --help)"
-    if tool.name == "edit" and args.get("box") and tool.input("box") is not None:
-        try:  # remembered for "in the box" later; a bad box is for check_args to report
-            session.last_box = coerce_value(tool.input("box"), args["box"])
-        except ValueError:
-            pass
-    return ToolCall(tool.name, args)
-
-
-def _ref_path(value: str, session: Session) -> str:
-    ref = re.fullmatch(r"#(\d+)", str(value).strip())
-    return session.image(int(ref.group(1))).path if ref else str(value)
 
 
 # --- plain words -----------------------------------------------------------------------------

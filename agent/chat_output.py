@@ -1,0 +1,81 @@
+"""How the chat speaks: plain text in a terminal or a pipe, or one JSON object per result."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+from agent.tools import ToolResult
+
+
+class Output:
+    """How the chat speaks: plain text, or one JSON object per result (`--json`).
+
+    Plain answers go to stdout and errors to stderr; with `stream=True` LLaVA's tokens are
+    written as they come. The streams are looked up on each write so that prompt_toolkit's
+    `patch_stdout` can print above the prompt. One lock keeps the watcher's announcements
+    from cutting into an answer.
+    """
+
+    def __init__(self, json_mode: bool = False, stream: bool = False, out=None, err=None):
+        self.json_mode = json_mode
+        self.stream = stream and not json_mode
+        self._out, self._err = out, err
+        self.lock = threading.RLock()
+        self.streamed = False
+
+    @property
+    def out(self):
+        return self._out or sys.stdout
+
+    @property
+    def err(self):
+        return self._err or sys.stderr
+
+    def _json(self, tool, text="", images=(), data=None, error=None) -> None:
+        obj = {"tool": tool, "text": text, "images": list(images), "data": data or {}, "error": error}
+        print(json.dumps(obj, ensure_ascii=False, default=str), file=self.out, flush=True)
+
+    def say(self, text: str, kind: str = "note") -> None:
+        with self.lock:
+            if self.json_mode:
+                self._json(None, text, data={"kind": kind})
+            else:
+                print(text, file=self.out, flush=True)
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            if self.json_mode:
+                self._json(None, error=text, data={"kind": "error"})
+            else:
+                # in a terminal the answer and the error share the screen; piped, stderr keeps stdout clean
+                print(f"error: {text}", file=self.out if self.stream else self.err, flush=True)
+
+    def token(self, text: str) -> None:
+        if self.stream:
+            with self.lock:
+                self.out.write(text)
+                self.out.flush()
+                self.streamed = True
+
+    def result(self, result: ToolResult, numbers: list[int]) -> None:
+        with self.lock:
+            if self.json_mode:
+                payload = result.to_json()
+                payload["data"] = {**payload["data"], "image_numbers": numbers}
+                print(json.dumps(payload, ensure_ascii=False, default=str), file=self.out, flush=True)
+                return
+            streamed, self.streamed = self.streamed, False
+            if streamed:
+                print(file=self.out)  # end the streamed line
+            if result.error:
+                self.error(result.error)
+                return
+            if not streamed and result.text:
+                print(result.text, file=self.out)
+            for number, path in zip(numbers, result.images):
+                print(f"#{number} {path}", file=self.out)
+            for note in result.data.get("notes", []):
+                print(f"note: {note}", file=self.out)
+            self.out.flush()
