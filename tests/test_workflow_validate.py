@@ -383,3 +383,18 @@ def test_message_details_braces_duplicate_ids_and_unknown_line(fakes, tiny_confi
     with pytest.raises(WorkflowError) as err:
         load_workflow(str(big), tiny_config, fakes)
     assert str(err.value) == f"{big}: (top): file is larger than 1000 kB"
+
+
+def test_named_examples_are_found_from_any_folder(tmp_path, monkeypatch, registry):
+    """With no workflows folder where the command runs, a name falls back to the examples
+    that ship beside the package."""
+    from agent.config import load_config
+    from agent.workflows.validate import BUNDLED, find_workflow
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("profile: tiny\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(str(cfg))
+    assert find_workflow("alt-text", config) == BUNDLED / "alt-text.yaml"
+    with pytest.raises(WorkflowError, match=r"nope: workflow not found .*" + str(BUNDLED)):
+        find_workflow("nope", config)

@@ -329,6 +329,10 @@ def check_text(text: str, source: str, registry, config=None) -> tuple[WorkflowS
     return (spec if not problems else None), problems
 
 
+#: The example workflows beside the package (a source or editable install).
+BUNDLED = Path(__file__).resolve().parents[2] / "workflows"
+
+
 def find_workflow(path_or_name: str, config) -> Path:
     """A path as given, else NAME or NAME.yaml in the configured workflows folder."""
     given = Path(path_or_name).expanduser()
@@ -337,12 +341,15 @@ def find_workflow(path_or_name: str, config) -> Path:
     folders = [Path(config.workflows).expanduser()]
     if not folders[0].is_absolute() and getattr(config, "source", None):
         folders.append(Path(config.source).parent / folders[0])
+    if BUNDLED.is_dir() and BUNDLED not in [f.resolve() for f in folders]:
+        folders.append(BUNDLED)  # the examples that ship with visionloop, last
     if "/" not in path_or_name and "\\" not in path_or_name:
         for folder in folders:
             for name in (path_or_name, *(path_or_name + s for s in SUFFIXES)):
                 if (folder / name).is_file():
                     return folder / name
-    raise WorkflowError(f"{path_or_name}: workflow not found (not a file, and not a workflow in {folders[0]})")
+    searched = ", ".join(str(f) for f in folders)
+    raise WorkflowError(f"{path_or_name}: workflow not found (not a file, and not a workflow in {searched})")
 
 
 def load_workflow(path_or_name: str, config, registry) -> Workflow:
