@@ -43,6 +43,8 @@ def common_options(skip: set[str] = frozenset()) -> argparse.ArgumentParser:
     d = argparse.SUPPRESS  # a flag given after the sub-command must not be reset by its defaults
     p.add_argument("--config", metavar="FILE", default=d, help="config file (default: see README)")
     p.add_argument("--profile", metavar="NAME", default=d, help="model profile, e.g. default or tiny")
+    p.add_argument("--device", metavar="DEV", default=d, help="auto, cpu, mps, cuda or cuda:N (default: the config's)")
+    p.add_argument("--dtype", metavar="TYPE", default=d, help="auto, float32, float16 or bfloat16 (default: the config's)")
     p.add_argument("--json", action="store_true", default=d, help="print results as JSON")
     p.add_argument("--out", metavar="DIR", default=d, help="output folder for images and runs")
     p.add_argument(*[f for f in ("-v", "--verbose") if f not in skip], action="count", default=d,
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--profile")
+    pre.add_argument("--device")
+    pre.add_argument("--dtype")
     pre.add_argument("-v", "--verbose", action="count", default=0)
     pre.add_argument("--quiet", action="store_true")
     early, _ = pre.parse_known_args(argv)
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         from agent.config import load_config
         from agent.plugins import load_registry, run_startup
 
-        config = load_config(early.config, early.profile)
+        config = load_config(early.config, early.profile, early.device, early.dtype)
         registry = load_registry(config.plugins.paths)
         run_startup(registry, config)
         for name, error in registry.broken.items():

@@ -3,8 +3,8 @@
 Lookup order: `--config FILE`, `$VISIONLOOP_CONFIG`, `./config.yaml`, the user config folder
 (platformdirs), then the built-in defaults. A file is merged over the defaults, so a file that
 holds one section is valid. Unknown or mistyped keys are errors naming the file, the line and
-the key. `--profile`, `$VISIONLOOP_PROFILE`, `$VISIONLOOP_DEVICE` and `$VISIONLOOP_DTYPE`
-override the file.
+the key. `$VISIONLOOP_PROFILE`, `$VISIONLOOP_DEVICE` and `$VISIONLOOP_DTYPE` override the file,
+and `--profile`, `--device` and `--dtype` override both.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model if isinstance(model, type) else None
 
 
-def load_config(path: str | None = None, profile: str | None = None) -> Config:
+def load_config(path: str | None = None, profile: str | None = None, device: str | None = None,
+                dtype: str | None = None) -> Config:
     """Find, read, merge and validate the configuration; raise ConfigError with file:line."""
     file = find_config(path)
     raw: dict = {}
@@ -225,9 +226,10 @@ def load_config(path: str | None = None, profile: str | None = None) -> Config:
         if os.environ.get(env):
             merged[key] = os.environ[env]
             overridden[key] = f"${env}"
-    if profile:
-        merged["profile"] = profile
-        overridden["profile"] = "--profile"
+    for key, value in (("profile", profile), ("device", device), ("dtype", dtype)):
+        if value:  # command-line flags win over the environment and the file
+            merged[key] = value
+            overridden[key] = f"--{key}"
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:

@@ -126,3 +126,15 @@ def test_folders_in_a_config_file_are_relative_to_it(tmp_path, monkeypatch):
     assert cfg.plugins.paths == [str(home / "mine"), "/abs/p"]
     assert cfg.cache_dir == "~/c"
     assert cfg.output == "visionloop-out"  # outputs stay relative to where the command runs
+
+
+def test_device_and_dtype_flags_override_environment_and_file(tmp_path, monkeypatch, cli, example_image):
+    monkeypatch.setenv("VISIONLOOP_DEVICE", "cuda")
+    cfg = load_config(str(write(tmp_path, "device: mps\ndtype: float16\n")), device="cpu", dtype="float32")
+    assert (cfg.device, cfg.dtype) == ("cpu", "float32")
+    with pytest.raises(ConfigError, match=r"^--dtype: dtype: "):
+        load_config(str(write(tmp_path, "{}\n")), dtype="float8")
+    result = cli("caption", example_image, "--device", "cpu", "--dtype", "float32", "--json")
+    assert result.code == 0, result.err
+    bad = cli("caption", example_image, "--device", "gpu")
+    assert bad.code == 1 and bad.err.startswith("error: --device: device: ")
