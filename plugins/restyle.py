@@ -40,11 +40,17 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
         from agent.vision import ask_llava
 
         described = ask_llava(ctx, "restyle", [image], DESCRIBE)
-        subject = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]
+        subject = full = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]
+        # The text encoder reads a fixed number of tokens (77 for SD 1.5) and drops the rest:
+        # shorten the description, never the style the user asked for.
+        subject, dropped = fit_description(ctx.models.diffusion().pipeline("img2img"), subject, style)
+        if dropped:
+            extra["notes"].append(f"LLaVA's description was shortened by {dropped} words so that the style "
+                                  "fits in what the text encoder reads")
         # the caption call's own record (chat-templated prompt, decoding settings, model), so
         # the LLaVA half of a restyle can be replayed from the data like the diffusion half
         call = {key: described.data[key] for key in CAPTION_CALL_KEYS if key in described.data}
-        extra.update(caption=subject, caption_model=described.data.get("model"),
+        extra.update(caption=subject, caption_full=full, caption_model=described.data.get("model"),
                      caption_question=DESCRIBE, caption_call=call)
     final = ", ".join(part for part in (subject, style) if part)
     # 3. Redraw the image, resized to the output size.
@@ -52,6 +58,20 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     return generate(ctx, "restyle", "img2img", prompt=final, negative_prompt=negative_prompt, steps=steps,
                     guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
                     image=init, strength=strength, extra=extra)
+
+
+def fit_description(pipe, subject: str, style: str | None) -> tuple[str, int]:
+    """`subject` cut at a word boundary so that "subject, style" fits the pipeline's tokenizer;
+    returns it and the number of words dropped."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    if tokenizer is None or not style:
+        return subject, 0
+    words = subject.split()
+    limit = tokenizer.model_max_length
+    kept = len(words)
+    while kept > 0 and len(tokenizer(", ".join([" ".join(words[:kept]), style])).input_ids) > limit:
+        kept -= 1
+    return " ".join(words[:kept]), len(words) - kept
 
 
 @hookimpl

@@ -94,10 +94,19 @@ def test_restyle_without_prompt_asks_llava(loop, example_image):
     r = call(loop, "restyle", image=str(example_image), style="oil painting", seed=5)
     assert r.ok, r.error
     caption = call(loop, "caption", image=[str(example_image)])  # the same question, greedy
-    assert r.data["caption"] == clean_prompt(caption.text)[:300]
+    full = clean_prompt(caption.text)[:300].split()
+    assert r.data["caption_full"].split() == full
+    used = r.data["caption"].split()
+    assert used and used == full[:len(used)]  # LLaVA's words, cut at a word boundary if at all
     expected = f"{r.data['caption']}, oil painting" if r.data["caption"] else "oil painting"
     assert r.data["prompt"] == expected
     assert r.data["caption_model"] == caption.data["model"]
+    # the style always survives the text encoder's limit: the description is what gets shortened
+    tokenizer = loop.ctx.models.diffusion().pipeline("img2img").tokenizer
+    assert len(tokenizer(r.data["prompt"]).input_ids) <= tokenizer.model_max_length
+    assert not any("the rest was ignored" in n for n in r.data["notes"])
+    if len(used) < len(full):
+        assert any(f"shortened by {len(full) - len(used)} words" in n for n in r.data["notes"])
 
 
 def test_restyle_records_the_caption_call_and_it_replays_with_raw_transformers(loop, example_image):
@@ -122,7 +131,8 @@ def test_restyle_records_the_caption_call_and_it_replays_with_raw_transformers(l
     with torch.inference_mode():
         out = llava.model.generate(**inputs, max_new_tokens=rec["max_new_tokens"], do_sample=rec["do_sample"])
     raw = llava.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
-    assert r.data["caption"] == clean_prompt(raw)[:300]
+    assert r.data["caption_full"] == clean_prompt(raw)[:300]
+    assert r.data["caption_full"].startswith(r.data["caption"])  # what the prompt used
 
 
 def test_edit_box_keeps_the_rest(loop, example_image):
