@@ -68,13 +68,24 @@ def pick_size(ctx, width, height, size, fit: tuple[int, int] | None = None) -> t
     if width is None or height is None:
         native = ctx.models.diffusion().default_size
         width, height = width or native[0], height or native[1]
-    for name, value, limit in (("width", width, spec.max_width), ("height", height, spec.max_height)):
-        if value < 8 or value % 8:
-            raise InputError(f"{name}: must be a multiple of 8, got {value}")
-        if value > limit:
-            raise InputError(f"{name}: {value} is above the configured maximum {limit} "
-                             f"(profiles.{ctx.config.profile}.diffusion.max_{name} in the config)")
+    for name, value in (("width", width), ("height", height)):
+        problem = side_problem(ctx.config, name, value)
+        if problem:
+            raise InputError(f"{name}: {problem}")
     return int(width), int(height)
+
+
+def side_problem(config, name: str, value: int) -> str | None:
+    """What is wrong with `value` as the `name` side ("width"/"height") of an image in the
+    active profile, or None: a multiple of 8 (the VAE halves it three times), at most the
+    configured maximum. Workflow validation applies the same rule to literal sizes."""
+    limit = getattr(config.active.diffusion, f"max_{name}")
+    if value < 8 or value % 8:
+        return f"must be a multiple of 8, got {value}"
+    if value > limit:
+        return (f"{value} is above the configured maximum {limit} "
+                f"(profiles.{config.profile}.diffusion.max_{name} in the config)")
+    return None
 
 
 def pick_seeds(seed: int | None, count: int) -> list[int]:

@@ -8,6 +8,7 @@ A tool is a plain function with declared inputs. It knows nothing of where a cal
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -226,8 +227,6 @@ def check_args(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
 def _absolute_images(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     """Image paths as absolute paths, so that every record (`data`, PNG metadata, manifests)
     can be replayed from any folder. Symlinks are kept: the user named that path."""
-    import os
-
     def absolute(value):
         return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) else value
 

@@ -143,20 +143,16 @@ def _a(word: str) -> str:
 def _size_limits(inp: Input, value: Any, config) -> str | None:
     """The draw/edit/restyle size rules (`agent.diffusion_tools.pick_size`) for a literal width,
     height or size, against the active profile; only for tools that declare those shared inputs."""
-    from agent.diffusion_tools import common_inputs
+    from agent.diffusion_tools import common_inputs, side_problem
 
     if config is None or inp not in [i for i in common_inputs() if i.name in ("width", "height", "size")]:
         return None
-    spec = config.active.diffusion
     value = coerce_value(inp, value)
     sides = zip(("width", "height"), value) if inp.name == "size" else [(inp.name, value)]
     for side, v in sides:
-        limit = getattr(spec, f"max_{side}")
-        if v < 8 or v % 8:
-            return f"{side} must be a multiple of 8, got {v}"
-        if v > limit:
-            return (f"{side} {v} is above the configured maximum {limit} "
-                    f"(profiles.{config.profile}.diffusion.max_{side} in the config)")
+        problem = side_problem(config, side, v)
+        if problem:
+            return f"{side} {problem}"
     return None
 
 
