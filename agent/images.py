@@ -28,6 +28,8 @@ from agent.errors import ImageError, VisionloopError
 
 #: Pillow format names accepted on input. GIF and TIFF give their first frame/page.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+#: File-name endings of those formats: what a folder, a glob or a chat message offers as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_FILE_MB = 200.0

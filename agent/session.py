@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 from agent.errors import ImageError, InputError
+from agent.images import IMAGE_SUFFIXES
 
 #: File endings that make a word in a message look like an image path even before it is
 #: checked; such a word that names no file gets a one-line answer instead of being ignored.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # A quoted path (spaces allowed) or one whitespace-separated word.
 _TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")

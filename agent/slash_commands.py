@@ -13,7 +13,8 @@ import re
 import shlex
 from pathlib import Path
 
-from agent.session import IMAGE_SUFFIXES, Session
+from agent.images import IMAGE_SUFFIXES
+from agent.session import Session
 from agent.tools import Tool, ToolCall, coerce_value
 
 ALIASES = {"read": "read-text"}

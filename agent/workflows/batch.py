@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agent.errors import VisionloopError
+from agent.images import IMAGE_SUFFIXES
 from agent.workflows.engine import WorkflowOutcome
 from agent.workflows.validate import Workflow, WorkflowError
 
 #: File suffixes a folder batch picks up (the formats `agent.images.ALLOWED_FORMATS` accepts).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def _is_pattern(value: str) -> bool:
