@@ -208,11 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(early.config, early.profile, early.device, early.dtype)
         registry = load_registry(config.plugins.paths)
         run_startup(registry, config)
-        for name, error in registry.broken.items():
-            log.warning("plugin %s is broken and was skipped: %s", name, error)
         # Phase 2: the full command line, with one sub-command per tool.
         parser = build_parser(registry)
         args = parser.parse_args(argv)
+        if getattr(args, "quiet", False) and not early.verbose:
+            # `-q` is only known after the full parse (`see` claims -q for its question)
+            logging.getLogger().setLevel(logging.ERROR)
+        for name, error in registry.broken.items():
+            log.warning("plugin %s is broken and was skipped: %s", name, error)
         if not getattr(args, "command", None):
             parser.print_help()
             return 2

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 #: YAML scalars from workflows; `coerce_value` turns both into the declared type.
 INPUT_TYPES = ("text", "int", "float", "bool", "image", "choice", "box", "size")
 
-REQUIRED = object()
 
 
 @dataclass(frozen=True)

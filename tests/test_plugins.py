@@ -111,3 +111,15 @@ def test_startup_hook_that_crashes_marks_only_that_plugin_broken(tmp_path, cli):
     assert "startup failed: RuntimeError: bad startup" in result.out
     assert "caption" in result.out and "shout  Say" not in result.out
     assert cli("--config", cfg, "shout", "hey").code == 2  # its tool is withdrawn
+
+
+def test_broken_plugin_warning_is_silenced_by_quiet(tmp_path):
+    from conftest import run_subprocess
+
+    folder = plugin_folder(tmp_path, {"broken.py": "import no_such_module_xyz\n"})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
+    loud = run_subprocess("--config", cfg, "tools")
+    assert loud.returncode == 0 and "plugin broken" in loud.stderr and "no_such_module_xyz" in loud.stderr
+    quiet = run_subprocess("--config", cfg, "tools", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
