@@ -9,7 +9,6 @@ question (sent to LLaVA with the earlier turns) is a job on the loop.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shlex
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 from agent.chat_output import Output
 from agent.errors import Cancelled, VisionloopError
+from agent.images import IMAGE_SUFFIXES
 from agent.router import ensure_registered, wants_help
 from agent.session import Session
 from agent.tools import ToolCall, ToolResult, run_tool
@@ -57,8 +57,8 @@ class Chat:
         self.loop = loop
         self.config = config if config is not None else loop.ctx.config
         self.out = output or Output()
-        limits = self.config.images
-        self.session = session or Session(check_image=lambda p: _size(p, limits))
+        # the loop's context loads images with the configured limits (pixel count, file size)
+        self.session = session or Session(check_image=lambda p: loop.ctx.load_image(p).size)
         ensure_registered(registry.pm)
 
     # -- one line ------------------------------------------------------------------------
@@ -127,24 +127,26 @@ class Chat:
             self._say("cancelled", "cancelled")
             return None
 
-    def submit(self, job: Callable, stream: bool = True) -> Future:
-        """Queue `job(ctx)` with streaming into this chat's output while it runs."""
+    def submit(self, job: Callable, stream: bool = True, conversation: bool = False) -> Future:
+        """Queue `job(ctx)` with streaming into this chat's output while it runs; with
+        `conversation`, tools that ask for it (`see`) also get the earlier turns (`ctx.history`)."""
         def streamed(ctx):
             ctx.on_text = self.out.token if self.out.stream and stream else None
+            ctx.history = self.session.history_for if conversation else None
             try:
                 return job(ctx)
             finally:
                 ctx.on_text = None
+                ctx.history = None
 
         return self.loop.submit(streamed)
 
     def run_call(self, call: ToolCall) -> list[ToolResult]:
         tool = self.registry.tool(call.tool)
-        if tool.name == "see" and getattr(tool.run, "__module__", "") == "plugins.see":
-            tool = dataclasses.replace(tool, run=self._see_in_context)
         # several results from one call would stream into one line: print those at the end
         many = bool(tool.each) and isinstance(call.args.get(tool.each), list) and len(call.args[tool.each]) > 1
-        results = self.wait(self.submit(lambda ctx: run_tool(tool, call.args, ctx), stream=not many)) or []
+        results = self.wait(self.submit(lambda ctx: run_tool(tool, call.args, ctx), stream=not many,
+                                        conversation=True)) or []
         for result in results:
             self.show(result)
         return results
@@ -156,27 +158,6 @@ class Chat:
         if result.ok and data.get("question") and data.get("images") and result.text:
             self.session.remember(data["images"], data["question"], result.text)
         self.out.result(result, [p.number for p in produced])
-
-    def _see_in_context(self, ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):
-        """`see` with the earlier turns about the same images, trimmed to the model's context
-        (oldest first). Runs on the loop's worker, like any tool."""
-        from agent.vision import ask_llava
-
-        history, dropped = [], 0
-        if self.session.exchanges:
-            llava = ctx.models.llava()
-            room = llava.context_length - (max_new_tokens or ctx.config.active.vision.max_new_tokens)
-
-            def fits(turns):
-                return llava.count_tokens(llava.build_prompt(question, len(image), turns), len(image)) <= room
-
-            history, dropped = self.session.history_for(image, question, fits)
-        result = ask_llava(ctx, "see", image, question, max_new_tokens, temperature, top_p, seed, history=history)
-        result.data["history_turns"] = len(history)
-        if dropped:
-            result.data.setdefault("notes", []).append(
-                f"the {dropped} oldest turn(s) were left out to fit the model's context")
-        return result
 
     # -- the chat's own commands -----------------------------------------------------------
     def cmd_help(self, rest: str) -> None:
@@ -228,39 +209,30 @@ class Chat:
     def cmd_run(self, rest: str) -> None:
         """`/run WORKFLOW [name=value ...]`, with the CLI's `--input/-i NAME=VALUE` and
         `--dry-run` (the plan, as `visionloop run --dry-run` prints it; nothing loads)."""
-        words = _split(rest)
-        name, inputs, dry_run = None, {}, False
-        pairs = iter(words)
-        for word in pairs:
-            if word == "--dry-run":
-                dry_run = True
-                continue
-            pair = word
-            if word in ("--input", "-i"):
-                pair = next(pairs, None)
-                if pair is None:
-                    raise VisionloopError(f"/run: {word} needs NAME=VALUE")
-            elif word.startswith("--input="):
-                pair = word[len("--input="):]
-            elif word.startswith("-i") and len(word) > 2 and "=" in word:  # -iname=value, as argparse takes it
-                pair = word[2:]
-            elif name is None and "=" not in word:
-                name = word
-                continue
-            key, eq, value = pair.partition("=")
-            if not eq or not key.strip("-"):
-                raise VisionloopError(f"/run: expected name=value (or --input NAME=VALUE), got {pair!r}")
-            key = key.strip().lstrip("-").replace("-", "_")
-            if key in inputs:
-                raise VisionloopError(f"/run: input {key!r} given twice")
-            inputs[key] = value
-        if name is None:
-            raise VisionloopError("usage: /run WORKFLOW [--dry-run] [name=value | --input NAME=VALUE ...]")
         try:
+            from agent.commands_workflows import add_run_arguments, parse_inputs
             from agent.workflows import check_inputs, load_workflow, run_workflow
         except ImportError:
             raise VisionloopError("workflows are not available in this installation") from None
-        wf = load_workflow(name, self.config, self.registry)
+        from agent.slash_commands import _ArgError, _ChatParser
+
+        # the CLI's own arguments, plus bare name=value words; errors raise instead of exiting
+        parser = _ChatParser(prog="/run", add_help=False, allow_abbrev=False)
+        add_run_arguments(parser)
+        parser.add_argument("words", nargs="*", metavar="NAME=VALUE")
+        try:
+            ns, unknown = parser.parse_known_intermixed_args(_split(rest))
+        except _ArgError as exc:
+            if "-i/--input" in str(exc):
+                raise VisionloopError("/run: --input needs NAME=VALUE") from None
+            raise VisionloopError("usage: /run WORKFLOW [--dry-run] [name=value | --input NAME=VALUE ...]") from None
+        pairs = []
+        for pair in [*ns.inputs, *ns.words, *unknown]:  # unknown: `--seed=3` is taken as seed=3
+            key, eq, value = pair.partition("=")
+            pairs.append(f"{key.strip().lstrip('-').replace('-', '_')}={value}" if eq and key.strip("-") else pair)
+        inputs = parse_inputs(pairs, bad="/run: expected name=value (or --input NAME=VALUE), got {pair!r}",
+                              twice="/run: input {name!r} given twice")
+        wf = load_workflow(ns.workflow, self.config, self.registry)
         for key in wf.image_inputs():
             value = inputs.get(key)
             if value is not None and value.startswith("#") and value[1:].isdigit():
@@ -269,7 +241,7 @@ class Chat:
                     wf.spec.inputs[key].default is None:
                 inputs[key] = self.session.current.path
         out_dir = Path(self.loop.ctx.out_dir)
-        if dry_run:
+        if ns.dry_run:
             self.show_plan(wf, check_inputs(wf, inputs), out_dir)
             return
         outcome = self.wait(self.submit(lambda ctx: run_workflow(wf, inputs, ctx, self.registry, out_dir)))
@@ -278,29 +250,22 @@ class Chat:
 
     def show_plan(self, wf, values: dict, out_dir: Path) -> None:
         """The CLI's dry-run plan, built and worded by the same code (`agent.commands_workflows`)."""
-        import contextlib
-        import io
-        from types import SimpleNamespace
+        from agent.commands_workflows import build_plan, format_plan
 
-        from agent.commands_workflows import _plan, _print_plan
-
-        plan = _plan(wf, values, SimpleNamespace(config=self.config, registry=self.registry), out_dir, None)
+        plan = build_plan(wf, values, self.config, self.registry, out_dir)
         if self.out.json_mode:
             with self.out.lock:
                 print(json.dumps(plan, ensure_ascii=False, default=str), file=self.out.out, flush=True)
             self.session.add_turn("note", f"planned workflow {wf.name}")
             return
-        text = io.StringIO()
-        with contextlib.redirect_stdout(text):
-            _print_plan(plan)
-        self._say(text.getvalue().rstrip(), "plan")
+        self._say(format_plan(plan), "plan")
 
     def show_outcome(self, outcome) -> None:
         """A workflow's result: its image outputs join the list."""
         numbers = []
         for value in outcome.outputs.values():
             for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, str) and Path(item).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") \
+                if isinstance(item, str) and Path(item).suffix.lower() in IMAGE_SUFFIXES \
                         and Path(item).is_file():
                     numbers.append(self.session.attach(item, source=outcome.workflow).number)
         if self.out.json_mode:
@@ -339,10 +304,3 @@ def _split(text: str) -> list[str]:
         return shlex.split(text)
     except ValueError:
         return text.split()
-
-
-def _size(path: str, limits) -> tuple[int, int]:
-    from agent.images import load_image
-
-    with load_image(path, max_pixels=limits.max_pixels, max_file_mb=limits.max_file_mb) as img:
-        return img.size

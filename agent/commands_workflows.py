@@ -23,10 +23,7 @@ def add_commands(sub, common) -> None:
 
     p = sub.add_parser("run", parents=[common()], help="run a workflow (once, or per image of a folder or glob)",
                        description="Run a workflow. An image input given a folder or a glob runs it once per image.")
-    p.add_argument("workflow", metavar="WORKFLOW", help="a workflow file, or a name in the workflows folder")
-    p.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
-                   help="a workflow input (repeat for several)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved plan; load and write nothing")
+    add_run_arguments(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("replay", parents=[common()], help="re-run a run's manifest and compare the results",
@@ -37,6 +34,14 @@ def add_commands(sub, common) -> None:
 
     p = sub.add_parser("workflows", parents=[common()], help="list the workflows in the configured folder")
     p.set_defaults(handler=cmd_workflows)
+
+
+def add_run_arguments(parser) -> None:
+    """The arguments of `visionloop run`, shared with the chat's `/run`."""
+    parser.add_argument("workflow", metavar="WORKFLOW", help="a workflow file, or a name in the workflows folder")
+    parser.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
+                        help="a workflow input (repeat for several)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; load and write nothing")
 
 
 def _out_dir(args, app) -> Path:
@@ -82,19 +87,22 @@ def _loc(loc) -> str:
 
 # --- run -----------------------------------------------------------------------------------
 
-def _parse_inputs(pairs: list[str]) -> dict[str, str]:
+def parse_inputs(pairs: list[str], bad: str = "--input {pair!r}: expected NAME=VALUE",
+                 twice: str = "--input {name!r} given twice") -> dict[str, str]:
+    """NAME=VALUE words as a dict; `UsageError` (worded by `bad` and `twice`, so the chat can
+    say it in its own syntax) for a word without a name or "=", or a name given twice."""
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"--input {pair!r}: expected NAME=VALUE")
+            raise UsageError(bad.format(pair=pair))
         if name.strip() in out:
-            raise UsageError(f"--input {name.strip()!r} given twice")
+            raise UsageError(twice.format(name=name.strip()))
         out[name.strip()] = value
     return out
 
 
-def _plan(wf, values: dict, app, out_dir: Path, batch) -> dict:
+def build_plan(wf, values: dict, config, registry, out_dir: Path, batch=None) -> dict:
     """What a run would do, with inputs substituted and later steps' values left as references."""
     from agent.workflows.refs import Scope, resolve
 
@@ -103,31 +111,31 @@ def _plan(wf, values: dict, app, out_dir: Path, batch) -> dict:
             return super().lookup(ref) if ref.kind == "inputs" else str(ref)
 
     scope = PlanScope(inputs=values)
-    profile = app.config.active
+    profile = config.active
     return {"workflow": wf.name, "file": str(wf.path), "sha256": wf.sha256, "status": "planned", "inputs": values,
             "batch": {"input": batch[0], "files": [str(f) for f in batch[1]]} if batch else None,
-            "steps": [{"id": s.id, "tool": s.tool, "plugin": app.registry.tools[s.tool].plugin,
+            "steps": [{"id": s.id, "tool": s.tool, "plugin": registry.tools[s.tool].plugin,
                        "args": resolve(s.with_, scope)} for s in wf.spec.steps],
             "outputs": resolve(wf.spec.outputs, scope), "files": list(wf.spec.files),
             "models": {"vision": {"model": profile.vision.model, "revision": profile.vision.revision},
                        "diffusion": {"model": profile.diffusion.model, "revision": profile.diffusion.revision}},
-            "device": app.config.device, "dtype": app.config.dtype, "out": str(out_dir)}
+            "device": config.device, "dtype": config.dtype, "out": str(out_dir)}
 
 
-def _print_plan(plan: dict) -> None:
-    print(f"workflow {plan['workflow']} ({plan['file']})")
+def format_plan(plan: dict) -> str:
+    """A plan from `build_plan` as the lines `run --dry-run` (and the chat's `/run --dry-run`) print."""
+    lines = [f"workflow {plan['workflow']} ({plan['file']})"]
     if plan["batch"]:
-        print(f"  once per image for input {plan['batch']['input']!r}: {len(plan['batch']['files'])} files")
-    for name, value in plan["inputs"].items():
-        print(f"  input {name} = {value!r}")
-    for step in plan["steps"]:
-        print(f"  step {step['id']}: {step['tool']} {json.dumps(step['args'], ensure_ascii=False)}")
-    for name, value in plan["outputs"].items():
-        print(f"  output {name} = {value!r}")
+        lines.append(f"  once per image for input {plan['batch']['input']!r}: {len(plan['batch']['files'])} files")
+    lines += [f"  input {name} = {value!r}" for name, value in plan["inputs"].items()]
+    lines += [f"  step {step['id']}: {step['tool']} {json.dumps(step['args'], ensure_ascii=False)}"
+              for step in plan["steps"]]
+    lines += [f"  output {name} = {value!r}" for name, value in plan["outputs"].items()]
     m = plan["models"]
-    print(f"  models: vision {m['vision']['model']}, diffusion {m['diffusion']['model']} "
-          f"(device {plan['device']}, dtype {plan['dtype']})")
-    print(f"  writes a new run folder under {plan['out']}")
+    lines.append(f"  models: vision {m['vision']['model']}, diffusion {m['diffusion']['model']} "
+                 f"(device {plan['device']}, dtype {plan['dtype']})")
+    lines.append(f"  writes a new run folder under {plan['out']}")
+    return "\n".join(lines)
 
 
 def _print_outcome(outcome, app) -> None:
@@ -149,16 +157,16 @@ def cmd_run(args, app) -> int:
     from agent.workflows.batch import batch_input, run_batch
 
     wf = load_workflow(args.workflow, app.config, app.registry)
-    given = _parse_inputs(args.inputs)
+    given = parse_inputs(args.inputs)
     out_dir = _out_dir(args, app)
     batch = batch_input(wf, given)
     # Every input is checked (for a batch: with its first file) before any model loads.
     values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given,
                           hint="--input {name}=VALUE")
     if args.dry_run:
-        plan = _plan(wf, {**values, batch[0]: str(Path(given[batch[0]]).expanduser())} if batch else values,
-                     app, out_dir, batch)
-        print(json.dumps(plan, ensure_ascii=False)) if app.json else _print_plan(plan)
+        plan = build_plan(wf, {**values, batch[0]: str(Path(given[batch[0]]).expanduser())} if batch else values,
+                          app.config, app.registry, out_dir, batch)
+        print(json.dumps(plan, ensure_ascii=False) if app.json else format_plan(plan))
         return 0
     loop = app.loop
     quiet_steps = batch is not None  # one batch bar, not a diffusers bar per item under it

@@ -10,7 +10,6 @@ and `--profile`, `--device` and `--dtype` override both.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import ConfigError
-from agent.yamlsource import YamlProblem, format_loc, load_yaml
+from agent.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
 
 APP = "visionloop"
 
@@ -176,11 +175,8 @@ def find_config(explicit: str | None = None) -> Path | None:
     return None
 
 
-def _did_you_mean(key: str, model: type[BaseModel] | None) -> str:
-    if model is None:
-        return ""
-    match = difflib.get_close_matches(key, list(model.model_fields), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+def _fields(model: type[BaseModel] | None) -> list[str]:
+    return list(model.model_fields) if model is not None else []
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -240,7 +236,7 @@ def load_config(path: str | None = None, profile: str | None = None, device: str
         else:
             where = f"{file}:{doc.line(loc) if doc else 0}" if file else "built-in defaults"
         if first["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}{_did_you_mean(str(loc[-1]), _model_at(loc))}"
+            message = f"unknown key {loc[-1]!r}{did_you_mean(loc[-1], _fields(_model_at(loc)))}"
         else:
             message = first["msg"]
             if "input" in first and not isinstance(first["input"], (dict, list)):

@@ -1,7 +1,8 @@
 """`Context`: what a tool receives besides its arguments.
 
 It carries the configuration, the shared `ModelCache`, the output folder, whether to show
-progress bars, an optional streaming callback and the cancel flag. Tools reach models only
+progress bars, an optional streaming callback, the chat's optional conversation history and the
+cancel flag. Tools reach models only
 through `ctx.models`, so every tool in a process shares the same weights.
 """
 
@@ -24,6 +25,11 @@ class Context:
     out_dir: Path
     progress: bool = False  # draw progress bars (a terminal, and not --json)
     on_text: Callable[[str], None] | None = None  # streamed text, for the chat
+    # The chat's memory for follow-up questions: history(images, fits) returns the earlier
+    # (question, answer) turns about `images`, oldest dropped until `fits(turns)` holds, and
+    # how many were dropped. Only tools that ask for conversation consult it (`see`).
+    history: Callable[[list[str], Callable[[list[tuple[str, str]]], bool]],
+                      tuple[list[tuple[str, str]], int]] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @classmethod

@@ -12,6 +12,7 @@ temp file + fsync + `os.replace`, a PNG `parameters` chunk in the AUTOMATIC1111 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -273,3 +274,37 @@ def read_metadata(path: str | os.PathLike) -> dict:
         except json.JSONDecodeError:
             out["visionloop"] = text["visionloop"]
     return out
+
+
+# --- hashing -----------------------------------------------------------------------------------
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks. `OSError` is left to the caller."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pixels_sha256(path: str | os.PathLike) -> str:
+    """A hash of the decoded pixels (mode, size, bytes): metadata chunks carry paths and
+    timings that legitimately differ between runs, the pixels must not. Opens with the same
+    allow-list as loading; raises `ImageError` for anything that is not a readable image."""
+    p = Path(path)
+    try:
+        with Image.open(p, formats=ALLOWED_FORMATS) as img:
+            img.load()
+            h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
+            h.update(img.tobytes())
+            return h.hexdigest()
+    except FileNotFoundError:
+        raise ImageError(p, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(p, "is a folder, not an image file") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(p, _bomb_reason(exc, Image.MAX_IMAGE_PIXELS * 2)) from None
+    except UnidentifiedImageError:
+        raise ImageError(p, "not a supported image (supported: PNG, JPEG, WebP, BMP, GIF, TIFF)") from None
+    except (OSError, ValueError, SyntaxError, struct.error, zlib.error, EOFError) as exc:
+        raise ImageError(p, f"not a readable image: {exc}") from None

@@ -46,10 +46,12 @@ class ChatCompleter(Completer):
         return sorted(set(names))
 
     def workflows(self) -> list[str]:
+        from agent.workflows.validate import SUFFIXES  # here: the workflows package loads its engine
+
         folder = Path(self.chat.config.workflows).expanduser()
         if not folder.is_dir():
             return []
-        return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+        return sorted(p.stem for p in folder.iterdir() if p.suffix in SUFFIXES)
 
     def get_completions(self, document, complete_event):
         text = document.text_before_cursor

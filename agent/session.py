@@ -14,9 +14,6 @@ from typing import Callable
 from agent.errors import ImageError, InputError
 from agent.images import IMAGE_SUFFIXES
 
-#: File endings that make a word in a message look like an image path even before it is
-#: checked; such a word that names no file gets a one-line answer instead of being ignored.
-
 # A quoted path (spaces allowed) or one whitespace-separated word.
 _TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")
 _TRAILING = "?!.,;:)]}\"'"
@@ -143,7 +140,7 @@ class Session:
     def remember(self, images: list[str], question: str, answer: str) -> None:
         self.exchanges.append(Exchange(tuple(images), question, answer))
 
-    def history_for(self, images: list[str], question: str,
+    def history_for(self, images: list[str],
                     fits: Callable[[list[tuple[str, str]]], bool]) -> tuple[list[tuple[str, str]], int]:
         """The earlier (question, answer) turns about the same images, oldest first, trimmed
         so that `fits(history)` holds: the oldest turns are dropped first. Returns the kept

@@ -9,6 +9,7 @@ errors can say `file:line: steps[1].with.strength: ...`.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,12 @@ def load_yaml(path: str | Path) -> YamlDoc:
     if path.stat().st_size > MAX_BYTES:
         raise YamlProblem(0, f"file is larger than {MAX_BYTES // 1000} kB")
     return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+
+
+def did_you_mean(word, choices) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices` to a mistyped `word`, else ""."""
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def format_loc(loc) -> str:

@@ -71,10 +71,12 @@ def checked_raw(llava, image_path: str | Path, first, who: str):
 
 def alternate(rounds: int, **calls) -> dict[str, list[float]]:
     """Seconds per call for each of `calls`, run one after another in every round, so that
-    machine noise hits all of them alike."""
+    machine noise hits all of them alike. Every other round runs them in reverse order (ABBA),
+    so that going first or second (caches, a neighbour's load arriving) favours none of them."""
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
+    order = list(calls.items())
+    for i in range(rounds):
+        for name, fn in order if i % 2 == 0 else reversed(order):
             started = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - started)

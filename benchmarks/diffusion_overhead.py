@@ -22,23 +22,16 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "lighthouse.png"
+from _common import alternate, parser, report, setup
 
 
-def _setup(args):
+def _threads(args) -> None:
+    """Fewer torch threads are steadier on a busy machine (0 keeps torch's default)."""
     import torch
-
-    from agent.config import load_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return load_config(args.config, args.profile)
 
 
 def _param_bytes(pipes) -> int:
@@ -60,14 +53,11 @@ def _param_bytes(pipes) -> int:
 def overhead(args) -> dict:
     import torch
 
-    from agent.context import Context
-    from agent.plugins import load_registry
     from agent.tools import run_tool
 
-    config = _setup(args)
-    out = Path(tempfile.mkdtemp(prefix="vl-bench-"))
-    ctx = Context.create(config, out)
-    tool = load_registry().tool("draw")
+    _threads(args)
+    config, registry, ctx = setup(args.config, args.profile)
+    tool = registry.tool("draw")
     sd = ctx.models.diffusion()
     spec = config.active.diffusion
     call = {"prompt": "a lighthouse on a rock, watercolour", "seed": 1, "steps": args.steps or spec.steps,
@@ -83,27 +73,19 @@ def overhead(args) -> dict:
                      guidance_scale=d["guidance"], width=d["width"], height=d["height"],
                      generator=torch.Generator("cpu").manual_seed(seed)).images[0] for seed in d["seeds"]]
 
+    def tool_call():
+        (r,) = run_tool(tool, call, ctx)
+        assert r.ok, r.error
+
     pipe.set_progress_bar_config(disable=True)
     raw()
-    tool_t, raw_t, ratios = [], [], []
-    for i in range(args.rounds):
-        order = ("tool", "raw") if i % 2 == 0 else ("raw", "tool")
-        times = {}
-        for which in order:
-            started = time.perf_counter()
-            if which == "tool":
-                (r,) = run_tool(tool, call, ctx)
-                assert r.ok, r.error
-            else:
-                raw()
-            times[which] = time.perf_counter() - started
-        tool_t.append(times["tool"])
-        raw_t.append(times["raw"])
-        ratios.append(times["tool"] / times["raw"])
+    times = alternate(args.rounds, **{"draw tool": tool_call, "raw pipe": raw})
+    medians = report(times, baseline="raw pipe")
+    tool_t, raw_t = medians["draw tool"], medians["raw pipe"]
+    ratio = statistics.median(a / b for a, b in zip(times["draw tool"], times["raw pipe"]))
     return {"size": f"{d['width']}x{d['height']}", "steps": d["steps"], "count": args.count, "rounds": args.rounds,
-            "tool_median_s": round(statistics.median(tool_t), 4), "raw_median_s": round(statistics.median(raw_t), 4),
-            "median_ratio": round(statistics.median(ratios), 3),
-            "median_overhead_ms": round((statistics.median(tool_t) - statistics.median(raw_t)) * 1000, 2)}
+            "tool_median_s": round(tool_t, 4), "raw_median_s": round(raw_t, 4), "median_ratio": round(ratio, 3),
+            "median_overhead_ms": round((tool_t - raw_t) * 1000, 2)}
 
 
 def memory_child(args) -> dict:
@@ -111,21 +93,17 @@ def memory_child(args) -> dict:
     import torch
     from PIL import Image
 
-    config = _setup(args)
-    from agent.models.cache import ModelCache
-
+    _threads(args)
+    config, registry, ctx = setup(args.config, args.profile)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     steps = args.steps or config.active.diffusion.steps
+    image = args.image
     if args.mode == "shared":
-        from agent.context import Context
-        from agent.plugins import load_registry
         from agent.tools import run_tool
 
-        registry = load_registry()
-        ctx = Context.create(config, tempfile.mkdtemp(prefix="vl-bench-"))
         for name, call in (("draw", {"prompt": "a cat"}),
-                           ("restyle", {"image": str(EXAMPLE), "prompt": "a cat", "style": "ink"}),
-                           ("edit", {"image": str(EXAMPLE), "prompt": "a cat", "box": "0,0,64,64"})):
+                           ("restyle", {"image": image, "prompt": "a cat", "style": "ink"}),
+                           ("edit", {"image": image, "prompt": "a cat", "box": "0,0,64,64"})):
             (r,) = run_tool(registry.tool(name), {**call, "seed": 1, "steps": steps}, ctx)
             assert r.ok, r.error
         sd = ctx.models.diffusion()
@@ -133,13 +111,13 @@ def memory_child(args) -> dict:
     else:
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
-        cache = ModelCache(config)
+        cache = ctx.models  # only for where the weights are and the dtype/device; loads nothing
         source = cache.resolve(config.active.diffusion.model, "sd")
         kw = {"use_safetensors": True, "local_files_only": True, "torch_dtype": cache.dtype}
         pipes = [cls.from_pretrained(source, **kw).to(cache.device)
                  for cls in (AutoPipelineForText2Image, AutoPipelineForImage2Image, AutoPipelineForInpainting)]
         size = config.active.diffusion.width or 512
-        img = Image.open(EXAMPLE).convert("RGB").resize((size, size))
+        img = Image.open(image).convert("RGB").resize((size, size))
         mask = Image.new("L", (size, size), 0)
         mask.paste(255, (0, 0, size // 2, size // 2))
         g = lambda: torch.Generator("cpu").manual_seed(1)  # noqa: E731
@@ -155,7 +133,7 @@ def memory(args) -> dict:
     results = {}
     for mode in ("shared", "separate"):
         cmd = [sys.executable, __file__, "--memory-child", mode, "--profile", args.profile,
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--image", args.image]
         if args.config:
             cmd += ["--config", args.config]
         if args.steps:
@@ -176,10 +154,7 @@ def memory(args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="tiny")
-    ap.add_argument("--config", default=None)
-    ap.add_argument("--rounds", type=int, default=20)
+    ap = parser(__doc__, rounds=20)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
     ap.add_argument("--count", type=int, default=1, help="images per draw call (overhead part only)")
     ap.add_argument("--threads", type=int, default=1,
@@ -187,15 +162,15 @@ def main() -> None:
     ap.add_argument("--memory-child", dest="mode", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any hub import; the memory children inherit it
     if args.mode:
         print(json.dumps(memory_child(args)))
         return
-    report = {"overhead": overhead(args)}
+    results = {"overhead": overhead(args)}
     if not args.skip_memory:
-        report["memory"] = memory(args)
-    print(json.dumps(report, indent=2))
+        results["memory"] = memory(args)
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -9,11 +9,11 @@ one call share one loaded engine (`ctx.models.ocr`).
 
 from agent.config import OcrSettings
 from agent.hookspecs import hookimpl
+from agent.models.ocr import ENGINES  # light: the engines themselves import inside functions
 from agent.tools import Input, Tool, ToolResult
 from agent.vision import ask_llava, generation_inputs
 
 LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line by line. Write nothing else."
-ENGINES = ("auto", "rapidocr", "tesseract", "llava")
 #: engine -> what produced the text, as a manifest should name it (with the version)
 PRODUCERS = {"rapidocr": "rapidocr-onnxruntime", "tesseract": "tesseract"}
 DEFAULT_LANG = OcrSettings.model_fields["lang"].default

@@ -7,7 +7,8 @@ from agent.vision import ask_llava, generation_inputs
 
 
 def see(ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):
-    return ask_llava(ctx, "see", image, question, max_new_tokens, temperature, top_p, seed)
+    return ask_llava(ctx, "see", image, question, max_new_tokens, temperature, top_p, seed,
+                     conversational=True)
 
 
 @hookimpl

@@ -87,13 +87,18 @@ def cli():
     from agent.cli import main
 
     def run(*args: str) -> CliResult:
+        import logging
+
         out, err = io.StringIO(), io.StringIO()
         code = 0
+        root_level = logging.getLogger().level  # main() sets it, as a one-shot program may
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 code = main([str(a) for a in args])
             except SystemExit as exc:  # argparse usage errors and --help
                 code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                logging.getLogger().setLevel(root_level)
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run

@@ -75,12 +75,12 @@ def test_history_keeps_the_newest_turns_that_fit(pictures):
     s.remember([pictures[1]], "about b", "b")  # another image: never part of this history
     for i in range(5):
         s.remember(key, f"q{i}", f"a{i}")
-    turns, dropped = s.history_for(key, "next?", lambda h: True)
+    turns, dropped = s.history_for(key, lambda h: True)
     assert turns == [(f"q{i}", f"a{i}") for i in range(5)] and dropped == 0
     # a budget of three turns: the two oldest go
-    turns, dropped = s.history_for(key, "next?", lambda h: len(h) <= 3)
+    turns, dropped = s.history_for(key, lambda h: len(h) <= 3)
     assert turns == [("q2", "a2"), ("q3", "a3"), ("q4", "a4")] and dropped == 2
-    assert s.history_for([pictures[1]], "?", lambda h: True) == ([], 0)  # not the latest run
+    assert s.history_for([pictures[1]], lambda h: True) == ([], 0)  # not the latest run
 
 
 def test_transcript_save_and_reset(pictures, tmp_path):

@@ -191,7 +191,7 @@ def test_burst_of_200_files_each_once(env, make_watcher):
 
 
 def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher, monkeypatch):
-    from agent.watch.ledger import file_sha256
+    from agent.images import sha256_file as file_sha256
 
     f = png(env / "in" / "a.png", 1)
     old_run = env / "out" / "20240101-000000-alt-a"  # what the killed run left: a manifest saying running

@@ -139,18 +139,23 @@ class DiffusionBackend:
         self._inpaint = None
         # 3. Knobs act on the shared modules, so every pipeline made from this one gets them.
         #    LoRAs go in before the pipeline is placed (offload hooks wrap the final modules).
-        if spec.attention_slicing:
-            self.text2img.enable_attention_slicing()
         if spec.vae_tiling:
             self.text2img.vae.enable_tiling()
         self.loras = self._load_loras(self.text2img, spec.loras)
-        self._place(self.text2img)
-        if spec.compile:
-            self.text2img.unet.compile()
+        self._configure(self.text2img)
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s (%s) on %s in %.2fs", source, type(self.text2img).__name__, device, self.load_seconds)
 
     # -- pipelines -----------------------------------------------------------------------------
+    def _configure(self, pipe) -> None:
+        """The setup a freshly loaded pipeline needs (the main one, or a dedicated inpainting
+        checkpoint): attention slicing, placement (device or offload hooks), `torch.compile`."""
+        if self.spec.attention_slicing:
+            pipe.enable_attention_slicing()
+        self._place(pipe)
+        if self.spec.compile:
+            pipe.unet.compile()
+
     def _place(self, pipe) -> None:
         if self.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
@@ -190,11 +195,7 @@ class DiffusionBackend:
                 with _quiet_loading():
                     self._inpaint = load_guarded(source, lambda: AutoPipelineForInpainting.from_pretrained(
                         source, **kwargs, **shared))
-                if self.spec.attention_slicing:
-                    self._inpaint.enable_attention_slicing()
-                self._place(self._inpaint)
-                if self.spec.compile:
-                    self._inpaint.unet.compile()
+                self._configure(self._inpaint)
         return self._inpaint
 
     def pipeline(self, mode: str):

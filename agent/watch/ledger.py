@@ -62,14 +62,6 @@ def ledger_path(output: str | os.PathLike) -> Path:
     return state_dir() / "ledgers" / f"{Path(resolved).name or 'root'}-{digest}.sqlite"
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class Claim:
     """What `Ledger.claim` decided for one file: `run` it, or skip it and why."""

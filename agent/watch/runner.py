@@ -10,7 +10,6 @@ a job interrupted by shutdown goes back to `queued`.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import platform
@@ -22,13 +21,12 @@ import time
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from agent.config import WatchRule
-from agent.images import atomic_write_json
-from agent.watch.ledger import Ledger, file_sha256
+from agent.images import atomic_write_json, sha256_file
+from agent.watch.ledger import Ledger
 from agent.watch.stability import Ready
 
 log = logging.getLogger(__name__)
@@ -98,14 +96,13 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
 
 
 def versions() -> dict[str, str]:
+    """What a failure record names: visionloop, python and the model libraries installed."""
     from agent import __version__
+    from agent.workflows.engine import package_versions  # read once per process
 
+    installed = package_versions()
     out = {"visionloop": __version__, "python": platform.python_version()}
-    for dist in ("torch", "transformers", "diffusers"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
+    out.update({dist: installed[dist] for dist in ("torch", "transformers", "diffusers") if installed.get(dist)})
     return out
 
 
@@ -113,7 +110,7 @@ def hash_with_retry(path: Path, retries: int, backoff: float) -> str:
     """sha256 of the file; a busy file (EBUSY/EAGAIN) is tried again with growing pauses."""
     for attempt in range(retries + 1):
         try:
-            return file_sha256(path)
+            return sha256_file(path)
         except OSError as exc:
             if exc.errno not in TRANSIENT_ERRNOS or attempt == retries:
                 raise
@@ -121,14 +118,23 @@ def hash_with_retry(path: Path, retries: int, backoff: float) -> str:
     raise AssertionError("unreachable")
 
 
-def output_hashes(run_dir: Path | None) -> list[str]:
-    """sha256 of every file a run wrote, so the watcher knows its own outputs if they come back."""
+def output_hashes(run_dir: Path | None, steps: list[dict] = ()) -> list[str]:
+    """sha256 of every file a run wrote, so the watcher knows its own outputs if they come back.
+    The images' hashes are taken from the steps' `image_hashes` (the engine hashed them as they
+    were written); only the other files (manifest, outputs.json, sidecars) are read here."""
     if run_dir is None or not Path(run_dir).is_dir():
         return []
+    known = {str(h["path"]): h["sha256"] for step in steps for h in step.get("image_hashes") or []
+             if h.get("sha256")}
     hashes = []
     for p in Path(run_dir).rglob("*"):
         if p.is_file() and not p.is_symlink():
-            h = hashlib.sha256(p.read_bytes()).hexdigest()
+            h = known.get(str(p))
+            if h is None:
+                try:
+                    h = sha256_file(p)
+                except OSError:  # gone meanwhile: nothing to recognise
+                    continue
             hashes.append(h)
     return hashes
 
@@ -186,7 +192,8 @@ class Runner:
             started["at"] = time.time()
             # the run folder goes in the ledger at once: if this process dies, a restart marks it interrupted
             return run_workflow(rs.workflow, {rs.rule.input: str(path)}, ctx, self.registry, rs.output,
-                                on_run_dir=lambda run_dir: rs.ledger.set_run_dir(sha, rs.name, str(run_dir)))
+                                on_run_dir=lambda run_dir: rs.ledger.set_run_dir(sha, rs.name, str(run_dir)),
+                                input_hashes={rs.rule.input: sha})  # hashed just now, to claim it
 
         future = self.loop.submit(job)
         cancelled = self._wait(future)
@@ -248,7 +255,7 @@ class Runner:
         if rs.rule.on_success == "move" and path.exists():
             final = move_no_clobber(path, rs.processed)
         rs.ledger.finish(sha, rs.name, "done", path=final, run_dir=str(run_dir) if run_dir else None,
-                         outputs=output_hashes(run_dir))
+                         outputs=output_hashes(run_dir, outcome.steps))
         try:  # the next rescan need not hash it again
             st = os.stat(final, follow_symlinks=False)
             rs.ledger.mark_seen(final, rs.name, st.st_size, st.st_ctime_ns)

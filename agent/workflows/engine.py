@@ -14,7 +14,7 @@ the loop's models and never runs beside another job.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import logging
 import platform
 import time
@@ -24,8 +24,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.errors import Cancelled, VisionloopError
-from agent.images import atomic_write_bytes, atomic_write_json, confined_path, ensure_output_dir, safe_stem
+from agent.errors import Cancelled, ImageError, VisionloopError
+from agent.images import (atomic_write_bytes, atomic_write_json, confined_path, ensure_output_dir, pixels_sha256,
+                          safe_stem, sha256_file)
 from agent.tools import coerce_value, run_tool
 from agent.workflows.refs import RefError, Scope, StepValues, resolve
 from agent.workflows.validate import Workflow, WorkflowError, input_as_tool_input
@@ -102,34 +103,27 @@ def check_inputs(wf: Workflow, given: dict[str, Any], hint: str = "{name}=VALUE"
 
 # --- hashing and environment -------------------------------------------------------------
 
-def file_sha256(path: str | Path) -> str | None:
-    h = hashlib.sha256()
+def hash_or_none(path: str | Path) -> str | None:
+    """`sha256_file`, or None for a file that is gone or unreadable (the manifest says so)."""
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        return sha256_file(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
-def pixels_sha256(path: str | Path) -> str | None:
-    """A hash of the decoded pixels (mode, size, bytes): metadata chunks carry paths and
-    timings that legitimately differ between runs, the pixels must not."""
-    from PIL import Image
-
+def _pixels_or_none(path: str | Path) -> str | None:
     try:
-        with Image.open(path) as img:
-            img.load()
-            h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
-            h.update(img.tobytes())
-            return h.hexdigest()
-    except (OSError, ValueError):
+        return pixels_sha256(path)
+    except ImageError:
         return None
 
 
-def environment(ctx) -> dict:
-    versions = {}
+@functools.cache
+def package_versions() -> dict[str, str | None]:
+    """The installed versions of the packages a run depends on (None: not installed), and of
+    the optional ones that are installed. Read once per process: installs do not change under
+    a running process, and reading them costs milliseconds per call."""
+    versions: dict[str, str | None] = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)
@@ -140,10 +134,20 @@ def environment(ctx) -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             continue
+    return versions
+
+
+def environment(ctx) -> dict:
     models = ctx.models.describe()
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": dict(package_versions()),
             "device": models["device"], "dtype": models["dtype"], "models": models["models"],
             "profile": ctx.config.profile}
+
+
+def _refresh_models(env: dict, ctx) -> None:
+    """After a step only the loaded models can have changed: refresh just those."""
+    models = ctx.models.describe()
+    env.update(device=models["device"], dtype=models["dtype"], models=models["models"])
 
 
 def _now() -> str:
@@ -214,10 +218,10 @@ class Recorder:
             record["data"] = values.data
         record["text"] = values.text
         record["images"] = values.images
-        record["image_hashes"] = [{"path": p, "sha256": file_sha256(p), "pixels_sha256": pixels_sha256(p)}
+        record["image_hashes"] = [{"path": p, "sha256": hash_or_none(p), "pixels_sha256": _pixels_or_none(p)}
                                   for p in values.images]
         record["status"] = "failed" if record["error"] else "ok"
-        self.manifest["environment"] = environment(self.ctx)  # models loaded by this step
+        _refresh_models(self.manifest["environment"], self.ctx)  # models loaded by this step
         self.write()
         return record, values
 
@@ -227,21 +231,21 @@ class Recorder:
         self.write()
 
 
-def _input_record(wf: Workflow, values: dict) -> dict:
+def _input_record(wf: Workflow, values: dict, known: dict[str, str] | None = None) -> dict:
+    """Each input's type and value; image inputs also their sha256 (taken from `known`, by
+    input name, when the caller hashed the file already)."""
     out = {}
     for name, value in values.items():
         spec = wf.spec.inputs[name]
         entry = {"type": spec.type, "value": value}
         if spec.type == "image" and value is not None:
-            entry["sha256"] = file_sha256(value)
+            entry["sha256"] = (known or {}).get(name) or hash_or_none(value)
         out[name] = entry
     return out
 
 
 def _write_files(wf: Workflow, run_dir: Path, scope: Scope) -> list[str]:
     """The workflow's sidecar `files:`: NAME.txt gets text, NAME.json gets JSON."""
-    import json
-
     from agent.workflows.refs import as_text
 
     written = []
@@ -249,10 +253,9 @@ def _write_files(wf: Workflow, run_dir: Path, scope: Scope) -> list[str]:
         path = confined_path(run_dir, name)  # validated already; checked again after resolving links
         value = resolve(template, scope)
         if name.endswith(".json"):
-            data = (json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+            atomic_write_json(path, value)
         else:
-            data = (as_text(value).rstrip("\n") + "\n").encode()
-        atomic_write_bytes(path, data)
+            atomic_write_bytes(path, (as_text(value).rstrip("\n") + "\n").encode())
         written.append(str(path))
     return written
 
@@ -279,11 +282,14 @@ def mark_interrupted(run_dir: str | Path, reason: str = "interrupted: the proces
 
 
 def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: Path,
-                 on_run_dir: Callable[[Path], None] | None = None) -> WorkflowOutcome:
+                 on_run_dir: Callable[[Path], None] | None = None,
+                 input_hashes: dict[str, str] | None = None) -> WorkflowOutcome:
     """Run `wf` once with `inputs`. A failed step gives a `failed` outcome (and manifest), never
     an exception; bad inputs raise `WorkflowError` before anything loads or is written;
     `Cancelled` propagates after the manifest records it. `on_run_dir(path)` is told the run
-    folder as soon as it exists (the watcher records it, to mark it if the process dies)."""
+    folder as soon as it exists (the watcher records it, to mark it if the process dies).
+    `input_hashes` ({input name: sha256}) are image inputs the caller has hashed already
+    (the watcher, to claim the file): the manifest records them instead of hashing again."""
     # 1. Inputs first: nothing is written and nothing loads when they are wrong.
     values = check_inputs(wf, inputs)
     label = wf.name
@@ -294,7 +300,7 @@ def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: P
     rec = Recorder(out_dir, label, ctx, {
         "workflow": {"name": wf.name, "file": str(wf.path) if wf.path else None, "sha256": wf.sha256,
                      "text": wf.text},
-        "inputs": _input_record(wf, values)})
+        "inputs": _input_record(wf, values, input_hashes)})
     if on_run_dir is not None:
         on_run_dir(rec.run_dir)
     scope = Scope(inputs=values)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import Cancelled, VisionloopError
-from agent.workflows.engine import Recorder, file_sha256
+from agent.workflows.engine import Recorder, hash_or_none
 
 SUPPORTED = "visionloop-run/1"
 
@@ -69,7 +69,7 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
     # 1. The inputs must still be the same files for the comparison to mean anything.
     for name, entry in (old.get("inputs") or {}).items():
         if isinstance(entry, dict) and entry.get("sha256"):
-            now = file_sha256(entry["value"])
+            now = hash_or_none(entry["value"])
             if now != entry["sha256"]:
                 differences.append(f"input {name!r} ({entry['value']}) "
                                    f"{'is missing' if now is None else 'has changed since the run'}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from agent.config import Strict
 from agent.tools import INPUT_TYPES
 
 #: Step ids, input and output names: short identifiers usable inside `${...}` references.
@@ -21,10 +22,6 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(txt|json)$"
 
 InputType = Literal[INPUT_TYPES]  # type: ignore[valid-type]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class InputSpec(Strict):
@@ -46,6 +43,7 @@ class InputSpec(Strict):
 class StepSpec(Strict):
     """One tool call. `with` maps the tool's argument names to values or `${...}` references."""
 
+    model_config = ConfigDict(populate_by_name=True)  # `with_=` in code, `with:` in files
     id: str = Field(pattern=NAME_PATTERN, description="referenced as ${steps.ID.text|image|images|data.KEY}")
     tool: str = Field(description="a registered tool, e.g. caption, read-text, draw, restyle")
     description: str = ""

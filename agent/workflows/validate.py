@@ -16,7 +16,6 @@ and size for the diffusion tools follow the active profile (multiples of 8, up t
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from agent.errors import VisionloopError
 from agent.tools import Input, Tool, coerce_value
 from agent.workflows.refs import Ref, find_refs, whole_ref
 from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, InputSpec, StepSpec, WorkflowSpec
-from agent.yamlsource import YamlDoc, YamlProblem, format_loc, parse_yaml
+from agent.yamlsource import MAX_BYTES, YamlDoc, YamlProblem, did_you_mean, format_loc, parse_yaml
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -78,11 +77,6 @@ def input_as_tool_input(name: str, spec: InputSpec) -> Input:
                  min=spec.min, max=spec.max)
 
 
-def _did_you_mean(word: str, options) -> str:
-    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def _model_fields(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
@@ -95,7 +89,7 @@ def _schema_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
         if err["type"] == "extra_forbidden":
             parent = loc[:-1]
             model = StepSpec if parent[:1] == ("steps",) else InputSpec if parent[:1] == ("inputs",) else WorkflowSpec
-            message = f"unknown field {loc[-1]!r}{_did_you_mean(loc[-1], _model_fields(model))}"
+            message = f"unknown field {loc[-1]!r}{did_you_mean(loc[-1], _model_fields(model))}"
             out.append(Problem(doc.source, doc.line(loc), parent, message))
             continue
         message = err["msg"]
@@ -179,14 +173,14 @@ class _Checker:
         if ref.kind == "inputs":
             if ref.name not in inputs:
                 known = ", ".join(sorted(inputs)) or "none declared"
-                self.add(loc, f"{ref}: unknown input {ref.name!r}{_did_you_mean(ref.name, inputs)} (inputs: {known})")
+                self.add(loc, f"{ref}: unknown input {ref.name!r}{did_you_mean(ref.name, inputs)} (inputs: {known})")
         elif ref.name == this:
             self.add(loc, f"{ref}: a step cannot refer to itself")
         elif ref.name in later:
             self.add(loc, f"{ref}: step {ref.name!r} runs later; a step can only use earlier steps")
         elif ref.name not in earlier:
             shown = list(dict.fromkeys(earlier))  # a duplicated id (reported on its own) is listed once
-            self.add(loc, f"{ref}: unknown step {ref.name!r}{_did_you_mean(ref.name, shown)}"
+            self.add(loc, f"{ref}: unknown step {ref.name!r}{did_you_mean(ref.name, shown)}"
                           f" (steps: {', '.join(shown) or 'none before this one'})")
 
     def run(self, data: dict) -> None:
@@ -245,7 +239,7 @@ class _Checker:
         if tool is None:
             names = ", ".join(sorted(self.registry.tools))
             broken = "".join(f"; broken plugin {n}: {e}" for n, e in self.registry.broken.items())
-            self.add(("steps", i, "tool"), f"unknown tool {tool_name!r}{_did_you_mean(tool_name, self.registry.tools)}"
+            self.add(("steps", i, "tool"), f"unknown tool {tool_name!r}{did_you_mean(tool_name, self.registry.tools)}"
                                            f" (tools: {names}){broken}")
             return
         for name, value in args.items():
@@ -254,7 +248,7 @@ class _Checker:
             if inp is None:
                 takes = ", ".join(i.name for i in tool.inputs)
                 self.add(loc, f"{tool.name} takes no argument {name!r}"
-                              f"{_did_you_mean(name, [i.name for i in tool.inputs])} (it takes: {takes})")
+                              f"{did_you_mean(name, [i.name for i in tool.inputs])} (it takes: {takes})")
                 continue
             ref = whole_ref(value)
             if ref is not None:
@@ -353,8 +347,8 @@ def load_workflow(path_or_name: str, config, registry) -> Workflow:
     path = find_workflow(str(path_or_name), config)
     try:
         raw = path.read_bytes()
-        if len(raw) > 1_000_000:
-            raise WorkflowError([Problem(str(path), 0, (), "file is larger than 1000 kB")])
+        if len(raw) > MAX_BYTES:  # before decoding: a huge binary file is "too large", not "not UTF-8"
+            raise WorkflowError([Problem(str(path), 0, (), f"file is larger than {MAX_BYTES // 1000} kB")])
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"{path}: cannot read workflow: {exc}") from None
