@@ -13,6 +13,7 @@ temp file + fsync + `os.replace`, a PNG `parameters` chunk in the AUTOMATIC1111 
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import os
 import re
@@ -246,15 +247,13 @@ def save_image(image: Image.Image, folder: str | os.PathLike, stem: str, record:
     return path
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """What an image carries: `parameters` (text) and `visionloop` (dict), when present."""
-    p = Path(path)
+@contextlib.contextmanager
+def _peek(p: Path):
+    """Open an image we wrote or are asked about (not for a model: see `load_image`) with the
+    same allow-list as loading, every failure an `ImageError` naming the file."""
     try:
-        # the same allow-list as loading: no EPS (Ghostscript) or other decoders for a peek
         with Image.open(p, formats=ALLOWED_FORMATS) as img:
-            text = dict(getattr(img, "text", {}) or {})
-            size = img.size
-            fmt = img.format
+            yield img
     except FileNotFoundError:
         raise ImageError(p, "file not found") from None
     except IsADirectoryError:
@@ -263,8 +262,17 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise ImageError(p, _bomb_reason(exc, Image.MAX_IMAGE_PIXELS * 2)) from None
     except UnidentifiedImageError:
         raise ImageError(p, "not a supported image (supported: PNG, JPEG, WebP, BMP, GIF, TIFF)") from None
-    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+    except (OSError, ValueError, SyntaxError, struct.error, zlib.error, EOFError) as exc:
         raise ImageError(p, f"not a readable image: {exc}") from None
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """What an image carries: `parameters` (text) and `visionloop` (dict), when present."""
+    p = Path(path)
+    with _peek(p) as img:
+        text = dict(getattr(img, "text", {}) or {})
+        size = img.size
+        fmt = img.format
     out: dict[str, Any] = {"file": str(p), "format": fmt, "size": f"{size[0]}x{size[1]}"}
     if "parameters" in text:
         out["parameters"] = text["parameters"]
@@ -291,20 +299,8 @@ def pixels_sha256(path: str | os.PathLike) -> str:
     """A hash of the decoded pixels (mode, size, bytes): metadata chunks carry paths and
     timings that legitimately differ between runs, the pixels must not. Opens with the same
     allow-list as loading; raises `ImageError` for anything that is not a readable image."""
-    p = Path(path)
-    try:
-        with Image.open(p, formats=ALLOWED_FORMATS) as img:
-            img.load()
-            h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
-            h.update(img.tobytes())
-            return h.hexdigest()
-    except FileNotFoundError:
-        raise ImageError(p, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(p, "is a folder, not an image file") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(p, _bomb_reason(exc, Image.MAX_IMAGE_PIXELS * 2)) from None
-    except UnidentifiedImageError:
-        raise ImageError(p, "not a supported image (supported: PNG, JPEG, WebP, BMP, GIF, TIFF)") from None
-    except (OSError, ValueError, SyntaxError, struct.error, zlib.error, EOFError) as exc:
-        raise ImageError(p, f"not a readable image: {exc}") from None
+    with _peek(Path(path)) as img:
+        img.load()
+        h = hashlib.sha256(f"{img.mode}:{img.size}".encode())
+        h.update(img.tobytes())
+        return h.hexdigest()
