@@ -30,7 +30,7 @@ def route_message(message, session, tools):
     """Turn one chat message, in the user's own words, into a tool call.
 
     :param str message: what the user typed (never text that came out of an image).
-    :param session: the :class:`agent.session.Session` (attached images, last result).
+    :param session: the :class:`agent.chat.session.Session` (attached images, last result).
     :param dict tools: the registered tools by name.
     :return: a :class:`agent.tools.ToolCall`, a ``str`` question to ask the user back when the
         message is ambiguous, or ``None`` to let the next router try. The first non-``None``

@@ -26,7 +26,7 @@ def main() -> None:
 
     from agent.chat import Chat, Output
     from agent.loop import Loop
-    from agent.router import route
+    from agent.chat.router import route
 
     _, registry, ctx = setup(args.config, args.profile)
     loop = Loop(registry, ctx)

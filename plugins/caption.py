@@ -2,7 +2,7 @@
 
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
-from agent.vision import ask_llava, generation_inputs
+from agent.toolkit.vision import ask_llava, generation_inputs
 
 PROMPTS = {
     "short": "Describe this image in one sentence.",

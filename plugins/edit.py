@@ -4,7 +4,7 @@ alpha channel instead (painted = repaint), with a note. The result has the input
 the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
 picture is upscaled and composited into the original (`composited: true`)."""
 
-from agent.diffusion_tools import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.toolkit.diffusion import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
 from agent.errors import InputError
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool

@@ -11,7 +11,7 @@ from agent.config import OcrSettings
 from agent.hookspecs import hookimpl
 from agent.models.ocr import ENGINES  # light: the engines themselves import inside functions
 from agent.tools import Input, Tool, ToolResult
-from agent.vision import ask_llava, generation_inputs
+from agent.toolkit.vision import ask_llava, generation_inputs
 
 LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line by line. Write nothing else."
 #: engine -> what produced the text, as a manifest should name it (with the version)

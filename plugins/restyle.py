@@ -2,7 +2,7 @@
 describes the image and the prompt becomes "<description>, <style>": this is where LLaVA
 hands its words to Stable Diffusion (as data: cleaned, length-capped text, never a command)."""
 
-from agent.diffusion_tools import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.toolkit.diffusion import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
 from agent.errors import InputError
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
@@ -37,7 +37,7 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     if given:
         subject = given
     else:
-        from agent.vision import ask_llava
+        from agent.toolkit.vision import ask_llava
 
         described = ask_llava(ctx, "restyle", [image], DESCRIBE)
         subject = full = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]

@@ -3,7 +3,7 @@ in one prompt)."""
 
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
-from agent.vision import ask_llava, generation_inputs
+from agent.toolkit.vision import ask_llava, generation_inputs
 
 
 def see(ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):

@@ -84,7 +84,7 @@ class CliResult:
 @pytest.fixture
 def cli():
     """Run `visionloop ARGS...` in this process; returns exit code, stdout and stderr."""
-    from agent.cli import main
+    from agent.cli.app import main
 
     def run(*args: str) -> CliResult:
         import logging

@@ -204,7 +204,7 @@ def test_help_in_words_shows_the_help(talk, plugin, line):
 
 
 def test_open_uses_the_viewer_where_there_is_one(talk, pics, monkeypatch):
-    import agent.chat as chat_mod
+    import agent.chat.engine as chat_mod
 
     talk.say(f"/image {pics[0]}")
     monkeypatch.setattr(chat_mod, "find_viewer", lambda: None)
@@ -306,7 +306,7 @@ def test_a_router_plugin_that_raises_gets_one_line_and_the_chat_goes_on(talk, ch
     broken = BrokenRouter()
     chat_loop.registry.pm.register(broken, name="broken-router")
     try:
-        with caplog.at_level("INFO", logger="agent.chat"):
+        with caplog.at_level("INFO", logger="agent.chat.engine"):
             out, err = talk.say("hello there")
     finally:
         chat_loop.registry.pm.unregister(broken)

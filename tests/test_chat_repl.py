@@ -13,7 +13,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from agent.repl import ChatCompleter, history_path, run_terminal
+from agent.chat.repl import ChatCompleter, history_path, run_terminal
 from test_chat import Talk, chat_loop, plugin  # noqa: F401  (shared fixtures)
 
 ENTER, CTRL_C, CTRL_D, ALT_ENTER, UP = "\r", "\x03", "\x04", "\x1b\r", "\x1b[A"

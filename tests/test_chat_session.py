@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from agent.errors import ImageError, InputError
-from agent.session import Session
+from agent.chat.session import Session
 from agent.tools import ToolResult
 
 

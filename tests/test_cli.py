@@ -10,7 +10,7 @@ def test_help_and_tools_import_no_heavy_library():
     import subprocess
 
     code = ("import sys\n"
-            "from agent.cli import main\n"
+            "from agent.cli.app import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n")
     for args in (["--help"], ["tools"], ["tools", "--json"], ["caption", "--help"]):

@@ -89,7 +89,7 @@ def test_restyle_at_the_input_size_has_no_size_note(loop, tmp_path):
 
 
 def test_restyle_without_prompt_asks_llava(loop, example_image):
-    from agent.diffusion_tools import clean_prompt
+    from agent.toolkit.diffusion import clean_prompt
 
     r = call(loop, "restyle", image=str(example_image), style="oil painting", seed=5)
     assert r.ok, r.error
@@ -112,7 +112,7 @@ def test_restyle_without_prompt_asks_llava(loop, example_image):
 def test_restyle_records_the_caption_call_and_it_replays_with_raw_transformers(loop, example_image):
     import torch
 
-    from agent.diffusion_tools import clean_prompt
+    from agent.toolkit.diffusion import clean_prompt
     from agent.images import read_metadata
     from plugins.restyle import DESCRIBE
 

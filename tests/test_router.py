@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from agent.hookspecs import hookimpl
-from agent.router import REGIONS, ensure_registered, route
-from agent.session import Session
+from agent.chat.router import REGIONS, ensure_registered, route
+from agent.chat.session import Session
 from agent.tools import Input, Tool, ToolCall
 
 # phrase -> (tool, expected arguments that must be present with these values)

@@ -262,7 +262,7 @@ def test_validate_command_exit_codes_and_no_model_loaded(tmp_path):
     bad = tmp_path / "poster.yaml"
     bad.write_text("name: poster\nsteps:\n  - id: a\n    tool: caption\n    with: {image: x.png}\n"
                    "  - id: b\n    tool: paint\n")
-    code = ("import sys\nfrom agent.cli import main\nrc = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom agent.cli.app import main\nrc = main(sys.argv[1:])\n"
             "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n"
             "sys.exit(rc)\n")
     import subprocess

@@ -33,29 +33,6 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "lcm": ("LCMScheduler", {}),  # for LCM-distilled weights or an LCM LoRA
 }
 
-#: friendly name -> the sampler's name in AUTOMATIC1111 (what readers of the PNG `parameters`
-#: chunk recognise); a scheduler missing here is written with its diffusers class name.
-A1111_NAMES: dict[str, str] = {
-    "euler": "Euler", "euler_a": "Euler a", "heun": "Heun", "dpm++_2m": "DPM++ 2M",
-    "dpm++_2m_karras": "DPM++ 2M Karras", "dpm++_2m_sde": "DPM++ 2M SDE",
-    "dpm++_2m_sde_karras": "DPM++ 2M SDE Karras", "dpm++_sde": "DPM++ SDE", "dpm2": "DPM2",
-    "dpm2_a": "DPM2 a", "lms": "LMS", "ddim": "DDIM", "pndm": "PLMS", "unipc": "UniPC", "lcm": "LCM",
-}
-
-
-def a1111_sampler(cls: str | None, name: str | None = None) -> str | None:
-    """The AUTOMATIC1111 sampler name for a run: by the friendly `name` it was asked for, else
-    by the diffusers class `cls` (the model's own scheduler); the class name when A1111 has none."""
-    if name and name in A1111_NAMES:
-        return A1111_NAMES[name]
-    if not cls:
-        return None
-    try:
-        return A1111_NAMES.get(resolve_scheduler(cls).name, cls)
-    except InputError:  # a class this table does not know
-        return cls
-
-
 @dataclass(frozen=True)
 class SchedulerChoice:
     """What a name resolved to: the friendly `name`, the diffusers `cls` and the `options`

@@ -135,9 +135,9 @@ def _a(word: str) -> str:
 
 
 def _size_limits(inp: Input, value: Any, config) -> str | None:
-    """The draw/edit/restyle size rules (`agent.diffusion_tools.pick_size`) for a literal width,
+    """The draw/edit/restyle size rules (`agent.toolkit.diffusion.pick_size`) for a literal width,
     height or size, against the active profile; only for tools that declare those shared inputs."""
-    from agent.diffusion_tools import common_inputs, side_problem
+    from agent.toolkit.diffusion import common_inputs, side_problem
 
     if config is None or inp not in [i for i in common_inputs() if i.name in ("width", "height", "size")]:
         return None

@@ -20,7 +20,7 @@ def add_commands(sub, common) -> None:
 
 def cmd_chat(args, app) -> int:
     from agent.chat import Chat, Output
-    from agent.repl import interactive, run_lines, run_terminal
+    from agent.chat.repl import interactive, run_lines, run_terminal
 
     terminal = interactive(sys.stdin, sys.stdout) and not app.json
     chat = Chat(app.registry, app.loop, output=Output(json_mode=app.json, stream=terminal), config=app.config)

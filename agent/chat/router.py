@@ -1,7 +1,7 @@
 """The built-in router: one chat message, in the user's own words, becomes a tool call.
 
 Explicit `/tool args` come first (`agent/slash_commands.py`: the same options as the CLI, built by
-`agent.cli.add_input_argument` from the tool's inputs). Plain words then go through a few
+`agent.toolkit.arguments.add_input_argument` from the tool's inputs). Plain words then go through a few
 intent rules, checked in order:
 
 1. draw / paint / generate / imagine ... with no image meant     -> draw
@@ -22,8 +22,8 @@ import re
 
 from agent.errors import VisionloopError
 from agent.hookspecs import hookimpl
-from agent.session import Session
-from agent.slash_commands import WHICH_IMAGE, fill, route_command
+from agent.chat.session import Session
+from agent.chat.slash_commands import WHICH_IMAGE, fill, route_command
 from agent.tools import Tool, ToolCall
 
 
@@ -162,7 +162,7 @@ def route_message(message, session, tools):
 
 def ensure_registered(pm) -> None:
     """Register the built-in router (once); `trylast` keeps plugins' routers ahead of it."""
-    import agent.router as me
+    import agent.chat.router as me
 
     if not pm.is_registered(me):
         pm.register(me, name="visionloop-router")

@@ -11,7 +11,6 @@ under -v); 2 a usage error.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import logging
@@ -21,16 +20,14 @@ from dataclasses import dataclass, field
 
 from agent import __version__
 from agent.errors import VisionloopError
-from agent.tools import Tool, ToolCall, ToolResult, coerce_value
+from agent.toolkit.arguments import add_input_argument, tool_values
+from agent.tools import Tool, ToolCall, ToolResult
 
 log = logging.getLogger("agent")
 
 #: Modules that add sub-commands: each has `add_commands(subparsers, common)` and the
 #: parsers it adds set `handler=function(args, app) -> int`.
-COMMANDS = ["agent.commands", "agent.commands_workflows", "agent.commands_watch", "agent.commands_chat"]
-
-_METAVARS = {"image": "IMAGE", "int": "N", "float": "F", "text": "TEXT", "box": "x0,y0,x1,y1", "size": "WxH"}
-
+COMMANDS = ["agent.cli.core", "agent.cli.workflows", "agent.cli.watch", "agent.cli.chat"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
@@ -61,55 +58,6 @@ def _add_tool_command(sub, tool: Tool) -> None:
     for inp in tool.inputs:
         add_input_argument(p, inp)
     p.set_defaults(handler=run_tool_command, tool=tool.name)
-
-
-def _shape_check(inp):
-    """An argparse `type` that checks a value parses as the input's type (range aside)."""
-    if inp.type not in ("int", "float", "box", "size"):
-        return None
-    shape_only = dataclasses.replace(inp, min=None, max=None)
-
-    def parse(text: str):
-        try:
-            coerce_value(shape_only, text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return text  # check_args converts it, as it does for values from workflows and the chat
-
-    parse.__name__ = {"int": "whole number", "float": "number"}.get(inp.type, inp.type)
-    return parse
-
-
-def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> None:
-    """Add one tool input to `p`. Shared by the generated sub-commands and the chat's
-    `/tool ...` commands; `chat=True` makes every input an optional flag, because the chat
-    fills positional images and text from the conversation itself."""
-    extra = []
-    if inp.default is not None and inp.type != "bool":
-        extra.append(f"default: {inp.default}")
-    if inp.choices:
-        extra.append("one of: " + ", ".join(inp.choices))
-    help_text = inp.help + (f" ({'; '.join(extra)})" if extra else "")
-    metavar = _METAVARS.get(inp.type)
-    if inp.positional and not chat:
-        nargs = ("+" if inp.required else "*") if inp.multiple else (None if inp.required else "?")
-        p.add_argument(inp.name, nargs=nargs, metavar=metavar, help=help_text)
-        return
-    flags = [f"--{inp.name.replace('_', '-')}", *inp.flags]
-    if inp.type == "bool":
-        p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-    else:
-        # choices and the value's shape go to argparse too: `--steps abc` or a value outside
-        # the choices is a usage error (exit 2); a well-formed value out of range is the
-        # tool's input error (exit 1), checked by check_args like values from any source.
-        p.add_argument(*flags, dest=inp.name, metavar=metavar, default=None, required=inp.required and not chat,
-                       action="append" if inp.multiple else "store", choices=inp.choices or None,
-                       type=_shape_check(inp), help=help_text)
-
-
-def tool_values(args: argparse.Namespace, tool: Tool) -> dict:
-    """The tool arguments actually given on a parsed command line."""
-    return {i.name: getattr(args, i.name) for i in tool.inputs if getattr(args, i.name, None) not in (None, [])}
 
 
 @dataclass

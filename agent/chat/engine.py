@@ -1,4 +1,4 @@
-"""The chat engine: one line in, answers out. The terminal front end (`agent.repl`) and the
+"""The chat engine: one line in, answers out. The terminal front end (`agent.chat.repl`) and the
 tests both drive `Chat.handle()`.
 
 Lines starting with one of the chat's own commands (`/help`, `/images`, `/save`, ...) are
@@ -19,11 +19,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.chat_output import Output
+from agent.chat.output import Output
 from agent.errors import Cancelled, VisionloopError
 from agent.images import IMAGE_SUFFIXES
-from agent.router import ensure_registered, wants_help
-from agent.session import Session
+from agent.chat.router import ensure_registered, wants_help
+from agent.chat.session import Session
 from agent.tools import ToolCall, ToolResult, run_tool
 
 log = logging.getLogger(__name__)
@@ -210,11 +210,11 @@ class Chat:
         """`/run WORKFLOW [name=value ...]`, with the CLI's `--input/-i NAME=VALUE` and
         `--dry-run` (the plan, as `visionloop run --dry-run` prints it; nothing loads)."""
         try:
-            from agent.commands_workflows import add_run_arguments, parse_inputs
+            from agent.workflows.plan import add_run_arguments, parse_inputs
             from agent.workflows import check_inputs, load_workflow, run_workflow
         except ImportError:
             raise VisionloopError("workflows are not available in this installation") from None
-        from agent.slash_commands import _ArgError, _ChatParser
+        from agent.chat.slash_commands import _ArgError, _ChatParser
 
         # the CLI's own arguments, plus bare name=value words; errors raise instead of exiting
         parser = _ChatParser(prog="/run", add_help=False, allow_abbrev=False)
@@ -249,8 +249,8 @@ class Chat:
             self.show_outcome(outcome)
 
     def show_plan(self, wf, values: dict, out_dir: Path) -> None:
-        """The CLI's dry-run plan, built and worded by the same code (`agent.commands_workflows`)."""
-        from agent.commands_workflows import build_plan, format_plan
+        """The CLI's dry-run plan, built and worded by the same code (`agent.workflows.plan`)."""
+        from agent.workflows.plan import build_plan, format_plan
 
         plan = build_plan(wf, values, self.config, self.registry, out_dir)
         if self.out.json_mode:

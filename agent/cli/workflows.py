@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from agent.errors import UsageError
+from agent.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
 
 
 def add_commands(sub, common) -> None:
@@ -34,14 +34,6 @@ def add_commands(sub, common) -> None:
 
     p = sub.add_parser("workflows", parents=[common()], help="list the workflows in the configured folder")
     p.set_defaults(handler=cmd_workflows)
-
-
-def add_run_arguments(parser) -> None:
-    """The arguments of `visionloop run`, shared with the chat's `/run`."""
-    parser.add_argument("workflow", metavar="WORKFLOW", help="a workflow file, or a name in the workflows folder")
-    parser.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
-                        help="a workflow input (repeat for several)")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; load and write nothing")
 
 
 def _out_dir(args, app) -> Path:
@@ -86,57 +78,6 @@ def _loc(loc) -> str:
 
 
 # --- run -----------------------------------------------------------------------------------
-
-def parse_inputs(pairs: list[str], bad: str = "--input {pair!r}: expected NAME=VALUE",
-                 twice: str = "--input {name!r} given twice") -> dict[str, str]:
-    """NAME=VALUE words as a dict; `UsageError` (worded by `bad` and `twice`, so the chat can
-    say it in its own syntax) for a word without a name or "=", or a name given twice."""
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(bad.format(pair=pair))
-        if name.strip() in out:
-            raise UsageError(twice.format(name=name.strip()))
-        out[name.strip()] = value
-    return out
-
-
-def build_plan(wf, values: dict, config, registry, out_dir: Path, batch=None) -> dict:
-    """What a run would do, with inputs substituted and later steps' values left as references."""
-    from agent.workflows.refs import Scope, resolve
-
-    class PlanScope(Scope):
-        def lookup(self, ref):
-            return super().lookup(ref) if ref.kind == "inputs" else str(ref)
-
-    scope = PlanScope(inputs=values)
-    profile = config.active
-    return {"workflow": wf.name, "file": str(wf.path), "sha256": wf.sha256, "status": "planned", "inputs": values,
-            "batch": {"input": batch[0], "files": [str(f) for f in batch[1]]} if batch else None,
-            "steps": [{"id": s.id, "tool": s.tool, "plugin": registry.tools[s.tool].plugin,
-                       "args": resolve(s.with_, scope)} for s in wf.spec.steps],
-            "outputs": resolve(wf.spec.outputs, scope), "files": list(wf.spec.files),
-            "models": {"vision": {"model": profile.vision.model, "revision": profile.vision.revision},
-                       "diffusion": {"model": profile.diffusion.model, "revision": profile.diffusion.revision}},
-            "device": config.device, "dtype": config.dtype, "out": str(out_dir)}
-
-
-def format_plan(plan: dict) -> str:
-    """A plan from `build_plan` as the lines `run --dry-run` (and the chat's `/run --dry-run`) print."""
-    lines = [f"workflow {plan['workflow']} ({plan['file']})"]
-    if plan["batch"]:
-        lines.append(f"  once per image for input {plan['batch']['input']!r}: {len(plan['batch']['files'])} files")
-    lines += [f"  input {name} = {value!r}" for name, value in plan["inputs"].items()]
-    lines += [f"  step {step['id']}: {step['tool']} {json.dumps(step['args'], ensure_ascii=False)}"
-              for step in plan["steps"]]
-    lines += [f"  output {name} = {value!r}" for name, value in plan["outputs"].items()]
-    m = plan["models"]
-    lines.append(f"  models: vision {m['vision']['model']}, diffusion {m['diffusion']['model']} "
-                 f"(device {plan['device']}, dtype {plan['dtype']})")
-    lines.append(f"  writes a new run folder under {plan['out']}")
-    return "\n".join(lines)
-
 
 def _print_outcome(outcome, app) -> None:
     for step in outcome.steps:

@@ -21,8 +21,8 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from agent.chat import CHAT_COMMANDS, Chat
-from agent.slash_commands import ALIASES
+from agent.chat.engine import CHAT_COMMANDS, Chat
+from agent.chat.slash_commands import ALIASES
 
 PROMPT = "visionloop> "
 

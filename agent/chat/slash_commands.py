@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 
 from agent.images import IMAGE_SUFFIXES
-from agent.session import Session
+from agent.chat.session import Session
 from agent.tools import Tool, ToolCall, coerce_value
 
 ALIASES = {"read": "read-text"}
@@ -37,7 +37,7 @@ class _ChatParser(argparse.ArgumentParser):
 def tool_parser(tool: Tool) -> argparse.ArgumentParser:
     """The CLI's options for `tool`, every one of them optional: the chat fills images and
     the main text from the conversation and the free words."""
-    from agent.cli import add_input_argument
+    from agent.toolkit.arguments import add_input_argument
 
     p = _ChatParser(prog=f"/{tool.name}", description=tool.description, add_help=False)
     p.add_argument("--help", "-h", action="store_true", dest="_help", help="show this help")
@@ -65,7 +65,7 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
         return f"/{argv[0]}: {exc}"
     if ns._help:
         return parser.format_help().rstrip()
-    from agent.cli import tool_values
+    from agent.toolkit.arguments import tool_values
 
     args = tool_values(ns, tool)
     images, words = [], []
