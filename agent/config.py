@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import ConfigError
 from agent.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
+from agent.paths import user_path
 
 APP = "visionloop"
 
@@ -134,7 +135,7 @@ class Config(Strict):
 
     @property
     def cache_path(self) -> Path:
-        return Path(self.cache_dir).expanduser() if self.cache_dir else Path(platformdirs.user_cache_dir(APP))
+        return user_path(self.cache_dir) if self.cache_dir else Path(platformdirs.user_cache_dir(APP))
 
 
 def _merge(base: dict, over: dict) -> dict:

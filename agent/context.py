@@ -16,6 +16,7 @@ from typing import Callable
 from agent.config import Config
 from agent.images import load_image
 from agent.models.cache import ModelCache
+from agent.paths import user_path
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Context:
 
     @classmethod
     def create(cls, config: Config, out_dir: str | Path | None = None, **kwargs) -> "Context":
-        return cls(config=config, models=ModelCache(config), out_dir=Path(out_dir or config.output).expanduser(),
+        return cls(config=config, models=ModelCache(config), out_dir=user_path(out_dir or config.output),
                    **kwargs)
 
     def load_image(self, path: str, mode: str = "RGB"):

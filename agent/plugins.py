@@ -19,6 +19,7 @@ import pluggy
 from agent import hookspecs
 from agent.errors import ConfigError, PluginError
 from agent.tools import Tool
+from agent.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def load_registry(paths: list[str | Path] = (), extra: list[object] = ()) -> Reg
         pm.register(plugin, name=getattr(plugin, "__name__", f"extra-{i}"))
     _load_entry_points(pm, broken)
     for folder in paths:
-        _load_folder(pm, Path(folder).expanduser(), broken)
+        _load_folder(pm, user_path(folder), broken)
 
     registry = Registry(pm=pm, broken=broken)
     # Call each implementation ourselves (rather than pm.hook.register_tools) so that every

@@ -23,6 +23,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from agent.chat.engine import CHAT_COMMANDS, Chat
 from agent.chat.slash_commands import ALIASES
+from agent.paths import user_path
 
 PROMPT = "visionloop> "
 
@@ -48,7 +49,7 @@ class ChatCompleter(Completer):
     def workflows(self) -> list[str]:
         from agent.workflows.validate import SUFFIXES  # here: the workflows package loads its engine
 
-        folder = Path(self.chat.config.workflows).expanduser()
+        folder = user_path(self.chat.config.workflows)
         if not folder.is_dir():
             return []
         return sorted(p.stem for p in folder.iterdir() if p.suffix in SUFFIXES)

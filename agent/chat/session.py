@@ -13,6 +13,7 @@ from typing import Callable
 
 from agent.errors import ImageError, InputError
 from agent.images import IMAGE_SUFFIXES
+from agent.paths import user_path
 
 # A quoted path (spaces allowed) or one whitespace-separated word.
 _TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")
@@ -70,12 +71,12 @@ class Session:
     # -- images --------------------------------------------------------------------------
     def attach(self, path: str, source: str = "you") -> Picture:
         """Add an image (or find it, if already attached) and return it with its number."""
-        resolved = str(Path(path).expanduser().resolve())
+        resolved = str(user_path(path).resolve())
         for pic in self.images:
             if str(Path(pic.path).resolve()) == resolved:
                 return pic
-        size = self._check_image(str(Path(path).expanduser()))
-        pic = Picture(len(self.images) + 1, str(Path(path).expanduser()), tuple(size), source)
+        size = self._check_image(str(user_path(path)))
+        pic = Picture(len(self.images) + 1, str(user_path(path)), tuple(size), source)
         self.images.append(pic)
         return pic
 
@@ -111,7 +112,7 @@ class Session:
             quoted = match.group(3) is None
             raw = match.group(1) or match.group(2) or match.group(3)
             word = raw if quoted else raw.rstrip(_TRAILING)
-            path = Path(word).expanduser()
+            path = user_path(word)
             if not word or not path.is_file():
                 if word.lower().endswith(IMAGE_SUFFIXES):
                     raise ImageError(word, "is a folder, not an image file" if path.is_dir() else "file not found")
@@ -175,7 +176,7 @@ class Session:
         """Write the transcript: JSON for a `.json` name, plain text otherwise (atomically)."""
         from agent.images import atomic_write_bytes, atomic_write_json
 
-        target = Path(path).expanduser()
+        target = user_path(path)
         if target.is_dir():
             raise InputError(f"{path}: is a folder; give a file name")
         if not target.parent.is_dir():

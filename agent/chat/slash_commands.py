@@ -16,6 +16,7 @@ from pathlib import Path
 from agent.images import IMAGE_SUFFIXES
 from agent.chat.session import Session
 from agent.tools import Tool, ToolCall, coerce_value
+from agent.paths import maybe_user_path
 
 ALIASES = {"read": "read-text"}
 TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
@@ -73,7 +74,7 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
         ref = re.fullmatch(r"#(\d+)", word)
         if ref:
             images.append(session.image(int(ref.group(1))).path)
-        elif Path(word).expanduser().is_file():
+        elif (path := maybe_user_path(word)) is not None and path.is_file():
             images.append(session.attach(word).path)
         elif word.lower().endswith(IMAGE_SUFFIXES):
             return f"{word}: file not found"

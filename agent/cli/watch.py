@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from agent.errors import UsageError
+from agent.paths import user_path
 
 
 def add_commands(sub, common) -> None:
@@ -79,7 +80,7 @@ def _rules(args, app):
     out = getattr(args, "out", None)
     if not args.workflow or not out:
         raise UsageError("watch FOLDER needs --workflow W and --out DIR")
-    fields = {"name": Path(args.folder).expanduser().resolve().name or "folder", "folder": args.folder,
+    fields = {"name": user_path(args.folder).resolve().name or "folder", "folder": args.folder,
               "workflow": args.workflow, "input": "image" if args.input is None else args.input, "output": out,
               "recursive": args.recursive}
     if args.pattern:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from agent.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
+from agent.paths import user_path
 
 
 def add_commands(sub, common) -> None:
@@ -37,7 +38,7 @@ def add_commands(sub, common) -> None:
 
 
 def _out_dir(args, app) -> Path:
-    return Path(getattr(args, "out", None) or app.config.output).expanduser()
+    return user_path(getattr(args, "out", None) or app.config.output)
 
 
 def _note(app, text: str) -> None:
@@ -105,7 +106,7 @@ def cmd_run(args, app) -> int:
     values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given,
                           hint="--input {name}=VALUE")
     if args.dry_run:
-        plan = build_plan(wf, {**values, batch[0]: str(Path(given[batch[0]]).expanduser())} if batch else values,
+        plan = build_plan(wf, {**values, batch[0]: str(user_path(given[batch[0]]))} if batch else values,
                           app.config, app.registry, out_dir, batch)
         print(json.dumps(plan, ensure_ascii=False) if app.json else format_plan(plan))
         return 0
@@ -171,7 +172,7 @@ def cmd_workflows(args, app) -> int:
     from agent.workflows import WorkflowError, load_workflow
     from agent.workflows.validate import SUFFIXES
 
-    folder = Path(app.config.workflows).expanduser()
+    folder = user_path(app.config.workflows)
     files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES) if folder.is_dir() else []
     listing = []
     for path in files:

@@ -19,6 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from agent.errors import ImageError
+from agent.paths import user_path
 
 #: Pillow format names accepted on input. GIF and TIFF give their first frame/page.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
@@ -48,7 +49,7 @@ def _sniff(head: bytes) -> str:
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_file_mb: float = DEFAULT_MAX_FILE_MB, mode: str = "RGB") -> Image.Image:
     """Open `path` safely and return a decoded, upright image in `mode` (RGB by default)."""
-    p = Path(path).expanduser()
+    p = user_path(path)
     try:
         st = p.stat()
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from agent.errors import VisionloopError
 from agent.images.metadata import a1111_parameters
+from agent.paths import user_path
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
@@ -37,7 +38,7 @@ def safe_stem(text: str, fallback: str = "image", max_len: int = 60) -> str:
 
 def ensure_output_dir(folder: str | os.PathLike) -> Path:
     """Create `folder` if needed and check it is writable; raise a one-line error otherwise."""
-    root = Path(folder).expanduser()
+    root = user_path(folder)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

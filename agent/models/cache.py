@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from agent.config import TINY, Config
 from agent.errors import ModelError
+from agent.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class ModelCache:
             from agent.models.tiny import tiny_model_path
 
             return str(tiny_model_path(kind, self.config.cache_path))
-        local = Path(model_id).expanduser()
+        local = user_path(model_id)
         if local.exists():
             return str(local)
         if model_id.startswith(("/", ".", "~")):  # meant as a folder: never ask the hub for it

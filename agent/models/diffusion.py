@@ -26,6 +26,7 @@ from pathlib import Path
 from agent.errors import Cancelled, ModelError, VisionloopError
 from agent.models.loading import hub_kwargs, load_guarded, weights_kwargs
 from agent.models.schedulers import SchedulerChoice, build_scheduler, resolve_scheduler
+from agent.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ class DiffusionBackend:
             raise ModelError("LoRA weights in the profile need the peft package: pip install peft")
         names, scales, record = [], [], []
         for i, lora in enumerate(loras):
-            path = Path(lora.path).expanduser()
+            path = user_path(lora.path)
             name = lora.name or f"lora{i}"
             kwargs = {"adapter_name": name, **weights_kwargs(self.allow_pickle)}
             if path.is_file():

@@ -24,6 +24,7 @@ import platformdirs
 
 from agent.config import APP
 from agent.errors import VisionloopError
+from agent.paths import user_path
 
 STATES = ("queued", "running", "done", "failed", "duplicate")
 
@@ -52,12 +53,12 @@ class WatchError(VisionloopError):
 def state_dir() -> Path:
     """Where ledgers live: $VISIONLOOP_STATE_DIR, else the platform's user state folder."""
     env = os.environ.get("VISIONLOOP_STATE_DIR")
-    return Path(env).expanduser() if env else Path(platformdirs.user_state_dir(APP))
+    return user_path(env) if env else Path(platformdirs.user_state_dir(APP))
 
 
 def ledger_path(output: str | os.PathLike) -> Path:
     """The database for one output folder (named by a hash of its resolved path)."""
-    resolved = str(Path(output).expanduser().resolve())
+    resolved = str(user_path(output).resolve())
     digest = hashlib.sha256(resolved.encode()).hexdigest()[:16]
     return state_dir() / "ledgers" / f"{Path(resolved).name or 'root'}-{digest}.sqlite"
 
@@ -73,7 +74,7 @@ class Claim:
 
 class Ledger:
     def __init__(self, output: str | os.PathLike, lock: bool = True):
-        self.output = Path(output).expanduser()
+        self.output = user_path(output)
         self.path = ledger_path(self.output)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock: filelock.BaseFileLock | None = None

@@ -21,6 +21,7 @@ from agent.watch.ledger import Ledger, WatchError
 from agent.watch.runner import Result, RuleState, Runner, move_no_clobber
 from agent.watch.scanner import scan, start_observer
 from agent.watch.stability import Ready, Tracker, ceiling_for, wanted
+from agent.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,12 @@ class Watcher:
             raise WatchError(f"watch rule names must be unique (got {', '.join(names)})")
         folders = []
         for rule in rules:
-            folder = Path(rule.folder).expanduser().resolve()
+            folder = user_path(rule.folder).resolve()
             if not folder.is_dir():
                 raise WatchError(f"{rule.folder}: watch rule {rule.name!r}: folder not found")
             folders.append(folder)
         for rule, folder in zip(rules, folders):
-            output = Path(rule.output).expanduser().resolve()
+            output = user_path(rule.output).resolve()
             for other in folders:  # outputs inside a watched folder would be taken as inputs
                 if _inside(output, other):
                     raise WatchError(f"{rule.output}: watch rule {rule.name!r}: the output folder is inside the "
@@ -96,7 +97,7 @@ class Watcher:
                 raise WatchError(f"{exc} (watch rule {rule.name!r})") from None
             if output not in self.ledgers:
                 self.ledgers[output] = Ledger(output)
-            failed = Path(rule.failed).expanduser().resolve() if rule.failed else folder / "failed"
+            failed = user_path(rule.failed).resolve() if rule.failed else folder / "failed"
             self.rules.append(RuleState(rule, folder, output, failed, folder / "processed", wf, self.ledgers[output],
                                         rule.settle, ceiling_for(rule.settle, rule.ceiling)))
         by_name = {rs.name: rs for rs in self.rules}

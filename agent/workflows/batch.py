@@ -17,6 +17,7 @@ from agent.errors import VisionloopError
 from agent.images import IMAGE_SUFFIXES
 from agent.workflows.engine import WorkflowOutcome
 from agent.workflows.validate import Workflow, WorkflowError
+from agent.paths import user_path
 
 #: File suffixes a folder batch picks up (the formats `agent.images.ALLOWED_FORMATS` accepts).
 
@@ -30,14 +31,14 @@ def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] 
     batched = []
     for name in wf.image_inputs():
         value = inputs.get(name)
-        if isinstance(value, str) and (Path(value).expanduser().is_dir() or _is_pattern(value)):
+        if isinstance(value, str) and (user_path(value).is_dir() or _is_pattern(value)):
             batched.append(name)
     if not batched:
         return None
     if len(batched) > 1:
         raise WorkflowError(f"{wf.source}: only one image input can be a folder or glob (got {', '.join(batched)})")
     name = batched[0]
-    value = str(Path(inputs[name]).expanduser())
+    value = str(user_path(inputs[name]))
     if Path(value).is_dir():
         files = [p for p in Path(value).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                  and not p.name.startswith(".")]

@@ -30,6 +30,7 @@ from agent.images import (atomic_write_bytes, atomic_write_json, confined_path, 
 from agent.tools import coerce_value, run_tool
 from agent.workflows.refs import RefError, Scope, StepValues, resolve
 from agent.workflows.validate import Workflow, WorkflowError, input_as_tool_input
+from agent.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def check_inputs(wf: Workflow, given: dict[str, Any], hint: str = "{name}=VALUE"
             problems.append(f"{wf.source}: input {name!r}: {exc}")
             continue
         if spec.type == "image":
-            p = Path(value).expanduser()
+            p = user_path(value)
             if not p.is_file():
                 problems.append(f"{wf.source}: input {name!r}: {value}: "
                                 f"{'is a folder, not an image file' if p.is_dir() else 'file not found'}")
@@ -176,7 +177,7 @@ class Recorder:
 
     def __init__(self, out_dir: Path, label: str, ctx, manifest: dict):
         # absolute, like the image paths the tools return: `run --json` and the manifest name it
-        self.run_dir = new_run_dir(Path(out_dir).expanduser().resolve(), label)
+        self.run_dir = new_run_dir(user_path(out_dir).resolve(), label)
         self.ctx = dataclasses.replace(ctx, out_dir=self.run_dir)  # same models, same cancel flag
         self.path = self.run_dir / MANIFEST
         self.started = time.perf_counter()

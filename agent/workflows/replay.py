@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.errors import Cancelled, VisionloopError
 from agent.workflows.engine import Recorder, hash_or_none
+from agent.paths import user_path
 
 SUPPORTED = "visionloop-run/1"
 
@@ -39,7 +40,7 @@ class ReplayOutcome:
 
 
 def read_manifest(path: str | Path) -> dict:
-    p = Path(path).expanduser()
+    p = user_path(path)
     if p.is_dir():
         p = p / "manifest.json"
     try:
@@ -63,7 +64,7 @@ def _swap_paths(value: Any, mapping: dict[str, str]) -> Any:
 
 def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOutcome:
     """Re-run the calls recorded in `manifest_path`; report whether the results are identical."""
-    original_path = Path(manifest_path).expanduser()
+    original_path = user_path(manifest_path)
     old = read_manifest(original_path)
     differences: list[str] = []
     # 1. The inputs must still be the same files for the comparison to mean anything.

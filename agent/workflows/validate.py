@@ -29,6 +29,7 @@ from agent.tools import Input, Tool, coerce_value
 from agent.workflows.refs import Ref, find_refs, whole_ref
 from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, InputSpec, StepSpec, WorkflowSpec
 from agent.yamlsource import MAX_BYTES, YamlDoc, YamlProblem, did_you_mean, format_loc, parse_yaml
+from agent.paths import user_path
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -325,10 +326,10 @@ BUNDLED = Path(__file__).resolve().parents[2] / "workflows"
 
 def find_workflow(path_or_name: str, config) -> Path:
     """A path as given, else NAME or NAME.yaml in the configured workflows folder."""
-    given = Path(path_or_name).expanduser()
+    given = user_path(path_or_name)
     if given.is_file():
         return given
-    folders = [Path(config.workflows).expanduser()]
+    folders = [user_path(config.workflows)]
     if not folders[0].is_absolute() and getattr(config, "source", None):
         folders.append(Path(config.source).parent / folders[0])
     if BUNDLED.is_dir() and BUNDLED not in [f.resolve() for f in folders]:
