@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from agent.errors import ConfigError
 from agent.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
@@ -28,8 +28,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _non_blank(value: str) -> str:
+    if not value.strip():  # `output: ""` would quietly mean the current folder, `model: ""` no model
+        raise ValueError("must not be empty")
+    return value
+
+
+#: a string that must say something: names, paths, model ids
+NonBlank = Annotated[str, AfterValidator(_non_blank)]
+
+
 class VisionModel(Strict):
-    model: str = "llava-hf/llava-1.5-7b-hf"
+    model: NonBlank = "llava-hf/llava-1.5-7b-hf"
     revision: str | None = None
     max_new_tokens: int = Field(256, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=5.0)  # 0 = greedy decoding
@@ -37,13 +47,13 @@ class VisionModel(Strict):
 
 
 class Lora(Strict):
-    path: str
+    path: NonBlank
     scale: float = 1.0
     name: str | None = None
 
 
 class DiffusionModel(Strict):
-    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    model: NonBlank = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     revision: str | None = None
     inpaint_model: str | None = None
     steps: int = Field(25, ge=1, le=500)
@@ -114,8 +124,8 @@ class Config(Strict):
     profiles: dict[str, Profile] = {}
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    output: str = "visionloop-out"
-    workflows: str = "workflows"
+    output: NonBlank = "visionloop-out"
+    workflows: NonBlank = "workflows"
     cache_dir: str | None = None  # where the tiny models are built; default: user cache folder
     offline: bool = False  # never reach the hub (same as HF_HUB_OFFLINE=1)
     allow_pickle: bool = False
@@ -165,15 +175,20 @@ def _resolve_relative_to(config: Config, base: Path) -> None:
 
 def find_config(explicit: str | None = None) -> Path | None:
     """The config file to read, by the documented lookup order, or None for built-in defaults."""
+    return _locate(explicit)[0]
+
+
+def _locate(explicit: str | None) -> tuple[Path | None, str]:
+    """The config file and what named it (`$VISIONLOOP_CONFIG`, for messages; "" otherwise)."""
     if explicit:
-        return Path(explicit)
+        return user_path(explicit, "--config"), ""
     env = os.environ.get("VISIONLOOP_CONFIG")
     if env:
-        return Path(env)
+        return user_path(env, "$VISIONLOOP_CONFIG"), "$VISIONLOOP_CONFIG"
     for candidate in (Path("config.yaml"), Path(platformdirs.user_config_dir(APP)) / "config.yaml"):
         if candidate.is_file():
-            return candidate
-    return None
+            return candidate, ""
+    return None, ""
 
 
 def _fields(model: type[BaseModel] | None) -> list[str]:
@@ -202,18 +217,22 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 def load_config(path: str | None = None, profile: str | None = None, device: str | None = None,
                 dtype: str | None = None) -> Config:
     """Find, read, merge and validate the configuration; raise ConfigError with file:line."""
-    file = find_config(path)
+    file, named_by = _locate(path)
     raw: dict = {}
     doc = None
     if file is not None:
+        by = f" (named by {named_by})" if named_by else ""
         try:
             doc = load_yaml(file)
         except FileNotFoundError:
-            raise ConfigError(f"{file}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file}: cannot read config: {exc}") from None
+            raise ConfigError(f"{file}: config file not found{by}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not a UTF-8 text file (byte {exc.start}){by}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}{by}") from None
         except YamlProblem as exc:
-            raise ConfigError(f"{file}:{exc.line}: {exc.message}") from None
+            where = f"{file}:{exc.line}" if exc.line else str(file)  # 0: the file as a whole
+            raise ConfigError(f"{where}: {exc.message}{by if not exc.line else ''}") from None
         if doc.data is not None and not isinstance(doc.data, dict):
             raise ConfigError(f"{file}:1: the config must be a mapping of sections, got {type(doc.data).__name__}")
         raw = doc.data or {}
@@ -239,7 +258,9 @@ def load_config(path: str | None = None, profile: str | None = None, device: str
         if first["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}{did_you_mean(loc[-1], _fields(_model_at(loc)))}"
         else:
-            message = first["msg"]
+            message = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "string_pattern_mismatch" and loc == ("device",):  # not the regex
+                message = "must be auto, cpu, mps, cuda or cuda:N"
             if "input" in first and not isinstance(first["input"], (dict, list)):
                 message += f" (got {first['input']!r})"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
@@ -247,7 +268,8 @@ def load_config(path: str | None = None, profile: str | None = None, device: str
     if file is not None:
         _resolve_relative_to(config, file.parent)
     if config.profile not in config.profiles:
+        where = overridden.get("profile") or (f"{file}:{doc.line(('profile',))}: profile" if doc else "profile")
         raise ConfigError(
-            f"unknown profile {config.profile!r} (profiles: {', '.join(sorted(config.profiles))})")
+            f"{where}: unknown profile {config.profile!r} (profiles: {', '.join(sorted(config.profiles))})")
     config.source = str(file) if file else None
     return config

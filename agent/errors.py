@@ -7,6 +7,8 @@ under `-v`. Anything else that escapes is a bug and is reported as one.
 
 from __future__ import annotations
 
+from concurrent.futures import CancelledError
+
 
 class VisionloopError(Exception):
     """A mistake the user can fix; `str(error)` is the whole message."""
@@ -47,3 +49,11 @@ class PluginError(VisionloopError):
 
 class Cancelled(VisionloopError):
     """The job in hand was cancelled (Ctrl-C in the chat)."""
+
+
+class ShuttingDown(Cancelled, CancelledError):
+    """The loop was closed before this job started: it never ran. Also a `CancelledError`, so
+    that a source waiting on the job's future (the watcher) treats it as a job never started."""
+
+    def __init__(self, message: str = "visionloop is shutting down: the job was not started"):
+        super().__init__(message)

@@ -35,6 +35,11 @@ def route_message(message, session, tools):
     :return: a :class:`agent.tools.ToolCall`, a ``str`` question to ask the user back when the
         message is ambiguous, or ``None`` to let the next router try. The first non-``None``
         result wins; the built-in router runs last.
+
+    To add phrasings for a tool without writing a router, return
+    ``agent.chat.rules.route_rules(RULES, message, session, tools)`` with a list of
+    :class:`agent.chat.rules.Rule` (a pattern, the tool, and a function giving its arguments):
+    the message is read as the built-in rules read it, and ``None`` comes back when none matches.
     """
 
 

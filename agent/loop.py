@@ -3,11 +3,13 @@
 Sources (the CLI, the chat, the watcher, a workflow run) only submit jobs; a GPU is one
 resource, so jobs never run side by side. A job is a callable taking the `Context`; a tool
 call is the common case (`submit_call`). `cancel()` asks the job in hand to stop at its next
-checkpoint (a decoded token, a denoising step).
+checkpoint (a decoded token, a denoising step). `close()` cancels the job in hand, fails the
+queued ones with `ShuttingDown` (they never run) and joins the worker.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -15,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from agent.context import Context
+from agent.errors import Cancelled, ShuttingDown
 from agent.plugins import Registry
 from agent.tools import ToolCall, ToolResult, run_tool
 
@@ -30,13 +33,13 @@ class Loop:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self.busy = threading.Event()
 
     def _ensure_worker(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="visionloop-worker", daemon=True)
-                self._thread.start()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="visionloop-worker", daemon=True)
+            self._thread.start()
 
     def _work(self) -> None:
         while True:
@@ -44,10 +47,15 @@ class Loop:
             if item is _STOP:
                 return
             job, future = item
+            if self._closed:  # queued before close() and not yet drained: never started
+                _refuse(future)
+                continue
             if not future.set_running_or_notify_cancel():
                 continue
-            self.ctx.cancel.clear()
             self.busy.set()
+            self.ctx.cancel.clear()
+            if self._closed:  # close() came in between: this job is "the job in hand", cancelled
+                self.ctx.cancel.set()
             try:
                 future.set_result(job(self.ctx))
             except BaseException as exc:  # handed to whoever waits on the future
@@ -56,10 +64,15 @@ class Loop:
                 self.busy.clear()
 
     def submit(self, job: Callable[[Context], Any]) -> Future:
-        """Queue `job(ctx)`; the future holds its return value or its exception."""
-        self._ensure_worker()
+        """Queue `job(ctx)`; the future holds its return value or its exception. After
+        `close()` the future fails at once with `ShuttingDown`."""
         future: Future = Future()
-        self._queue.put((job, future))
+        with self._lock:
+            if self._closed:
+                _refuse(future)
+                return future
+            self._ensure_worker()
+            self._queue.put((job, future))
         return future
 
     def submit_call(self, call: ToolCall) -> Future:
@@ -75,23 +88,55 @@ class Loop:
         self.ctx.cancel.set()
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        """Stop: cancel the job in hand (it stops at its next checkpoint), fail every queued job
+        with `ShuttingDown` (none of them runs), and wait for the worker to end. Idempotent."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            while True:  # fail the queued jobs now: their sources hear at once, not after the job in hand
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP:
+                    _refuse(item[1])
+            if thread is None or not thread.is_alive():
+                return
+            self.cancel()  # the job in hand, if any; no later job starts
             self._queue.put(_STOP)
-            self._thread.join(timeout=5)
+        if thread is not threading.current_thread():  # a job that closes its own loop just ends it
+            thread.join()
+
+
+def _refuse(future: Future) -> None:
+    """Fail a job that never started with `ShuttingDown` (unless its source cancelled it)."""
+    try:
+        if future.set_running_or_notify_cancel():
+            future.set_exception(ShuttingDown())
+    except (RuntimeError, concurrent.futures.InvalidStateError):  # already settled elsewhere
+        pass
 
 
 def wait(loop: Loop, future: Future):
-    """Wait for `future`; on Ctrl-C cancel the job in hand, wait for it to stop, re-raise."""
+    """Wait for `future`; on Ctrl-C cancel the job in hand, wait for it to stop, re-raise.
+
+    What the job did on its way out is never dropped silently: an error other than the
+    `Cancelled` asked for, or a job that does not stop within 30 s, is logged."""
     try:
         while True:
             try:
                 return future.result(timeout=0.1)
-            except TimeoutError:
+            except concurrent.futures.TimeoutError:  # not the built-in TimeoutError before 3.11
                 continue
     except KeyboardInterrupt:
         loop.cancel()
         try:
             future.result(timeout=30)
-        except BaseException:
+        except concurrent.futures.TimeoutError:
+            log.warning("the cancelled job has not stopped after 30 s; leaving it")
+        except (Cancelled, concurrent.futures.CancelledError):
             pass
+        except Exception as exc:  # noqa: BLE001 - reported, then the Ctrl-C goes on
+            log.warning("the cancelled job ended with an error: %s: %s", type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
         raise

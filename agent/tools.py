@@ -42,6 +42,7 @@ class Input:
     choices: tuple[str, ...] = ()
     min: float | None = None
     max: float | None = None
+    max_chars: int | None = None  # text: the longest value the tool takes (checked by `coerce_value`)
 
     def __post_init__(self):
         if self.type not in INPUT_TYPES:
@@ -57,6 +58,8 @@ class Input:
             out["min"] = self.min
         if self.max is not None:
             out["max"] = self.max
+        if self.max_chars is not None:
+            out["max_chars"] = self.max_chars
         return out
 
 
@@ -66,6 +69,15 @@ class Tool:
 
     `run(ctx, **args)` returns a `ToolResult`. When `each` names an input, a call with several
     values for it runs once per value and gives one result each (`caption a.png b.png`).
+
+    What a successful result holds may be declared, so that a workflow referring to it is
+    checked before any model loads (`${steps.ID.image}`, `${steps.ID.data.KEY}`):
+
+    - `returns_images`: True when the tool saves images (draw), False when it never does
+      (caption); None (the default) leaves it undeclared and unchecked.
+    - `data_keys`: every key the tool may put in `ToolResult.data` (not all on every call: the
+      union over its code paths); None (the default) leaves it undeclared and unchecked. The
+      keys `run_tool` adds itself (`RUN_DATA_KEYS`) need not be listed.
     """
 
     name: str
@@ -74,13 +86,21 @@ class Tool:
     run: Callable[..., "ToolResult"]
     each: str | None = None
     plugin: str = ""  # filled in by the registry: which plugin provided the tool
+    returns_images: bool | None = None
+    data_keys: tuple[str, ...] | None = None
 
     def input(self, name: str) -> Input | None:
         return next((i for i in self.inputs if i.name == name), None)
 
+    def sets_data_key(self, key: str) -> bool | None:
+        """Whether a successful result's `data` can hold `key`; None when `data_keys` is undeclared."""
+        return None if self.data_keys is None else key in self.data_keys or key in RUN_DATA_KEYS
+
     def describe(self) -> dict:
         return {"name": self.name, "description": self.description,
-                "inputs": [i.describe() for i in self.inputs]}
+                "inputs": [i.describe() for i in self.inputs],
+                "returns": {"images": self.returns_images,
+                            "data": None if self.data_keys is None else sorted({*self.data_keys, *RUN_DATA_KEYS})}}
 
 
 @dataclass
@@ -130,15 +150,25 @@ def _parse_numbers(text: str, sep: str, count: int, what: str) -> tuple[int, ...
     return values
 
 
+def show_number(x: float) -> str:
+    """A limit or value as the user would type it: whole numbers in full (9223372036854775807,
+    not 9.22337e+18; 1, not 1.0), others as written (1.0000001, not 1)."""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 2**53):
+        return str(int(x))
+    return repr(x)
+
+
 def coerce_value(inp: Input, value: Any) -> Any:
     """Turn one raw value into `inp`'s type; raise ValueError with the reason otherwise."""
     t = inp.type
+    if isinstance(value, str) and not value.strip():  # from any source: `draw ""`, `--mask ""`, `prompt: ""`
+        raise ValueError("expected a file path, got an empty string" if t == "image" else "must not be empty")
     if t in ("text", "image"):
         if isinstance(value, (dict, list, tuple)):
             raise ValueError(f"expected {'a file path' if t == 'image' else 'text'}, got a {type(value).__name__}")
         value = str(value)
-        if t == "image" and not value.strip():
-            raise ValueError("expected a file path, got an empty string")
+        if inp.max_chars is not None and len(value) > inp.max_chars:
+            raise ValueError(f"too long ({len(value)} characters; at most {inp.max_chars})")
         return value
     if t == "int":
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -178,11 +208,10 @@ def coerce_value(inp: Input, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             value = "x".join(str(v) for v in value)
         return _parse_numbers(value, "x", 2, "WIDTHxHEIGHT, e.g. 512x512")
-    shown = f"{value:g}" if isinstance(value, float) else str(value)
     if inp.min is not None and value < inp.min:
-        raise ValueError(f"must be at least {inp.min:g}, got {shown}")
+        raise ValueError(f"must be at least {show_number(inp.min)}, got {show_number(value)}")
     if inp.max is not None and value > inp.max:
-        raise ValueError(f"must be at most {inp.max:g}, got {shown}")
+        raise ValueError(f"must be at most {show_number(inp.max)}, got {show_number(value)}")
     return value
 
 
@@ -238,6 +267,10 @@ def _absolute_images(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- running ---------------------------------------------------------------------------------
+
+#: `data` keys `run_tool` puts in every successful result, whatever the tool.
+RUN_DATA_KEYS = ("seconds",)
+
 
 def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
     """Run one call and return its results: the one place where tool errors become data.

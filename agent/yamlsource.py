@@ -10,6 +10,8 @@ errors can say `file:line: steps[1].with.strength: ...`.
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,12 +123,48 @@ def parse_yaml(text: str, source: str = "<string>") -> YamlDoc:
     return YamlDoc(data=data, source=source, lines=lines)
 
 
+def read_limited(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of the regular file `path`, reading at most `limit` + 1 (default `MAX_BYTES`)
+    whatever size the file reports (/proc files say 0; a device never ends). A folder, a FIFO,
+    a device, an unreadable or too large file is a `YamlProblem` (line 0) saying so in one line;
+    `FileNotFoundError` and other `OSError`s are left to the caller."""
+    limit = MAX_BYTES if limit is None else limit
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)  # a FIFO must not block open()
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise YamlProblem(0, "is a folder, not a file") from None
+    except PermissionError:
+        raise YamlProblem(0, "permission denied") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise YamlProblem(0, "is a folder, not a file")
+        if not stat.S_ISREG(mode):
+            kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+                     (stat.S_ISSOCK, "a socket"))
+            kind = next((name for test, name in kinds if test(mode)), "something else")
+            raise YamlProblem(0, f"is {kind}, not a regular file")
+        chunks, size = [], 0
+        while size <= limit:
+            block = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not block:
+                break
+            chunks.append(block)
+            size += len(block)
+    except PermissionError:
+        raise YamlProblem(0, "permission denied") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise YamlProblem(0, f"file is larger than {limit // 1000} kB")
+    return b"".join(chunks)
+
+
 def load_yaml(path: str | Path) -> YamlDoc:
-    """Read and parse a file. `OSError` and `UnicodeDecodeError` are left to the caller."""
-    path = Path(path)
-    if path.stat().st_size > MAX_BYTES:
-        raise YamlProblem(0, f"file is larger than {MAX_BYTES // 1000} kB")
-    return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    """Read (at most `MAX_BYTES`, see `read_limited`) and parse a file. `FileNotFoundError`,
+    other `OSError`s and `UnicodeDecodeError` are left to the caller."""
+    return parse_yaml(read_limited(path).decode("utf-8"), str(path))
 
 
 def did_you_mean(word, choices) -> str:

@@ -2,7 +2,8 @@
 
 1. Overhead: `draw` through `run_tool` (argument checks, record, PNG with metadata, atomic
    write) against the raw `pipe(...)` call on the same loaded pipeline, same arguments and
-   seed, alternating, median of per-round ratios. With `--count N` both sides make N
+   seed, alternating, median of per-round ratios. Before timing, the tool's saved PNGs must
+   equal the raw call's images pixel for pixel (else the script stops). With `--count N` both sides make N
    batch-of-one calls, one per seed: the call each image's record replays.
 2. Memory: peak RSS of one process running draw + restyle + edit through the tools (one
    shared set of weights) against one that loads text-to-image, image-to-image and inpainting
@@ -50,6 +51,20 @@ def _param_bytes(pipes) -> int:
     return total
 
 
+def same_pixels(saved: list[str], raw_images) -> None:
+    """The images the tool saved (PNG, lossless) must be the raw call's, pixel for pixel."""
+    import numpy as np
+    from PIL import Image
+
+    assert len(saved) == len(raw_images), f"draw tool saved {len(saved)} images, raw pipe made {len(raw_images)}"
+    for path, image in zip(saved, raw_images):
+        ours, theirs = (np.asarray(im.convert("RGB"), dtype=np.int16) for im in (Image.open(path), image))
+        assert ours.shape == theirs.shape, f"draw tool and raw pipe disagree: sizes {ours.shape} vs {theirs.shape}"
+        diff = int(np.abs(ours - theirs).max())
+        assert diff == 0, f"draw tool and raw pipe disagree: max pixel difference {diff} ({path})"
+    print(f"same pixels: the draw tool's {len(saved)} saved image(s) equal the raw pipe's")
+
+
 def overhead(args) -> dict:
     import torch
 
@@ -78,7 +93,7 @@ def overhead(args) -> dict:
         assert r.ok, r.error
 
     pipe.set_progress_bar_config(disable=True)
-    raw()
+    same_pixels(first.images, raw())  # else the comparison would be meaningless
     times = alternate(args.rounds, **{"draw tool": tool_call, "raw pipe": raw})
     medians = report(times, baseline="raw pipe")
     tool_t, raw_t = medians["draw tool"], medians["raw pipe"]

@@ -9,9 +9,17 @@ then reports for every available engine:
   lines in the wrong order count as errors);
 - s/image: median seconds per image, the engines called alternately on each image.
 
-Engines: `ours` (agent.models.ocr.RapidOcrEngine + reading order, what `read-text` runs by
-default), `rapidocr-raw` (RapidOCR() with its defaults, boxes joined in the order it returns
-them) and `tesseract` (when the binary is installed, with our reading order on its words).
+Engines:
+- `ours`: the `read-text` tool (`--engine rapidocr`) called through the plugin registry and
+  `run_tool`, exactly as the CLI, the chat and workflows call it: argument checks, the image
+  read from a PNG file by the safe loader, the shared RapidOCR engine, reading order, the
+  `ToolResult` record. What differs from `rapidocr-raw`: two engine settings (detection scales
+  the longer side to at most 960 px instead of the shorter side up to 736 px; recognition keeps
+  word spaces ranked below "no character", see `agent/models/ocr.py`), boxes put in reading
+  order instead of detection order, and the tool's own costs (file decode, checks, record).
+- `rapidocr-raw`: `RapidOCR()` with its defaults on the in-memory image (the same pixels: PNG
+  is lossless), boxes joined in the order it returns them.
+- `tesseract` (when the binary is installed): the `read-text` tool with `--engine tesseract`.
 
     .venv/bin/python benchmarks/ocr_accuracy.py [--set main|held-out|all] [--repeat 3] [--save DIR] [--json]
 """
@@ -24,6 +32,7 @@ import math
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +40,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+COMPARED = ("ours = the read-text tool through the registry (PNG file decode, checks, RapidOCR with two tuned "
+            "settings, reading order, record); rapidocr-raw = RapidOCR() defaults on the same pixels in memory, "
+            "detection order")
 
 FONT_DIRS = [Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu")]
 FONT_FILES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
@@ -166,24 +179,38 @@ def cer(predicted: str, truth: str) -> float:
     return levenshtein(p, t) / max(len(t), 1)
 
 
-def engines() -> dict:
-    """name -> fn(image) -> text, for every engine available here."""
+def engines(folder: Path, config_path: str | None) -> dict:
+    """name -> fn(name, image) -> text, for every engine available here. The tool side reads
+    `folder/<name>.png`, written beforehand by `main`."""
     import numpy as np
     from rapidocr_onnxruntime import RapidOCR
 
-    from agent.models.ocr import RapidOcrEngine, TesseractEngine, tesseract_path
+    from agent.config import load_config
+    from agent.context import Context
+    from agent.models.ocr import tesseract_path
+    from agent.plugins import load_registry
+    from agent.tools import run_tool
 
-    ours = RapidOcrEngine()
+    config = load_config(config_path, "tiny")
+    registry = load_registry(config.plugins.paths)
+    ctx = Context.create(config, folder / "out")
+    tool = registry.tool("read-text")
     raw = RapidOCR()
 
-    def raw_read(img):
+    def tool_read(engine):
+        def read(name, img):
+            (result,) = run_tool(tool, {"image": [str(folder / f"{name}.png")], "engine": engine, "lang": "en"}, ctx)
+            assert result.ok, result.error
+            return result.text
+        return read
+
+    def raw_read(name, img):
         result, _ = raw(np.asarray(img.convert("RGB"))[:, :, ::-1])
         return " ".join(text for _, text, _ in (result or []))
 
-    out = {"ours": lambda img: ours.read(img).text, "rapidocr-raw": raw_read}
+    out = {"ours": tool_read("rapidocr"), "rapidocr-raw": raw_read}
     if tesseract_path():
-        tess = TesseractEngine()
-        out["tesseract"] = lambda img: tess.read(img, "en").text
+        out["tesseract"] = tool_read("tesseract")
     return out
 
 
@@ -195,18 +222,20 @@ def main(argv=None) -> int:
     parser.add_argument("--set", choices=("main", "held-out", "all"), default="main",
                         help="main: the varied set (default); held-out: lines never used for tuning")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every wrong reading")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images (a quick check)")
+    parser.add_argument("--config", default=None, help="visionloop config (default: the usual lookup)")
     args = parser.parse_args(argv)
 
     data = {"main": cases, "held-out": held_out_cases, "all": lambda: cases() + held_out_cases()}[args.set]()
-    if args.save:
-        folder = Path(args.save)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, img, truth in data:
-            img.save(folder / f"{name}.png")
-            (folder / f"{name}.txt").write_text(truth + "\n")
-    readers = engines()
+    data = data[:args.limit] if args.limit else data
+    folder = Path(args.save) if args.save else Path(tempfile.mkdtemp(prefix="vl-ocr-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, img, truth in data:  # the tool reads files, as a user's call does
+        img.save(folder / f"{name}.png")
+        (folder / f"{name}.txt").write_text(truth + "\n")
+    readers = engines(folder, args.config)
     for read in readers.values():  # warm-up: first calls build ONNX Runtime's kernels
-        read(data[0][1])
+        read(data[0][0], data[0][1])
     errors = {name: [] for name in readers}
     times = {name: [] for name in readers}
     for case, img, truth in data:
@@ -215,7 +244,7 @@ def main(argv=None) -> int:
         for _ in range(args.repeat):  # alternate engines so machine load hits them alike
             for name, read in readers.items():
                 started = time.perf_counter()
-                text[name] = read(img)
+                text[name] = read(case, img)
                 per_engine[name].append(time.perf_counter() - started)
         for name in readers:
             errors[name].append(cer(text[name], truth))
@@ -234,11 +263,12 @@ def main(argv=None) -> int:
     for row in rows.values():
         row["speed_vs_raw"] = row["seconds_per_image"] / base
     if args.json:
-        print(json.dumps({"images": len(data), "rows": rows,
+        print(json.dumps({"images": len(data), "compared": COMPARED, "rows": rows,
                           "cases": {n: {e: errors[e][i] for e in readers} for i, (n, _, _) in enumerate(data)}},
                          indent=2))
         return 0
     print(f"{len(data)} images, {sum(chars)} characters; CER pooled over all characters, whitespace-normalised")
+    print(COMPARED)
     print(f"{'engine':<14}{'CER':>8}{'perfect':>10}{'s/image':>10}{'mean s':>9}{'vs raw':>9}")
     for name, r in rows.items():
         print(f"{name:<14}{r['cer']:>8.2%}{r['perfect']:>7}/{len(data):<2}{r['seconds_per_image']:>10.3f}"

@@ -5,8 +5,10 @@ drawing (LLaVA). The direct side makes the same three calls on the same loaded b
 raw libraries: `processor(...)` + `model.generate(...)` + `decode`, the diffusers pipeline
 `pipe(...)` + `PIL.Image.save`, then `generate` again. The engine adds reference resolution,
 argument checks, safe image loading, PNG metadata, the run folder, outputs.json and a manifest
-written atomically after every step. Runs alternate so machine noise hits both equally; the
-script prints the median of each and their ratio. Tiny profile by default (no download):
+written atomically after every step. Before timing, all three sides must give the same results
+(both captions' text, the drawing's pixels), else the script stops: the comparison would be
+meaningless. Runs alternate so machine noise hits both equally; the script prints the median of
+each and their ratio. Tiny profile by default (no download):
 
     python benchmarks/workflow_overhead.py [--profile tiny] [--rounds 15] [--image PATH]
 
@@ -39,6 +41,20 @@ outputs:
 """
 
 
+def same_results(engine: tuple[str, str, str], other: tuple[str, str, str], name: str) -> None:
+    """(caption text, drawing path, caption text) from the engine and from `name` must agree:
+    the same text, and the same pixels (PNG is lossless; metadata aside)."""
+    import numpy as np
+    from PIL import Image
+
+    for what, ours, theirs in (("first caption", engine[0], other[0]), ("second caption", engine[2], other[2])):
+        assert ours == theirs, f"workflow engine and {name} disagree on the {what}: {ours!r} vs {theirs!r}"
+    ours, theirs = (np.asarray(Image.open(p).convert("RGB")) for p in (engine[1], other[1]))
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs), \
+        f"workflow engine and {name} disagree on the drawing's pixels ({engine[1]} vs {other[1]})"
+    print(f"same results: the workflow engine and the {name} give the same captions and the same drawing")
+
+
 def main() -> None:
     args = parser(__doc__, rounds=15).parse_args()
 
@@ -58,7 +74,7 @@ def main() -> None:
     d = draw["data"]
     pipe = sd.pipeline("text2img")
 
-    def direct() -> None:
+    def direct() -> tuple[str, str, str]:
         text = raw_generate(llava, args.image, look["data"]["prompt"], look["data"]["max_new_tokens"])
         with torch.inference_mode():
             picture = pipe(prompt=text, num_inference_steps=d["steps"], guidance_scale=d["guidance"],
@@ -66,9 +82,9 @@ def main() -> None:
                            generator=torch.Generator("cpu").manual_seed(d["seed"])).images[0]
         path = work / "direct.png"
         picture.save(path)
-        raw_generate(llava, path, check["data"]["prompt"], check["data"]["max_new_tokens"])
+        return text, str(path), raw_generate(llava, path, check["data"]["prompt"], check["data"]["max_new_tokens"])
 
-    def backends() -> None:
+    def backends() -> tuple[str, str, str]:
         """The same calls on the loaded backends' own methods (no tool, no engine)."""
         picture = Image.open(args.image).convert("RGB")
         text = llava.generate([picture], look["data"]["prompt"], max_new_tokens=look["data"]["max_new_tokens"],
@@ -77,8 +93,13 @@ def main() -> None:
                           seeds=[d["seed"]], width=d["width"], height=d["height"])
         path = work / "backend.png"
         gen.images[0].save(path)
-        llava.generate([Image.open(path).convert("RGB")], check["data"]["prompt"],
-                       max_new_tokens=check["data"]["max_new_tokens"], temperature=0.0, top_p=1.0)
+        return text, str(path), llava.generate([Image.open(path).convert("RGB")], check["data"]["prompt"],
+                                               max_new_tokens=check["data"]["max_new_tokens"], temperature=0.0,
+                                               top_p=1.0).text
+
+    engine_side = (look["text"], draw["images"][0], check["text"])
+    for name, side in (("raw library calls", direct), ("backend methods", backends)):
+        same_results(engine_side, side(), name)
 
     runs = []
 

@@ -2,7 +2,7 @@
 
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
-from agent.toolkit.vision import ask_llava, generation_inputs
+from agent.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
 PROMPTS = {
     "short": "Describe this image in one sentence.",
@@ -27,4 +27,6 @@ def register_tools(register):
                 *generation_inputs()],
         run=caption,
         each="image",
+        returns_images=False,
+        data_keys=(*DATA_KEYS, "detail"),
     ))

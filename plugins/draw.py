@@ -1,6 +1,7 @@
 """`draw`: text to image with Stable Diffusion."""
 
-from agent.toolkit.diffusion import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
+                                      generate, pick_seeds, pick_size)
 from agent.errors import InputError
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
@@ -26,7 +27,10 @@ def register_tools(register):
     register(Tool(
         name="draw",
         description="Draw images from a text prompt (Stable Diffusion, text to image).",
-        inputs=[Input("prompt", "text", help="what to draw", required=True, positional=True),
+        inputs=[Input("prompt", "text", help="what to draw", required=True, positional=True,
+                      max_chars=MAX_PROMPT_CHARS),
                 *common_inputs()],
         run=draw,
+        returns_images=True,
+        data_keys=DATA_KEYS,
     ))

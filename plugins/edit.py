@@ -4,7 +4,8 @@ alpha channel instead (painted = repaint), with a note. The result has the input
 the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
 picture is upscaled and composited into the original (`composited: true`)."""
 
-from agent.toolkit.diffusion import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
+                                      generate, pick_seeds, pick_size)
 from agent.errors import InputError
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
@@ -25,7 +26,8 @@ def mask_channel(rgba, mask, notes) -> tuple:
 
 def region_mask(ctx, picture, mask, box, notes):
     """The repaint mask at the picture's size and where it came from (`alpha`, `luminance` or
-    `box`): from a mask file (resized with a note when its size differs) or from a box
+    `box`): from a mask file (of the picture's aspect ratio, within a pixel of rounding; resized
+    with a note when its size differs) or from a box
     `x0,y0,x1,y1` (x1, y1 exclusive) that must lie inside."""
     from PIL import Image, ImageDraw
 
@@ -36,8 +38,13 @@ def region_mask(ctx, picture, mask, box, notes):
     w, h = picture.size
     if mask is not None:
         region, channel = mask_channel(ctx.load_image(mask, mode="RGBA"), mask, notes)
-        if region.size != picture.size:
-            notes.append(f"mask {region.width}x{region.height} resized to the image's {w}x{h}")
+        mw, mh = region.size
+        if (mw, mh) != (w, h):
+            # a mask saved at another scale is fine; another shape would be stretched over the wrong pixels
+            if abs(mh - mw * h / w) > 1 and abs(mw - mh * w / h) > 1:
+                raise InputError(f"{mask}: the mask is {mw}x{mh} but the image is {w}x{h}; a mask needs "
+                                 "the image's size or at least its aspect ratio")
+            notes.append(f"mask {mw}x{mh} resized to the image's {w}x{h}")
             region = region.resize(picture.size, Image.Resampling.NEAREST)
         return region, channel
     x0, y0, x1, y1 = box
@@ -55,6 +62,8 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
 
     # 1. Check inputs: prompt, settings, image, mask or box, size, seeds.
     prompt = clean_prompt(prompt)
+    if not prompt:  # only control characters: nothing to paint
+        raise InputError("prompt: must not be empty")
     negative_prompt = clean_prompt(negative_prompt, "negative_prompt")
     steps, guidance = check_settings(ctx, steps, guidance, strength)
     picture = ctx.load_image(image)
@@ -99,10 +108,14 @@ def register_tools(register):
         name="edit",
         description="Repaint the masked region of an image from a prompt (inpainting); the rest is kept.",
         inputs=[Input("image", "image", help="the image to edit", required=True, positional=True),
-                Input("prompt", "text", help="what to paint in the region", required=True),
-                Input("mask", "image", None, "mask image: white = repaint, black = keep; a mask with "
+                Input("prompt", "text", help="what to paint in the region", required=True, max_chars=MAX_PROMPT_CHARS),
+                Input("mask", "image", None, "mask image of the image's size or aspect ratio: white = repaint, "
+                      "black = keep; a mask with "
                       "transparency is read by its alpha: painted (opaque) = repaint, transparent = keep"),
                 Input("box", "box", None, "region to repaint instead of a mask: x0,y0,x1,y1 in pixels"),
                 *common_inputs(strength=1.0)],
         run=edit,
+        returns_images=True,
+        data_keys=(*DATA_KEYS, "image", "input_size", "resize", "working_size", "upscale", "composited", "mask",
+                   "box", "mask_channel", "unmasked"),  # and generate's: edit's `extra`
     ))

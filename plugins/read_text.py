@@ -9,9 +9,9 @@ one call share one loaded engine (`ctx.models.ocr`).
 
 from agent.config import OcrSettings
 from agent.hookspecs import hookimpl
-from agent.models.ocr import ENGINES  # light: the engines themselves import inside functions
+from agent.models.ocr import ENGINES, check_lang  # light: the engines themselves import inside functions
 from agent.tools import Input, Tool, ToolResult
-from agent.toolkit.vision import ask_llava, generation_inputs
+from agent.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
 LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line by line. Write nothing else."
 #: engine -> what produced the text, as a manifest should name it (with the version)
@@ -21,14 +21,15 @@ DEFAULT_LANG = OcrSettings.model_fields["lang"].default
 
 def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperature=None, top_p=None, seed=None):
     engine = engine or ctx.config.ocr.engine
+    check_lang(lang or ctx.config.ocr.lang, "lang" if lang else "ocr.lang (in the config)")
     lang = lang or ctx.config.ocr.lang
     if engine == "llava":
         result = ask_llava(ctx, "read-text", [image], LLAVA_PROMPT, max_new_tokens, temperature, top_p, seed)
         lines = [line.strip() for line in result.text.splitlines() if line.strip()]
         result.data.update(engine="llava", requested_engine=engine, lang=lang,
                            lines=[{"text": line, "box": None, "confidence": None} for line in lines],
-                           notes=[] if lang == DEFAULT_LANG else
-                           [f"lang {lang} is not used by the llava engine (its prompt names no language)"])
+                           notes=result.data.get("notes", []) + ([] if lang == DEFAULT_LANG else
+                           [f"lang {lang} is not used by the llava engine (its prompt names no language)"]))
         return result
     # 1. Check inputs: the image loads (one-line error) before any engine does.
     picture = ctx.load_image(image)
@@ -44,6 +45,10 @@ def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperatu
     note = ocr.lang_note(lang) if hasattr(ocr, "lang_note") else None
     if note:
         data["notes"].append(note)
+    unused = [name for name, value in (("max_new_tokens", max_new_tokens), ("temperature", temperature),
+                                       ("top_p", top_p), ("seed", seed)) if value is not None]
+    if unused:
+        data["notes"].append(f"{', '.join(unused)}: used by --engine llava only, not by {ocr.name}")
     return ToolResult(tool="read-text", text=reading.text, data=data)
 
 
@@ -60,4 +65,8 @@ def register_tools(register):
                 *generation_inputs()],
         run=read_text,
         each="image",
+        returns_images=False,
+        # the llava engine's keys, and the OCR engines' (see read_text above)
+        data_keys=(*DATA_KEYS, "engine", "requested_engine", "engine_version", "lang", "lines", "image", "size",
+                   "ocr_seconds"),
     ))

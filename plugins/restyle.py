@@ -2,7 +2,8 @@
 describes the image and the prompt becomes "<description>, <style>": this is where LLaVA
 hands its words to Stable Diffusion (as data: cleaned, length-capped text, never a command)."""
 
-from agent.toolkit.diffusion import check_settings, clean_prompt, common_inputs, generate, pick_seeds, pick_size
+from agent.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
+                                      generate, pick_seeds, pick_size)
 from agent.errors import InputError
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
@@ -80,8 +81,12 @@ def register_tools(register):
         name="restyle",
         description="Redraw an image in a style (image to image); LLaVA describes it when no prompt is given.",
         inputs=[Input("image", "image", help="the image to redraw", required=True, positional=True),
-                Input("style", "text", None, "the style, e.g. 'a watercolour painting'"),
-                Input("prompt", "text", None, "what the image shows (default: LLaVA describes it)"),
+                Input("style", "text", None, "the style, e.g. 'a watercolour painting'", max_chars=MAX_PROMPT_CHARS),
+                Input("prompt", "text", None, "what the image shows (default: LLaVA describes it)",
+                      max_chars=MAX_PROMPT_CHARS),
                 *common_inputs(strength=0.6)],
         run=restyle,
+        returns_images=True,
+        data_keys=(*DATA_KEYS, "image", "input_size", "resize", "style", "caption", "caption_full", "caption_model",
+                   "caption_question", "caption_call"),  # and generate's: restyle's `extra`
     ))

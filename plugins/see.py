@@ -3,7 +3,7 @@ in one prompt)."""
 
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool
-from agent.toolkit.vision import ask_llava, generation_inputs
+from agent.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
 
 def see(ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):
@@ -20,4 +20,6 @@ def register_tools(register):
                 Input("question", "text", help="what to ask about the images", required=True, flags=("-q",)),
                 *generation_inputs()],
         run=see,
+        returns_images=False,
+        data_keys=DATA_KEYS,
     ))

@@ -124,3 +124,76 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- optional dependencies: a skip in CI is a test that never ran ----------------------------
+# A test that needs something optional says so with `@pytest.mark.needs("peft")` (a Python
+# package) or `@pytest.mark.needs("tesseract")` (a program on PATH). Without it the test skips
+# locally with "missing dependency: NAME (how to get it)"; under VISIONLOOP_CI=1 (set by .ci/run,
+# which installs every optional dependency) it is an error instead. A `pytest.importorskip` skip
+# is held to the same rule. Something CI cannot install goes in CI_MAY_LACK with the reason.
+# .ci/check_skips.py checks the JUnit report again and prints the counts.
+PROGRAMS = {"tesseract": "apt-get install tesseract-ocr; macOS: brew install tesseract"}
+PACKAGES = {"peft": "pip install -e '.[lora]'", "pexpect": "pip install -e '.[test]'"}
+CI_MAY_LACK: dict[str, str] = {}  # name -> why CI cannot install it
+ALLOWED = "allowed in CI:"  # how such a skip starts; .ci/check_skips.py lets it pass
+
+
+def _strict() -> bool:
+    return os.environ.get("VISIONLOOP_CI") == "1"
+
+
+def missing_dependency(name: str) -> str | None:
+    """None when `name` is available, else how to get it."""
+    import importlib.util
+    import shutil
+
+    if name in PROGRAMS:
+        return None if shutil.which(name) else PROGRAMS[name]
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else PACKAGES.get(name, f"pip install {name}")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            hint = missing_dependency(name)
+            if hint is None:
+                continue
+            if _strict() and name in CI_MAY_LACK:
+                pytest.skip(f"{ALLOWED} {name} is missing ({CI_MAY_LACK[name]})")
+            if _strict():
+                pytest.fail(f"missing dependency {name} under VISIONLOOP_CI=1: CI must install it ({hint})",
+                            pytrace=False)
+            pytest.skip(f"missing dependency: {name} ({hint})")
+
+
+def _importorskip_in_ci(report):
+    """Under VISIONLOOP_CI=1 a `pytest.importorskip` skip (of a test or, at module level, of a
+    whole file) fails: CI installs every dependency, so the skip would hide a test."""
+    import re
+
+    if not (_strict() and report.skipped and isinstance(report.longrepr, tuple)) or hasattr(report, "wasxfail"):
+        return report
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    found = re.search(r"could not import '([^'.]+)", reason)
+    if found and found.group(1) in CI_MAY_LACK:
+        report.longrepr = (*report.longrepr[:2], f"{ALLOWED} {reason} ({CI_MAY_LACK[found.group(1)]})")
+    elif found:
+        report.outcome = "failed"
+        report.longrepr = (f"missing dependency under VISIONLOOP_CI=1 (install it in .ci/run, or list it in "
+                           f"CI_MAY_LACK in tests/conftest.py): {reason}")
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    return _importorskip_in_ci((yield))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    return _importorskip_in_ci((yield))

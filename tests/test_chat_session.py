@@ -95,5 +95,21 @@ def test_transcript_save_and_reset(pictures, tmp_path):
     assert record["images"][0]["number"] == 1
     with pytest.raises(InputError, match="does not exist"):
         s.save(str(tmp_path / "missing" / "x.txt"))
+    s.add_turn("user", "and then")
+    assert "and then" in s.save(str(tmp_path / "chat.txt")).read_text()  # its own file: replaced
     s.reset()
     assert s.images == [] and s.turns == [] and s.last_result is None
+
+
+def test_save_never_overwrites_a_file_it_did_not_write(tmp_path):
+    s = Session()
+    s.add_turn("user", "hello")
+    theirs = tmp_path / "notes.txt"
+    theirs.write_text("someone's notes")
+    with pytest.raises(InputError, match="already exists and this chat did not write it"):
+        s.save(str(theirs))
+    dangling = tmp_path / "link.txt"
+    dangling.symlink_to(tmp_path / "elsewhere.txt")
+    with pytest.raises(InputError, match="already exists"):
+        s.save(str(dangling))
+    assert theirs.read_text() == "someone's notes" and not (tmp_path / "elsewhere.txt").exists()

@@ -1,8 +1,9 @@
-"""`visionloop chat` in a real terminal (pexpect): /help, a drawing, Ctrl-C cancelling a
-long job, /quit; and `chat --watch`, whose results appear between turns."""
+"""`visionloop chat` in a real terminal (pexpect): /help, a pasted blob and other mistakes, a
+drawing, Ctrl-C cancelling a long job, /quit; and `chat --watch`, whose results appear between turns."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -35,7 +36,7 @@ def test_watch_results_appear_between_turns(session_config_file, tmp_path, examp
     assert "no images yet" in rest
 
 
-def test_real_terminal_help_draw_ctrl_c_quit(session_config_file, tmp_path, env):
+def test_real_terminal_help_mistakes_draw_ctrl_c_quit(session_config_file, tmp_path, env):
     pexpect = pytest.importorskip("pexpect")
     plugins = tmp_path / "plugins"
     plugins.mkdir()
@@ -45,19 +46,24 @@ def test_real_terminal_help_draw_ctrl_c_quit(session_config_file, tmp_path, env)
     child = pexpect.spawn(sys.executable, ["-m", "agent", "--config", config, "chat", "--out", str(out_dir)],
                           cwd=str(ROOT),
                           env={**os.environ, **env}, encoding="utf-8", timeout=180, dimensions=(40, 160))
+    child.logfile_read = seen = io.StringIO()
     try:
         child.expect("visionloop>")
         child.send("/help\r")
         child.expect("/save FILE")
         child.expect("visionloop>")
-        from agent.plugins import load_registry
-
-        if "draw" in load_registry().tools:
-            child.send("draw a small red boat\r")
-            child.expect(r"#1 (\S+\.png)")
-            drawn = child.match.group(1).strip()
-            assert os.path.isfile(drawn) and os.path.dirname(os.path.abspath(drawn)) == str(out_dir)
-            child.expect("visionloop>")
+        child.send("\x1b[200~" + "y" * 100_000 + "\x1b[201~\r")  # a pasted blob (bracketed paste, as terminals send it)
+        child.expect("error: that line is 100,000 characters long; the chat reads at most 32,768 per line")
+        child.expect("visionloop>")
+        child.send("what is " + "x" * 300 + "?\r")  # longer than any file name; no image yet
+        child.expect("Which image?")
+        child.expect("visionloop>")
+        child.send("draw ~5 small red boats\r")  # `~5` names no home folder: it is text
+        child.expect(r"#1 (\S+\.png)")
+        drawn = child.match.group(1).strip()
+        assert os.path.isfile(drawn) and os.path.dirname(os.path.abspath(drawn)) == str(out_dir)
+        assert "5-small-red-boats" in os.path.basename(drawn)
+        child.expect("visionloop>")
         child.send("/slow --seconds 60\r")
         time.sleep(2)  # the job is running: Ctrl-C cancels it, not the chat
         started = time.monotonic()
@@ -69,5 +75,6 @@ def test_real_terminal_help_draw_ctrl_c_quit(session_config_file, tmp_path, env)
         child.expect(pexpect.EOF)
     finally:
         child.close()
-    assert child.exitstatus == 0
-    assert "/help" in (tmp_path / "data" / "visionloop" / "chat_history").read_text()
+    assert child.exitstatus == 0 and "Traceback" not in seen.getvalue()
+    history = (tmp_path / "data" / "visionloop" / "chat_history").read_text()
+    assert "/help" in history and "draw ~5 small red boats" in history and "yyyy" not in history

@@ -37,10 +37,32 @@ def test_global_flags_before_or_after_subcommand(cli, example_image, tmp_path):
     assert json.loads(before.out)["text"] == json.loads(after.out)["text"]
 
 
-def test_see_q_is_question_and_quiet_still_works(cli, example_image):
+def test_see_q_is_question_and_quiet_still_works(cli, example_image, tmp_path, monkeypatch, tiny_config, registry):
+    import argparse
+
+    from agent.cli.app import App
+
     result = cli("see", example_image, "-q", "what is this?", "--quiet", "--json")
     assert result.code == 0, result.err
-    assert json.loads(result.out)["data"]["question"] == "what is this?"
+    assert json.loads(result.out)["data"]["question"] == "what is this?"  # see's -q is its question
+    # what --quiet suppresses: notes on stderr (a prompt longer than the text encoder reads gives one)...
+    long = " ".join(["lighthouse"] * 100)
+    loud = cli("draw", long, "--seed", "1", "--steps", "1", "--out", tmp_path / "o")
+    quiet = cli("draw", long, "--seed", "1", "--steps", "1", "--out", tmp_path / "o", "--quiet")
+    assert loud.code == quiet.code == 0, (loud.err, quiet.err)
+    assert "note: prompt is " in loud.err
+    assert quiet.err == ""
+    # ... and what it keeps: the result on stdout, and errors
+    assert quiet.out.strip().endswith(".png") and len(quiet.out.splitlines()) == 1
+    failed = cli("caption", tmp_path / "missing.png", "--quiet")
+    assert failed.code == 1 and failed.err.strip() == f"error: {tmp_path / 'missing.png'}: file not found"
+    # progress bars are drawn only on a terminal, and never under --quiet
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    for quiet_flag, progress in ((False, True), (True, False)):
+        app = App(args=argparse.Namespace(quiet=quiet_flag, out=str(tmp_path / "o")), config=tiny_config,
+                  registry=registry)
+        assert app.loop.ctx.progress is progress
+        app.loop.close()
 
 
 def test_json_shape_single_and_many(cli, example_image):
@@ -107,3 +129,53 @@ def test_a_failed_item_keeps_what_was_asked(cli, tmp_path):
     assert result["data"]["args"]["image"] == str(tmp_path / "nope.png")
     assert result["data"]["args"]["detail"] == "long"
 
+
+
+def test_empty_global_flags_are_refused_naming_the_flag(cli, example_image, tmp_path):
+    for flag in ("--config", "--profile", "--device", "--dtype", "--out"):
+        for blank in ("", "  "):
+            for args in ([flag, blank, "caption", example_image], ["caption", example_image, f"{flag}={blank}"]):
+                result = cli(*args)
+                assert result.code == 2, (args, result.code, result.out, result.err)
+                assert result.err.strip() == f"error: {flag}: must not be empty", (args, result.err)
+                assert result.out == ""
+    assert not (tmp_path / "visionloop-out").exists()  # nothing ran, nothing written to the default
+
+
+def test_empty_tool_arguments_are_refused_like_caption(cli):
+    result = cli("caption", "")
+    assert result.code == 1 and result.err.strip() == "error: image: expected a file path, got an empty string"
+    result = cli("see", "  ", "-q", "what?")
+    assert result.code == 1 and "image: expected a file path" in result.err
+
+
+def test_a_file_name_starting_with_a_dash_gets_a_hint(cli, example_image, tmp_path):
+    import shutil
+
+    shutil.copy(example_image, tmp_path / "-dash.png")  # the test runs in tmp_path
+    for args, fix in ((["caption", "-dash.png"], "visionloop caption -- -dash.png"),
+                      (["caption", "--json", "-dash.png"], "visionloop caption --json -- -dash.png"),
+                      (["edit", "-dash.png", "--prompt", "x", "--box", "0,0,8,8"],
+                       "visionloop edit --prompt x --box 0,0,8,8 -- -dash.png"),
+                      (["edit", "x.png", "--prompt", "x", "--mask", "-dash.png"],
+                       "visionloop edit x.png --prompt x --mask=-dash.png"),
+                      (["caption", "-nothere.png"], "visionloop caption -- -nothere.png")):
+        result = cli(*args)
+        assert result.code == 2, (args, result.err)
+        first = result.err.splitlines()[0]
+        assert first.endswith(f"(a name that starts with '-' reads as an option; write: {fix})"), (args, first)
+    fixed = cli("caption", "--json", "--", "-dash.png")  # and the hint works
+    assert fixed.code == 0 and json.loads(fixed.out)["data"]["images"] == [str(tmp_path / "-dash.png")]
+    assert "write:" not in cli("caption", "--nope").err  # an unknown option that is no file: no hint
+
+
+def test_the_early_flags_are_parsed_with_the_same_one_line_errors(cli):
+    result = cli("--config")
+    assert result.code == 2
+    assert result.err.splitlines()[0] == "visionloop: error: argument --config: expected one argument"
+    assert "usage:" not in result.err
+
+
+def test_chat_refuses_a_blank_image_argument(cli):
+    result = cli("chat", "")
+    assert result.code == 2 and result.err.strip() == "error: IMAGE: expected a file path, got an empty string"

@@ -110,7 +110,7 @@ def test_bad_config_from_cli_is_one_line(cli, tmp_path):
 
 def test_environment_override_is_named_as_the_source(tmp_path, monkeypatch):
     monkeypatch.setenv("VISIONLOOP_DEVICE", "gpu")
-    with pytest.raises(ConfigError, match=r"^\$VISIONLOOP_DEVICE: device: String should match pattern .*'gpu'"):
+    with pytest.raises(ConfigError, match=r"^\$VISIONLOOP_DEVICE: device: must be auto, cpu, mps, cuda or cuda:N \(got 'gpu'\)$"):
         load_config(str(write(tmp_path, "{}\n")))
 
 
@@ -138,3 +138,90 @@ def test_device_and_dtype_flags_override_environment_and_file(tmp_path, monkeypa
     assert result.code == 0, result.err
     bad = cli("caption", example_image, "--device", "gpu")
     assert bad.code == 1 and bad.err.startswith("error: --device: device: ")
+
+
+def test_config_from_dev_zero_is_refused_quickly_in_one_line(tmp_path):
+    """Never read without a bound: under a 1.5 GB address-space cap, reading /dev/zero to the
+    end would die with a MemoryError traceback."""
+    import resource
+    import time
+
+    from conftest import run_subprocess
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+
+    started = time.monotonic()
+    proc = run_subprocess("--config", "/dev/zero", "tools", preexec_fn=cap)
+    assert proc.returncode == 1, proc.stderr[-500:]
+    assert proc.stderr.strip() == "error: /dev/zero: is a device, not a regular file"
+    assert time.monotonic() - started < 60
+
+
+def test_config_read_stops_at_the_limit_whatever_the_file_reports(tmp_path, monkeypatch):
+    from agent import yamlsource
+
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)  # 2 MB of comments: valid YAML, over the limit
+    with pytest.raises(ConfigError, match=rf"^{big}: file is larger than 1000 kB$"):
+        load_config(str(big))
+    # /proc files report a size of 0: only the bytes actually read count
+    monkeypatch.setattr(yamlsource, "MAX_BYTES", 40)
+    with pytest.raises(ConfigError, match=r"^/proc/self/status: file is larger than 0 kB$"):
+        load_config("/proc/self/status")
+
+
+def test_config_folder_fifo_unreadable_are_one_line_each(tmp_path, monkeypatch, cli):
+    import os
+
+    folder = tmp_path / "conf.d"
+    folder.mkdir()
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # no writer: opening it for reading must not hang
+    locked = write(tmp_path, "device: cpu\n", "locked.yaml")
+    real_open = os.open
+
+    def deny(path, *args, **kwargs):  # the tests run as root, whom chmod 000 does not stop
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    for path, reason in ((folder, "is a folder, not a file"), (fifo, "is a named pipe (FIFO), not a regular file"),
+                         (locked, "permission denied")):
+        result = cli("--config", path, "tools")
+        assert result.code == 1 and result.err == f"error: {path}: {reason}\n", result.err
+
+
+def test_environment_variables_are_named_as_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONLOOP_PROFILE", "huge")
+    with pytest.raises(ConfigError,
+                       match=r"^\$VISIONLOOP_PROFILE: unknown profile 'huge' \(profiles: default, tiny\)$"):
+        load_config(str(write(tmp_path, "{}\n")))
+    with pytest.raises(ConfigError, match=r"^--profile: unknown profile 'big'"):
+        load_config(str(write(tmp_path, "{}\n")), profile="big")
+    monkeypatch.delenv("VISIONLOOP_PROFILE")
+    path = write(tmp_path, "device: cpu\nprofile: mine\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:2: profile: unknown profile 'mine'"):
+        load_config(str(path))
+    monkeypatch.setenv("VISIONLOOP_DTYPE", "float8")
+    with pytest.raises(ConfigError, match=r"^\$VISIONLOOP_DTYPE: dtype: "):
+        load_config(str(write(tmp_path, "{}\n")))
+    monkeypatch.delenv("VISIONLOOP_DTYPE")
+    monkeypatch.setenv("VISIONLOOP_CONFIG", str(tmp_path / "gone.yaml"))
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'gone.yaml'}: config file not found "
+                                          r"\(named by \$VISIONLOOP_CONFIG\)$"):
+        load_config()
+
+
+@pytest.mark.parametrize("text, loc", [
+    ("output: ''\n", "output"), ("workflows: '  '\n", "workflows"),
+    ("profiles:\n  mine:\n    vision:\n      model: ''\n", "profiles.mine.vision.model"),
+    ("profiles:\n  mine:\n    diffusion:\n      loras: [{path: ' '}]\n", "profiles.mine.diffusion.loras[0].path"),
+])
+def test_blank_paths_and_model_names_are_refused(tmp_path, text, loc):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    line = text.count("\n")
+    assert str(err.value).startswith(f"{path}:{line}: {loc}: must not be empty (got ")

@@ -241,38 +241,27 @@ def test_memory_knobs_reach_the_pipeline(tiny_config, caplog):
     assert sd.img2img.vae.use_tiling  # shared module, shared setting
 
 
-def test_lora_without_peft_names_the_package(tiny_config, tmp_path):
+def test_lora_without_peft_names_the_package(tiny_config, tmp_path, monkeypatch):
+    """Runs whether peft is installed or not: peft is hidden from our check only (hiding it from
+    the process would make diffusers, imported meanwhile, believe it absent for the session)."""
     import importlib.util
+    from types import SimpleNamespace
 
     from agent.config import Lora
+    from agent.models import diffusion
 
-    if importlib.util.find_spec("peft") is not None:
-        pytest.skip("peft is installed")
+    def find_spec(name, *args):
+        return None if name == "peft" else importlib.util.find_spec(name, *args)
+
+    monkeypatch.setattr(diffusion, "importlib", SimpleNamespace(util=SimpleNamespace(find_spec=find_spec)))
     with pytest.raises(ModelError, match="pip install peft") as info:
         make_backend(tiny_config, loras=[Lora(path=str(tmp_path / "style.safetensors"), scale=0.5)])
     assert "\n" not in str(info.value)
 
 
-def test_pickle_only_model_is_refused(tiny_config, tmp_path):
-    """A model folder without safetensors weights is refused with a one-line message."""
-    import shutil
-
-    from agent.models.tiny import tiny_model_path
-
-    src = tiny_model_path("sd", tiny_config.cache_path)
-    dst = tmp_path / "pickled"
-    shutil.copytree(src, dst)
-    for f in dst.rglob("*.safetensors"):
-        f.rename(f.with_suffix(".bin"))
-    with pytest.raises(ModelError) as info:
-        make_backend(tiny_config, model=str(dst))
-    assert "\n" not in str(info.value) and str(dst) in str(info.value)
-    assert "safetensors" in str(info.value)
-
-
+@pytest.mark.needs("peft")  # conftest.py: skips without it, an error in CI
 def test_lora_changes_the_output_with_its_scale(tiny_config, tmp_path):
     """A tiny LoRA made on the spot: loading it changes the picture, scale 0 gives the base."""
-    pytest.importorskip("peft")
     import numpy as np
     import torch
     from diffusers import StableDiffusionPipeline
@@ -307,26 +296,6 @@ def test_lora_changes_the_output_with_its_scale(tiny_config, tmp_path):
     assert styled.img2img.unet is styled.text2img.unet  # from_pipe shares the LoRA too
     off = make_backend(tiny_config, loras=[Lora(path=str(tmp_path / "lora"), scale=0.0)])  # a folder works too
     assert np.abs(picture(off).astype(int) - base.astype(int)).max() <= 1
-
-
-# --- third-party warnings while loading ---------------------------------------------------------
-
-def test_third_party_warnings_while_loading_are_hidden_unless_verbose(caplog):
-    import logging
-    import warnings
-
-    from agent.models.diffusion import _quiet_loading
-
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        caplog.set_level(logging.WARNING, logger="agent")
-        with _quiet_loading():
-            warnings.warn("local_dir_use_symlinks is deprecated", UserWarning)
-        assert seen == []  # hidden at the default level
-        caplog.set_level(logging.INFO, logger="agent")  # -v
-        with _quiet_loading():
-            warnings.warn("local_dir_use_symlinks is deprecated", UserWarning)
-        assert [str(w.message) for w in seen] == ["local_dir_use_symlinks is deprecated"]
 
 
 def test_offline_default_profile_not_cached_is_exactly_one_line(tmp_path):

@@ -26,7 +26,14 @@ def pixels(path_or_image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def raw_call(pipe_class, data, **extra):
+def raw_call(loop, pipe_class, data, **extra):
+    """`_raw_call` on the loop's worker thread, where the tools run: torch's intra-op thread
+    count is per thread, and a different count sums floats in another order (one grey level
+    off, once the worker has run anything before this module set one thread)."""
+    return loop.submit(lambda ctx: _raw_call(pipe_class, data, **extra)).result()
+
+
+def _raw_call(pipe_class, data, **extra):
     """A plain diffusers pipeline, loaded on its own, called with nothing but the record."""
     import diffusers
     import torch
@@ -50,14 +57,14 @@ def test_draw_matches_raw_diffusers(loop):
     r = call(loop, "draw", prompt="a lighthouse at night", negative_prompt="fog", seed=1234, steps=3,
              guidance=6.0, scheduler="dpm++_2m_karras", size="64x48")
     assert r.data["scheduler_options"] == {"use_karras_sigmas": True}
-    raw = raw_call("AutoPipelineForText2Image", r.data, width=r.data["width"], height=r.data["height"])
+    raw = raw_call(loop, "AutoPipelineForText2Image", r.data, width=r.data["width"], height=r.data["height"])
     assert np.array_equal(pixels(r.images[0]), pixels(raw))
 
 
 def test_restyle_matches_raw_diffusers(loop, example_image):
     r = call(loop, "restyle", image=str(example_image), prompt="a lighthouse", style="pencil sketch",
              strength=0.7, seed=99, steps=4)
-    raw = raw_call("AutoPipelineForImage2Image", r.data, image=resized_input(r.data), strength=r.data["strength"])
+    raw = raw_call(loop, "AutoPipelineForImage2Image", r.data, image=resized_input(r.data), strength=r.data["strength"])
     assert np.array_equal(pixels(r.images[0]), pixels(raw))
 
 
@@ -75,7 +82,7 @@ def test_edit_matches_raw_diffusers(loop, example_image):
     small = mask.resize((work_w, work_h), Image.Resampling.NEAREST)
     # the raw pipeline at the working size, then the documented processing: lanczos upscale to
     # the input's size and a composite into the original through the full-size mask
-    raw = raw_call("AutoPipelineForInpainting", d, image=init, mask_image=small, strength=d["strength"],
+    raw = raw_call(loop, "AutoPipelineForInpainting", d, image=init, mask_image=small, strength=d["strength"],
                    width=work_w, height=work_h)
     assert raw.size == (work_w, work_h)
     expected = Image.composite(raw.resize(original.size, Image.Resampling.LANCZOS), original, mask)
@@ -153,5 +160,5 @@ def test_each_image_of_a_count_batch_matches_raw_diffusers_with_its_seed(loop):
     r = call(loop, "draw", prompt="a lighthouse", seed=40, count=2, steps=2, scheduler="euler")
     for path in r.images:
         record = read_metadata(path)["visionloop"]  # the image's own record, nothing else
-        raw = raw_call("AutoPipelineForText2Image", record, width=record["width"], height=record["height"])
+        raw = raw_call(loop, "AutoPipelineForText2Image", record, width=record["width"], height=record["height"])
         assert np.array_equal(pixels(path), pixels(raw)), record["seed"]

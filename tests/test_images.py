@@ -2,6 +2,7 @@
 and upright. Saving stays inside the output folder and carries metadata."""
 
 import io
+import os
 import json
 
 import pytest
@@ -192,3 +193,98 @@ def test_loader_bomb_message_names_the_size(tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (20000, 20000)).save(bomb)
     assert reason(bomb) == "image too large: 400,000,000 px > limit 50,000,000 px (decompression bomb)"
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), ValueError("bad value"), EOFError("eof")])
+def test_an_error_in_the_callers_block_is_not_blamed_on_the_image(tmp_path, error):
+    from agent.images import peek
+
+    path = tmp_path / "fine.png"
+    path.write_bytes(png_bytes())
+    with pytest.raises(type(error)) as raised:
+        with peek(path) as img:
+            assert img.size == (16, 12)
+            raise error
+    assert raised.value is error and not isinstance(raised.value, ImageError)
+    # the image's own faults are still the image's, one line naming it
+    data = png_bytes((64, 64))
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match=r"cut.png: not a readable image"):
+        with peek(tmp_path / "cut.png", decode=True):
+            pass
+
+
+def test_links_named_like_the_output_are_never_followed(tmp_path):
+    """A dangling link and a link to a file outside, each named like the next output: both are
+    left untouched (the outside file too) and each image takes the next free name."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (outside / "precious.png").write_bytes(b"keep me")
+    (out / "x.png").symlink_to(outside / "not-yet.png")  # dangling
+    (out / "x-1.png").symlink_to(outside / "precious.png")
+    first = save_image(Image.new("RGB", (4, 4)), out, "x", {"prompt": "p"})
+    assert first == out.resolve() / "x-2.png" and not first.is_symlink()
+    assert not (outside / "not-yet.png").exists()  # the dangling link was not written through
+    assert (outside / "precious.png").read_bytes() == b"keep me"
+    assert os.readlink(out / "x.png") == str(outside / "not-yet.png")
+    assert os.readlink(out / "x-1.png") == str(outside / "precious.png")
+    assert read_metadata(first)["visionloop"] == {"prompt": "p"}
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.png"]
+
+
+def test_info_reports_each_bad_file_and_still_shows_the_good_ones(cli, tmp_path):
+    good = save_image(Image.new("RGB", (8, 8)), tmp_path, "x", {"prompt": "p", "seed": 1})
+    (tmp_path / "bad.png").write_text("not an image")
+    result = cli("info", good, tmp_path / "bad.png")
+    assert result.code == 1
+    assert result.out.splitlines()[0] == f"{good}: PNG 8x8"
+    assert result.err.strip() == (f"error: {tmp_path / 'bad.png'}: not a supported image "
+                                  "(supported: PNG, JPEG, WebP, BMP, GIF, TIFF)")
+    records = json.loads(cli("info", good, tmp_path / "bad.png", "--json").out)
+    assert records[0]["visionloop"]["seed"] == 1 and records[1]["file"] == str(tmp_path / "bad.png")
+    assert "not a supported image" in records[1]["error"]
+    for blank in ("", " "):  # not "." (the current folder)
+        result = cli("info", blank)
+        assert result.code == 2 and result.err.strip() == "error: IMAGE: expected a file path, got an empty string"
+    result = cli("info", "~nosuchuser-vl/x.png")
+    assert result.code == 1
+    assert result.err.startswith("error: IMAGE: ~nosuchuser-vl/x.png: '~nosuchuser-vl' names no home")
+
+
+def test_a_nul_byte_in_a_path_is_a_one_line_image_error(tmp_path):
+    from agent.images import ensure_output_dir
+
+    with pytest.raises(ImageError) as err:
+        load_image("a\x00b.png")
+    assert str(err.value) == "'a\\x00b.png': not a usable file name (it contains a NUL byte)"
+    with pytest.raises(VisionloopError, match="not a usable folder name"):
+        ensure_output_dir("out\x00dir")
+
+
+def test_fifos_and_devices_are_not_images_and_never_block(tmp_path, cli):
+    from agent.images import peek
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # no writer: opening it would block for ever
+    assert reason(fifo) == "is a named pipe (FIFO), not an image file"
+    assert reason("/dev/zero") == "is a device, not an image file"
+    with pytest.raises(ImageError, match=r"pipe.png: is a named pipe \(FIFO\), not an image file"):
+        with peek(fifo):
+            pass
+    result = cli("info", fifo)
+    assert result.code == 1 and result.err == f"error: {fifo}: is a named pipe (FIFO), not an image file\n"
+
+
+def test_a_failed_write_leaves_no_empty_image_behind(tmp_path, monkeypatch):
+    import errno
+
+    import agent.images.save as save_mod
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(save_mod, "atomic_write_bytes", full_disk)
+    with pytest.raises(VisionloopError, match="cannot write image: No space left on device"):
+        save_image(Image.new("RGB", (8, 8)), tmp_path, "full")
+    assert list(tmp_path.iterdir()) == []

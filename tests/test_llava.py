@@ -2,12 +2,10 @@
 raw transformers, one load per process, streaming, and clear offline errors."""
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
 from agent.context import Context
 from agent.loop import Loop
 from agent.tools import ToolCall
@@ -68,13 +66,23 @@ def test_see_puts_all_images_in_one_prompt(loop, example_image, tmp_path):
 def test_read_text_llava_engine(loop, example_image):
     (result,) = call(loop, "read-text", image=[str(example_image)], engine="llava")
     assert result.data["engine"] == "llava" and "Read all the text" in result.data["prompt"]
+    (noted,) = call(loop, "read-text", image=[str(example_image)], engine="llava", lang="de", top_p=0.5)
+    assert [n.split(":")[0] for n in noted.data["notes"]] == ["top_p", "lang de is not used by the llava engine (its prompt names no language)"]
 
 
 def test_sampling_is_seeded_and_recorded(loop, example_image):
+    """Sampling (temperature > 0): the same seed gives the same text, other seeds other texts,
+    and greedy decoding gives one text whatever the seed."""
     args = dict(image=[str(example_image)], temperature=1.0, top_p=0.9, seed=7)
     a, b = call(loop, "caption", **args)[0], call(loop, "caption", **args)[0]
     assert a.text == b.text
     assert a.data["do_sample"] is True and a.data["temperature"] == 1.0 and a.data["seed"] == 7
+    others = {call(loop, "caption", **dict(args, seed=seed))[0].text for seed in (8, 9)}
+    assert a.text not in others and len(others) == 2
+    greedy = [call(loop, "caption", image=[str(example_image)], seed=seed)[0] for seed in (7, 8)]
+    assert greedy[0].text == greedy[1].text and "notes" not in a.data
+    assert greedy[0].data["notes"] == ["seed: no effect with greedy decoding (temperature 0); "
+                                       "give a temperature above 0 to sample"]
 
 
 def test_three_calls_load_the_model_once(tiny_config, registry, example_image, tmp_path):
@@ -98,10 +106,11 @@ def test_streaming_callback_receives_the_answer(tiny_config, registry, example_i
     assert "".join(pieces).strip() == result.text
 
 
-def test_tiny_model_build_is_deterministic(tmp_path):
+def test_tiny_model_build_is_deterministic(tmp_path, capfd):
     from agent.models.tiny import tiny_model_path
 
     a = tiny_model_path("llava", tmp_path / "a")
+    assert "%|" not in capfd.readouterr().err  # a first run shows no "Writing model shards" bar
     b = tiny_model_path("llava", tmp_path / "b")
     digest = lambda p: hashlib.sha256((p / "model.safetensors").read_bytes()).hexdigest()  # noqa: E731
     assert digest(a) == digest(b)
@@ -149,7 +158,8 @@ def test_missing_local_model_folder(cli, tmp_path, example_image):
     cfg.write_text(f"profiles:\n  default:\n    vision:\n      model: {tmp_path}/nomodel\n")
     result = cli("--config", cfg, "caption", example_image)
     assert result.code == 1
-    assert result.err.strip() == f"error: {tmp_path}/nomodel: model folder not found (check the model path in the profile)"
+    assert result.err.strip() == (f"error: {tmp_path}/nomodel: model folder not found "
+                                  f"(check profiles.default.vision.model in {cfg})")
 
 
 def test_unreachable_hub_fails_at_once_in_one_line(tmp_path, example_image):
@@ -166,3 +176,109 @@ def test_unreachable_hub_fails_at_once_in_one_line(tmp_path, example_image):
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "llava-hf/llava-1.5-7b-hf: model not found in the local cache" in proc.stderr
     assert "(no network)" in proc.stderr
+
+
+# --- prompt length: counted by the processor, refused when it does not fit ------------------------
+
+def raw_input_length(source, image_paths, prompt: str) -> int:
+    """The prompt's length as the model receives it: plain transformers' processor, no visionloop."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    images = [Image.open(p).convert("RGB") for p in image_paths]
+    return len(AutoProcessor.from_pretrained(source)(images=images, text=prompt)["input_ids"][0])
+
+
+def test_prompt_tokens_are_counted_by_the_processor(loop, example_image, tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "wide.png"
+    Image.new("RGB", (120, 60), (0, 90, 200)).save(other)
+    (result,) = call(loop, "see", image=[str(example_image), str(other)], question="which is bluer?")
+    data = result.data
+    vision = loop.ctx.models.llava().model.config.vision_config
+    assert data["image_tokens"] == 2 * (vision.image_size // vision.patch_size) ** 2  # 16 each, not 576
+    assert data["prompt_tokens"] == raw_input_length(data["model"], [example_image, other], data["prompt"])
+    assert data["context_length"] == 2048
+
+
+def test_llava_next_image_tokens_depend_on_the_image(tmp_path):
+    """LLaVA-NeXT cuts an image into tiles: the count changes with the image's shape."""
+    import torch
+    from PIL import Image
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
+                              LlavaNextImageProcessor, LlavaNextProcessor)
+
+    from agent.models.llava import LlavaBackend
+    from agent.models.tiny import LLAVA_CHAT_TEMPLATE, _make_tokenizer
+
+    tok = _make_tokenizer()
+    pins = [[32, 64], [64, 32], [64, 64]]
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, image_size=32, patch_size=8),
+        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512),
+        image_grid_pinpoints=pins, image_token_index=tok.convert_tokens_to_ids("<image>"))
+    LlavaNextForConditionalGeneration(config).save_pretrained(tmp_path / "next")
+    LlavaNextProcessor(image_processor=LlavaNextImageProcessor(size={"shortest_edge": 32}, crop_size=32,
+                                                               image_grid_pinpoints=pins),
+                       tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                       num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE).save_pretrained(tmp_path / "next")
+    next_ = LlavaBackend("next", str(tmp_path / "next"), None, "cpu", torch.float32)
+    counts = {}
+    for size in ((120, 60), (64, 64), (30, 90)):
+        paths = [tmp_path / f"{size[0]}x{size[1]}.png"]
+        Image.new("RGB", size, (200, 10, 10)).save(paths[0])
+        image = Image.open(paths[0]).convert("RGB")
+        prompt = next_.build_prompt("what is it?", 1)
+        counts[size] = next_.image_tokens([image])
+        assert next_.count_tokens(prompt, counts[size]) == raw_input_length(tmp_path / "next", paths, prompt)
+        # a processor without the quick count: the prompt is expanded by the processor instead
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delattr(type(next_.processor), "_get_num_multimodal_tokens")
+            assert next_.image_tokens([image]) == counts[size]
+    assert len(set(counts.values())) > 1, counts
+    assert next_.context_length == 512
+
+
+def test_too_long_a_question_is_refused_in_one_line(cli, example_image, loop):
+    question = "word " * 9000
+    result = cli("see", example_image, "-q", question)
+    assert result.code == 1 and result.out == ""
+    line = result.err
+    assert line.count("\n") == 1 and "Traceback" not in line
+    llava = loop.ctx.models.llava()
+    tokens = raw_input_length(llava.source, [example_image], llava.build_prompt(question, 1))
+    assert tokens > 2048
+    assert line.startswith(f"error: question: the prompt is {tokens} tokens, 16 of them for the image(s)")
+    assert "context is 2048 tokens, which leaves 0 for the answer (max_new_tokens is 24): shorten the question" in line
+
+
+@pytest.mark.parametrize("tool,args", [("see", ("-q", "what?")), ("caption", ()),
+                                       ("read-text", ("--engine", "llava"))])
+def test_no_room_for_the_answer_is_refused_by_every_llava_tool(cli, example_image, tool, args):
+    result = cli(tool, example_image, *args, "--max-new-tokens", "2040")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    name = "question" if tool == "see" else tool
+    assert result.err.startswith(f"error: {name}: the prompt is ")
+    assert "context is 2048 tokens, which leaves" in result.err and "or lower max_new_tokens" in result.err
+    assert cli(tool, example_image, *args, "--max-new-tokens", "8").code == 0
+
+
+def test_restyle_description_is_checked_too(cli, example_image, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    import os
+
+    cfg.write_text(open(os.environ["VISIONLOOP_CONFIG"]).read()
+                   + "profiles:\n  tiny:\n    vision: {model: tiny, max_new_tokens: 4000}\n"
+                   + "    diffusion: {model: tiny, steps: 4, width: 64, height: 64}\n")
+    result = cli("--config", cfg, "restyle", example_image, "--style", "ink")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert result.err.startswith("error: restyle: the prompt is ") and "(max_new_tokens is 4000)" in result.err
+
+
+def test_an_image_marker_in_the_question_is_refused(cli, example_image):
+    result = cli("see", example_image, "-q", "what does <image> mean in this sign?")
+    assert result.code == 1 and result.err.count("\n") == 1
+    assert result.err.startswith("error: question: contains '<image>'")

@@ -11,7 +11,6 @@ from agent.models import ocr
 from agent.tools import ToolCall
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-HAS_TESSERACT = ocr.tesseract_path() is not None
 
 
 def render(path: Path, rows: list[list[str]], size=26, col_width=330) -> Path:
@@ -127,7 +126,7 @@ def test_bad_image_is_a_one_line_error(loop, tmp_path):
     assert result.error and str(bad) in result.error and "\n" not in result.error
 
 
-@pytest.mark.skipif(not HAS_TESSERACT, reason="tesseract is not installed (apt-get install tesseract-ocr)")
+@pytest.mark.needs("tesseract")  # conftest.py: skips without it, an error in CI
 def test_tesseract_reads_two_lines(loop, tmp_path):
     image = render(tmp_path / "two.png", [["Gate B42 closes at 07:15"], ["Meeting moved to Room 3"]])
     [result] = read(loop, image, engine="tesseract", lang="en")
@@ -173,7 +172,7 @@ def test_the_configured_engine_is_the_default(loop, tmp_path, monkeypatch):
 
 
 def test_a_likely_space_at_a_blank_step_is_decoded():
-    np = pytest.importorskip("numpy")
+    import numpy as np
     from rapidocr_onnxruntime.ch_ppocr_rec.utils import CTCLabelDecode
 
     decoder = CTCLabelDecode(character=["a", "b"])  # -> blank, a, b, space
@@ -205,3 +204,32 @@ def test_read_text_lang_with_rapidocr_gives_a_note_the_cli_prints(loop, tmp_path
     assert "note: lang de is not used by the rapidocr engine" in res.err
     res = cli("read-text", image, "--engine", "rapidocr", "--lang", "en")
     assert res.code == 0 and "note:" not in res.err
+
+
+@pytest.mark.parametrize("lang", ["../../etc/passwd", "en+", "-", "en de", "en;rm"])
+def test_a_malformed_lang_is_one_line_naming_the_argument(cli, tmp_path, lang):
+    image = render(tmp_path / "one.png", [["Platform 9"]])
+    for engine in ("rapidocr", "tesseract", "llava"):
+        res = cli("read-text", image, "--engine", engine, "--lang", lang)
+        assert res.code == 1 and res.out == "" and res.err.count("\n") == 1, res.err
+        assert res.err.startswith(f"error: lang: expected language codes joined by '+'") and repr(lang) in res.err
+
+
+def test_a_malformed_lang_in_the_config_names_the_config_key(cli, tmp_path, session_config_file):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(session_config_file.read_text() + "ocr: {lang: 'de/../x'}\n")
+    res = cli("--config", cfg, "read-text", render(tmp_path / "one.png", [["Platform 9"]]), "--engine", "rapidocr")
+    assert res.code == 1 and res.err.startswith("error: ocr.lang (in the config): expected language codes")
+
+
+@pytest.mark.needs("tesseract")
+def test_a_language_tesseract_lacks_is_one_line_naming_lang(cli, tmp_path):
+    res = cli("read-text", render(tmp_path / "one.png", [["Platform 9"]]), "--engine", "tesseract", "--lang", "xx")
+    assert res.code == 1 and res.err == "error: lang: tesseract has no language data for 'xx': install tesseract-ocr-xx\n"
+
+
+def test_generation_settings_with_an_ocr_engine_are_noted(loop, tmp_path):
+    image = render(tmp_path / "one.png", [["Platform 9"]])
+    [result] = read(loop, image, engine="rapidocr", temperature=0.7, seed=3)
+    assert result.error is None
+    assert result.data["notes"] == ["temperature, seed: used by --engine llava only, not by rapidocr"]

@@ -123,3 +123,24 @@ def test_broken_plugin_warning_is_silenced_by_quiet(tmp_path):
     assert loud.returncode == 0 and "plugin broken" in loud.stderr and "no_such_module_xyz" in loud.stderr
     quiet = run_subprocess("--config", cfg, "tools", "-q")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_empty_values_are_refused_for_any_tools_inputs(tmp_path, cli):
+    """A third-party tool's text input: empty or blank is refused from the CLI and from raw
+    values (workflows, the chat) alike, naming the input."""
+    from agent.errors import InputError
+    from agent.tools import Input, Tool, ToolResult, check_args
+
+    folder = plugin_folder(tmp_path, {"shout.py": PLUGIN})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
+    for blank in ("", "   ", "\t\n"):
+        result = cli("--config", cfg, "shout", blank)
+        assert result.code == 1 and result.err.strip() == "error: text: must not be empty", result.err
+    tool = Tool("t", "", [Input("text", "text"), Input("pick", "choice", choices=("a", "b")),
+                          Input("n", "int"), Input("img", "image", multiple=True)], lambda ctx, **kw: ToolResult("t"))
+    with pytest.raises(InputError) as err:
+        check_args(tool, {"text": " ", "pick": "", "n": "", "img": ["a.png", ""]})
+    assert str(err.value) == ("text: must not be empty; pick: must not be empty; n: must not be empty; "
+                              "img: expected a file path, got an empty string")
+    assert check_args(tool, {"text": " x "})["text"] == " x "  # not blank: kept as given

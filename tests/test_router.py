@@ -1,5 +1,6 @@
 """The built-in router: a table of phrasings -> tools (add to it whenever a phrasing is
-mis-routed), regions, explicit /tool commands, ambiguity and the hook order."""
+mis-routed), regions, explicit /tool commands and ambiguity. The hook order and plugins' own
+rules: test_chat_router_hook.py."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import shutil
 
 import pytest
 
-from agent.hookspecs import hookimpl
-from agent.chat.router import REGIONS, ensure_registered, route
+from agent.chat.router import REGIONS, RULES, route, wants_help
+from agent.chat.rules import Request, first_match
 from agent.chat.session import Session
-from agent.tools import Input, Tool, ToolCall
+from agent.tools import ToolCall
 
 # phrase -> (tool, expected arguments that must be present with these values)
 # "#1"/"#2" in the expectations stand for the path of that image.
@@ -214,9 +215,23 @@ def _expand(value, session):
     return value
 
 
-def test_the_table_is_varied():
-    assert len(ROUTES) >= 30
-    assert {tool for _, tool, _ in ROUTES} == {"see", "caption", "read-text", "draw", "restyle", "edit"}
+def test_every_rule_is_reached_by_the_table(two_images, registry):
+    """The rule that answers each phrase routes to the tool the table expects, and every built-in
+    rule answers at least one phrase: a rule no phrase reaches is dead or untested."""
+    answered = {}
+    for phrase, _ in QUESTIONS:  # first: a routed edit's box is remembered for "in the box"
+        if wants_help(phrase):  # answered before any rule
+            continue
+        found = first_match(RULES, Request.read(phrase, two_images, registry.tools))
+        if found is not None:
+            assert isinstance(found[1], str), phrase  # a question back, never a call
+            answered.setdefault(found[0].name, phrase)
+    for phrase, tool, _ in ROUTES:
+        rule, answer = first_match(RULES, Request.read(phrase, two_images, registry.tools))
+        assert rule.tool == tool and answer.tool == tool, (phrase, rule.name)
+        answered.setdefault(rule.name, phrase)
+    assert sorted(answered) == sorted(rule.name for rule in RULES)
+    assert {rule.tool for rule in RULES} - {None} == set(registry.tools)
 
 
 @pytest.mark.parametrize("phrase, tool, expected", ROUTES, ids=[p for p, _, _ in ROUTES])
@@ -324,34 +339,3 @@ def test_routing_is_the_same_whatever_tools_exist():
     session = Session()
     reply = route("draw a cat", session, {})
     assert reply.startswith("the draw tool is not available")
-
-
-# --- the hook --------------------------------------------------------------------------------
-
-class _ShoutRouter:
-    """A plugin router: 'magic' means caption; anything else is left to the next router."""
-
-    @hookimpl
-    def route_message(self, message, session, tools):
-        return ToolCall("caption", {"image": [session.current.path]}) if "magic" in message else None
-
-
-def test_plugin_routers_run_before_the_built_in_one(two_images):
-    from agent.plugins import load_registry
-
-    registry = load_registry(extra=[_ShoutRouter()])
-    ensure_registered(registry.pm)
-    ensure_registered(registry.pm)  # idempotent
-    hook = registry.pm.hook.route_message
-    # "draw magic" would be a drawing for the built-in router; the plugin's answer wins.
-    assert hook(message="draw magic", session=two_images, tools=registry.tools).tool == "caption"
-    assert hook(message="describe it", session=two_images, tools=registry.tools).tool == "caption"
-    assert hook(message="read the text", session=two_images, tools=registry.tools).tool == "read-text"
-    assert hook.get_hookimpls()[0].plugin_name == "visionloop-router"  # called last
-
-
-def test_a_fake_tool_set_routes_by_input_names():
-    """Third-party tools with the same names and other inputs still get valid calls."""
-    run = lambda ctx, **kw: None  # noqa: E731
-    tools = {"draw": Tool("draw", "d", [Input("prompt", "text", required=True), Input("size", "size")], run)}
-    assert route("draw a tiny house", Session(), tools) == ToolCall("draw", {"prompt": "a tiny house"})

@@ -61,11 +61,11 @@ def test_catch_up_scan_then_restart_does_not_reprocess(env, make_watcher):
     for i in range(3):
         png(env / "in" / f"p{i}.png", i)
     w = make_watcher([make_rule(env)])
-    assert w.run_once() == {"processed": 3, "failed": 0, "skipped": 0}
+    assert w.run_once() == {"processed": 3, "failed": 0, "skipped": 0, "unfinished": 0}
     assert len(runs(env)) == 3 and all((r / "manifest.json").is_file() for r in runs(env))
     w.stop()
     w2 = make_watcher([make_rule(env)])  # a restart: same ledger, same files
-    assert w2.run_once() == {"processed": 0, "failed": 0, "skipped": 3}
+    assert w2.run_once() == {"processed": 0, "failed": 0, "skipped": 3, "unfinished": 0}
     assert len(runs(env)) == 3
     assert sorted(p.name for p in (env / "in").iterdir()) == ["p0.png", "p1.png", "p2.png"]  # kept in place
 
@@ -74,7 +74,7 @@ def test_duplicate_content_runs_once(env, make_watcher):
     png(env / "in" / "a.png", 5)
     (env / "in" / "copy of a.png").write_bytes((env / "in" / "a.png").read_bytes())
     w = make_watcher([make_rule(env)])
-    assert w.run_once() == {"processed": 1, "failed": 0, "skipped": 1}
+    assert w.run_once() == {"processed": 1, "failed": 0, "skipped": 1, "unfinished": 0}
     assert len(runs(env)) == 1
     assert w.status()["alt"]["duplicate"] == 1 and w.status()["alt"]["done"] == 1
 
@@ -84,7 +84,7 @@ def test_every_ignored_name_is_left_alone(env, make_watcher):
         png(env / "in" / name, i)
     png(env / "in" / "real.png", 77)
     w = make_watcher([make_rule(env, patterns=["*"])])
-    assert w.run_once() == {"processed": 1, "failed": 0, "skipped": 0}
+    assert w.run_once() == {"processed": 1, "failed": 0, "skipped": 0, "unfinished": 0}
     ledger_rows = next(iter(w.ledgers.values())).rows()
     assert [Path(r["path"]).name for r in ledger_rows] == ["real.png"]
     assert all((env / "in" / n).exists() for n in IGNORED)
@@ -96,14 +96,14 @@ def test_corrupt_image_goes_to_failed_with_record_and_is_not_retried(env, make_w
     (failed / "broken.png").write_bytes(b"an older failure")
     (env / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     w = make_watcher([make_rule(env)])
-    assert w.run_once() == {"processed": 0, "failed": 1, "skipped": 0}
+    assert w.run_once() == {"processed": 0, "failed": 1, "skipped": 0, "unfinished": 0}
     moved = failed / "broken (1).png"
     assert moved.is_file() and (failed / "broken.png").read_bytes() == b"an older failure"
     record = json.loads((failed / "broken (1).png.error.json").read_text())
     assert "broken.png" in record["error"] and record["step"] == "cap" and record["attempts"] == 1
     assert record["versions"]["visionloop"] and record["sha256"]
     assert not (env / "in" / "broken.png").exists()
-    assert w.run_once() == {"processed": 0, "failed": 0, "skipped": 0}  # the rescan leaves it alone
+    assert w.run_once() == {"processed": 0, "failed": 0, "skipped": 0, "unfinished": 0}  # the rescan leaves it alone
     # --retry-failed puts it back in line (it fails again: same bytes)
     assert w.retry_failed() == 1
     assert (env / "in" / "broken (1).png").exists() and not (failed / "broken (1).png.error.json").exists()
@@ -113,7 +113,7 @@ def test_corrupt_image_goes_to_failed_with_record_and_is_not_retried(env, make_w
 def test_empty_file_fails_at_the_ceiling(env, make_watcher):
     (env / "in" / "empty.png").touch()
     w = make_watcher([make_rule(env, settle=0.05, ceiling=0.5)])
-    assert w.run_once() == {"processed": 0, "failed": 1, "skipped": 0}
+    assert w.run_once() == {"processed": 0, "failed": 1, "skipped": 0, "unfinished": 0}
     assert json.loads((env / "in" / "failed" / "empty.png.error.json").read_text())["error"] == "empty file"
 
 
@@ -190,7 +190,7 @@ def test_burst_of_200_files_each_once(env, make_watcher):
     _burst(env, make_watcher, 200)
 
 
-def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher, monkeypatch):
+def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher, monkeypatch, registry, tiny_config):
     from agent.images import sha256_file as file_sha256
 
     f = png(env / "in" / "a.png", 1)
@@ -198,14 +198,20 @@ def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher, monkeyp
     old_run.mkdir(parents=True)
     (old_run / "manifest.json").write_text(json.dumps({"format": "visionloop-run/1", "status": "running",
                                                        "steps": [], "error": None}))
+    from agent.watch.ledger import Key
+    from agent.watch.rules import fingerprint
+    from agent.workflows import load_workflow
+
+    rule = make_rule(env)
+    key = Key(file_sha256(f), "alt", fingerprint(load_workflow(rule.workflow, tiny_config, registry), rule))
     led = Ledger(env / "out")
-    led.claim(file_sha256(f), "alt", f)
-    led.start(file_sha256(f), "alt")
-    led.set_run_dir(file_sha256(f), "alt", str(old_run))
+    led.claim(key, f)
+    led.start(key)
+    led.set_run_dir(key, str(old_run))
     led.close()
     recorded = []  # the runner names each run folder to the ledger as soon as it exists
     real = Ledger.set_run_dir
-    monkeypatch.setattr(Ledger, "set_run_dir", lambda self, *a: (recorded.append(a[2]), real(self, *a))[1])
+    monkeypatch.setattr(Ledger, "set_run_dir", lambda self, *a: (recorded.append(a[1]), real(self, *a))[1])
     w = make_watcher([make_rule(env)])
     old = json.loads((old_run / "manifest.json").read_text())
     assert old["status"] == "interrupted" and "interrupted" in old["error"]
@@ -231,7 +237,7 @@ def test_once_fails_a_settled_empty_file_at_once_but_watching_waits(env, make_wa
     t = threading.Thread(target=lambda: done.update(counts=once.run_once()), daemon=True)
     t.start()
     t.join(60)  # not the 300 s ceiling: nothing will write to it during a one-off pass
-    assert done.get("counts") == {"processed": 0, "failed": 1, "skipped": 0}
+    assert done.get("counts") == {"processed": 0, "failed": 1, "skipped": 0, "unfinished": 0}
     assert json.loads((env / "in" / "failed" / "empty.png.error.json").read_text())["error"] == "empty file"
 
 
@@ -258,7 +264,7 @@ def test_once_names_each_file_it_keeps_waiting_for(env, make_watcher):
     t.start()
     counts = w.run_once()
     t.join()
-    assert counts == {"processed": 1, "failed": 0, "skipped": 0}
+    assert counts == {"processed": 1, "failed": 0, "skipped": 0, "unfinished": 0}
     assert len(notes) == 1, notes  # one line per file, not one per poll
     assert notes[0].startswith(f"[alt] waiting for {env / 'in' / 'slow.png'}: not settled after ")
     assert "needs 0.3 s unchanged" in notes[0]

@@ -30,9 +30,9 @@ def test_once_json_then_status(env, cli):
     args = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.1")
     r = cli(*args, "--once", "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out) == {"processed": 3, "failed": 0, "skipped": 0}
+    assert json.loads(r.out) == {"processed": 3, "failed": 0, "skipped": 0, "unfinished": 0}
     r = cli(*args, "--once", "--json")
-    assert json.loads(r.out) == {"processed": 0, "failed": 0, "skipped": 3}
+    assert json.loads(r.out) == {"processed": 0, "failed": 0, "skipped": 3, "unfinished": 0}
     r = cli(*args, "--status", "--json")
     assert r.code == 0 and json.loads(r.out)["in"]["done"] == 3
     r = cli(*args, "--status")
@@ -132,7 +132,7 @@ def test_once_exits_1_when_a_file_failed(env, cli):
     args = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.1", "--once")
     r = cli(*args, "--json")
     assert r.code == 1, r.err
-    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0}
+    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0, "unfinished": 0}
     assert (env / "in" / "failed" / "broken.png").is_file()
     r = cli(*args)  # nothing new failed this time: exit 0 again
     assert r.code == 0 and "failed 0" in r.out
@@ -173,7 +173,7 @@ def test_once_json_says_on_stderr_which_files_it_waits_for(env, cli, monkeypatch
             "--once", "--json")
     t.join()
     assert r.code == 1, r.err  # the empty file failed
-    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0}
+    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0, "unfinished": 0}
     waiting = [line for line in r.err.splitlines() if "waiting for" in line]
     assert len(waiting) == 1 and "slow.png: not settled after" in waiting[0], r.err
     assert json.loads((env / "in" / "failed" / "empty.png.error.json").read_text())["error"] == "empty file"

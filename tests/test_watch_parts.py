@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.watch.ledger import Ledger, WatchError, ledger_path
-from agent.watch.runner import is_transient, move_no_clobber
+from agent.watch.ledger import Key, Ledger, WatchError, ledger_path
+from agent.watch.outcome import move_no_clobber
+from agent.watch.runner import is_transient
 from agent.watch.scanner import inotify_message, scan
 from agent.watch.stability import Tracker, ignored_name, wanted
 
@@ -33,14 +34,17 @@ def test_ledger_lives_in_state_folder_one_per_output(tmp_path):
 def test_claim_runs_once_and_records_duplicates(tmp_path):
     led = Ledger(tmp_path / "out")
     try:
-        assert led.claim("h1", "r", tmp_path / "a.png").action == "run"
-        led.start("h1", "r")
-        assert led.claim("h1", "r", tmp_path / "a.png").action == "busy"
-        led.finish("h1", "r", "done", outputs=["o1"])
-        assert led.claim("h1", "r", tmp_path / "a.png").action == "done"
-        assert led.claim("h1", "r", tmp_path / "b.png").action == "duplicate"
-        assert led.claim("h1", "other-rule", tmp_path / "a.png").action == "run"  # keyed by sha + rule
-        assert led.claim("o1", "r", tmp_path / "out.png").action == "own-output"
+        (tmp_path / "a.png").write_bytes(b"a")
+        (tmp_path / "b.png").write_bytes(b"a")
+        k = Key("h1", "r", "fp")
+        assert led.claim(k, tmp_path / "a.png").action == "run"
+        led.start(k)
+        assert led.claim(k, tmp_path / "a.png").action == "busy"
+        led.finish(k, "done", outputs=["o1"])
+        assert led.claim(k, tmp_path / "a.png").action == "done"
+        assert led.claim(k, tmp_path / "b.png").action == "duplicate"
+        assert led.claim(Key("h1", "other-rule", "fp"), tmp_path / "a.png").action == "run"  # keyed by sha + rule
+        assert led.claim(Key("o1", "r", "fp"), tmp_path / "out.png").action == "own-output"
         counts = led.counts()
         assert counts["r"]["done"] == 1 and counts["r"]["duplicate"] == 1
         assert counts["other-rule"]["queued"] == 1
@@ -49,18 +53,20 @@ def test_claim_runs_once_and_records_duplicates(tmp_path):
 
 
 def test_stale_running_is_redone_once_then_failed(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"a")
+    k = Key("h", "r", "fp")
     led = Ledger(tmp_path / "out")
-    led.claim("h", "r", tmp_path / "a.png")
-    led.start("h", "r")
+    led.claim(k, tmp_path / "a.png")
+    led.start(k)
     led.close()  # the process "died" with the job running
     led = Ledger(tmp_path / "out")
     assert led.recover() == []
     row = led.rows("r")[0]
     assert (row["state"], row["redone"]) == ("queued", 1)
-    led.start("h", "r")
+    led.start(k)
     led.close()  # died again on the redo
     led = Ledger(tmp_path / "out")
-    assert led.recover() == [("h", "r", str(tmp_path / "a.png"))]
+    assert led.recover() == [(k, str(tmp_path / "a.png"))]
     assert led.rows("r")[0]["state"] == "failed"
     led.close()
 
@@ -185,15 +191,66 @@ def test_tracker_one_off_pass_fails_a_settled_empty_file_at_once(tmp_path):
 
 
 def test_ledger_run_dir_of_running_rows(tmp_path):
+    k = Key("h", "r", "fp")
     led = Ledger(tmp_path / "out")
-    led.claim("h", "r", tmp_path / "a.png")
-    led.start("h", "r")
+    led.claim(k, tmp_path / "a.png")
+    led.start(k)
     assert led.stale_run_dirs() == []  # no run folder yet
-    led.set_run_dir("h", "r", "/runs/1")
+    led.set_run_dir(k, "/runs/1")
     assert led.stale_run_dirs() == ["/runs/1"]
-    led.finish("h", "r", "failed", error="x")
+    led.finish(k, "failed", error="x")
     assert led.stale_run_dirs() == [] and led.rows()[0]["run_dir"] == "/runs/1"
-    led.requeue("h", "r", tmp_path / "a.png")
-    led.start("h", "r")  # a new attempt: the old run folder (finished) is not this one's
+    led.requeue(k, tmp_path / "a.png")
+    led.start(k)  # a new attempt: the old run folder (finished) is not this one's
     assert led.stale_run_dirs() == [] and led.rows()[0]["run_dir"] is None
     led.close()
+
+
+def test_out_of_gpu_memory_is_transient():
+    class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError, without importing torch
+        pass
+
+    assert is_transient("out of GPU memory drawing one image at 512x512: try a smaller size")  # the diffusion backend
+    assert is_transient("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert is_transient("MPS backend out of memory (MPS allocated: 1.2 GB)")
+    assert is_transient(OutOfMemoryError("Tried to allocate 20.00 MiB"))
+    assert not is_transient("a.png: image is larger than the memory limit allows")
+
+
+def test_ledger_refuses_an_unknown_state_with_a_real_check(tmp_path):
+    import subprocess
+    import sys
+
+    led = Ledger(tmp_path / "out")
+    try:
+        k = Key("h", "r", "fp")
+        led.claim(k, tmp_path / "a.png")
+        with pytest.raises(ValueError, match="cannot finish in state 'dnoe'"):
+            led.finish(k, "dnoe")
+        assert led.rows()[0]["state"] == "queued"
+    finally:
+        led.close()
+    code = ("import sys; from agent.watch.ledger import Key, Ledger; led = Ledger(sys.argv[1]); "
+            "led.claim(Key('h', 'r', 'fp'), sys.argv[1]);\n"
+            "try: led.finish(Key('h', 'r', 'fp'), 'dnoe')\nexcept ValueError: print('refused')")
+    r = subprocess.run([sys.executable, "-O", "-c", code, str(tmp_path / "out2")], capture_output=True, text=True,
+                       timeout=120)
+    assert r.stdout.strip() == "refused", r.stderr  # `assert` would be gone under -O
+
+
+def test_a_file_that_is_a_link_is_never_moved(tmp_path):
+    target = tmp_path / "elsewhere.png"
+    target.write_bytes(b"x")
+    (tmp_path / "in").mkdir()
+    link = tmp_path / "in" / "a.png"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        move_no_clobber(link, tmp_path / "in" / "failed")
+    assert link.is_symlink() and target.read_bytes() == b"x" and not (tmp_path / "in" / "failed").exists()
+    (tmp_path / "linked-failed").mkdir()
+    (tmp_path / "in" / "failed").symlink_to(tmp_path / "linked-failed")
+    real = tmp_path / "in" / "b.png"
+    real.write_bytes(b"y")
+    with pytest.raises(OSError, match="not a folder"):
+        move_no_clobber(real, tmp_path / "in" / "failed")  # a linked failed/ is not followed either
+    assert real.exists() and not list((tmp_path / "linked-failed").iterdir())

@@ -72,8 +72,8 @@ def test_periodic_rescan_finds_files_whose_events_were_lost(env, loop, registry,
     w = Watcher([rule(env, rescan=0.3)], loop, registry, tiny_config, announce=done.append)
     watchers.append(w)
     w.start()
-    w._observer.stop()  # the OS drops every event from now on (queue overflow, a network share)
-    w._observer.join()
+    w.events._observer.stop()  # the OS drops every event from now on (queue overflow, a network share)
+    w.events._observer.join()
     png(env / "in" / "late.png")
     assert wait_for(lambda: len(done) == 1)
     assert "late.png" in done[0]
@@ -108,7 +108,7 @@ def test_transient_error_is_retried_with_backoff(env, loop, tiny_config, watcher
     w = Watcher([rule(env, workflow=str(env / "flaky.yaml"), retries=2)], loop, registry, tiny_config,
                 backoff=0.05)
     watchers.append(w)
-    assert w.run_once() == {"processed": 1, "failed": 1, "skipped": 0}
+    assert w.run_once() == {"processed": 1, "failed": 1, "skipped": 0, "unfinished": 0}
     rows = {Path(r["path"]).name: r for r in next(iter(w.ledgers.values())).rows()}
     assert rows["once.png"]["state"] == "done" and rows["once.png"]["attempts"] == 2
     assert FlakyPlugin.calls["always.png"] == 3  # the first try and 2 retries, then it gives up

@@ -2,7 +2,8 @@
 
 import pytest
 
-from agent.workflows.refs import Ref, RefError, Scope, StepValues, find_refs, parse_ref, resolve, whole_ref
+from agent.workflows.refs import (Ref, RefError, Scope, StepValues, find_refs, literal_part, parse_ref, resolve,
+                                  whole_ref)
 
 
 @pytest.fixture
@@ -65,3 +66,9 @@ def test_find_refs_reports_malformed_and_unclosed():
     assert refs == [Ref("inputs", "x"), Ref("steps", "s", "text")]
     assert len(bad) == 2 and "not a reference: '${oops}'" in bad[0] and "unclosed" in bad[1]
     assert whole_ref(" ${inputs.x} ") == Ref("inputs", "x") and whole_ref("a ${inputs.x}") is None
+
+
+def test_literal_part_is_what_every_substitution_keeps():
+    assert literal_part("a ${steps.s.text} b ${inputs.x}") == "a  b "
+    assert literal_part("cost $${inputs.n}!") == "cost ${inputs.n}!"  # as resolve writes it
+    assert literal_part("no refs") == "no refs"

@@ -307,7 +307,7 @@ def test_reference_types_must_fit_the_argument(fakes):
           photo: {type: image}
           mood: {type: choice, choices: [calm, wild]}
           detail: {type: choice, choices: [short, long, epic]}
-          n: {type: int, default: 3}
+          n: {type: int, default: 1}
           f: {type: float, default: 0.5}
         steps:
           - id: cap

@@ -1,5 +1,7 @@
 """Fake tools for the workflow tests: instant, deterministic, no model. Registered with
-`load_registry(extra=[workflow_fakes])` or copied into a `plugins.paths` folder for CLI tests."""
+`load_registry(extra=[workflow_fakes])` or copied into a `plugins.paths` folder for CLI tests.
+`paint` and `look` declare what they return (checked by `validate`); `echo` and `boom` do not
+(so what they return is only known at run time)."""
 
 import random
 import time
@@ -49,7 +51,8 @@ def register_tools(register):
     register(Tool("paint", "fake drawing", [Input("prompt", "text", required=True),
                                             Input("strength", "float", 0.5, min=0.0, max=1.0),
                                             Input("seed", "int", None, min=0),
-                                            Input("image", "image", None)], paint))
+                                            Input("image", "image", None)], paint,
+                  returns_images=True, data_keys=("seed", "model")))
     register(Tool("look", "fake caption", [Input("image", "image", required=True, multiple=True)], look,
-                  each="image"))
+                  each="image", returns_images=False, data_keys=("width",)))
     register(Tool("boom", "always fails", [Input("text", "text", "x")], boom))

@@ -1,7 +1,9 @@
 """The chat face: a conversation in a terminal or over a pipe.
 
-- `engine`: `Chat.handle(line)`, one line in, answers out (the chat's own `/commands` here);
+- `engine`: `Chat.handle(line)`, one line in, answers out (the chat's own `/commands` here;
+  `/run` in `run_command`, `/open` in `viewer`);
 - `router`: plain words and `/tool args` to a tool call (the built-in `route_message` hook);
+- `rules`, `intents`, `phrases`: the routing rules as data (`Rule`), the built-in table, its patterns;
 - `slash_commands`: `/tool args` parsed with the CLI's options, and filling a call from the conversation;
 - `session`: the numbered images and the turns;
 - `output`: what the user sees (streamed text, lines, or JSON objects);

@@ -9,21 +9,16 @@ question (sent to LLaVA with the earlier turns) is a job on the loop.
 
 from __future__ import annotations
 
-import json
 import logging
-import shlex
-import shutil
-import subprocess
-import sys
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any, Callable
 
 from agent.chat.output import Output
 from agent.errors import Cancelled, VisionloopError
-from agent.images import IMAGE_SUFFIXES
 from agent.chat.router import ensure_registered, wants_help
 from agent.chat.session import Session
+from agent.chat.slash_commands import split_words
+from agent.chat.viewer import open_image
 from agent.tools import ToolCall, ToolResult, run_tool
 
 log = logging.getLogger(__name__)
@@ -46,6 +41,9 @@ HELP = {
     "/quit": "leave (or Ctrl-D); Ctrl-C cancels the job in hand",
 }
 CHAT_COMMANDS = ("/help", "/image", "/images", "/open", "/run", "/reset", "/save", "/quit", "/exit")
+# The longest line the chat reads, in characters: far more than any prompt or question a model
+# takes (tools check their own limits), short enough to route and echo safely.
+MAX_LINE = 32 * 1024
 
 
 class Chat:
@@ -63,7 +61,11 @@ class Chat:
 
     # -- one line ------------------------------------------------------------------------
     def handle(self, line: str) -> bool:
-        """Answer one line; False means the user asked to leave."""
+        """Answer one line; False means the user asked to leave. Whatever the line, the answer
+        is printed (a mistake in one line) and the chat goes on."""
+        if len(line) > MAX_LINE:
+            self.refuse_long_line(len(line))
+            return True
         line = line.strip()
         if not line:
             return True
@@ -79,7 +81,17 @@ class Chat:
                 self._route(line)
         except VisionloopError as exc:  # a bad path, an unknown #N: one line, the chat goes on
             self._error(str(exc))
+        except OSError as exc:  # a file the user named that the system refused
+            self._error(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        except Exception as exc:  # a bug, not the user's mistake: one line (-v shows where), the chat goes on
+            log.info("the chat failed on a line", exc_info=True)
+            self._error(f"internal error ({type(exc).__name__}: {exc}); the chat goes on (-v shows where)")
         return True
+
+    def refuse_long_line(self, length: int) -> None:
+        """A line over `MAX_LINE`: said in one line, never echoed, never kept in the transcript."""
+        self._error(f"that line is {length:,} characters long; the chat reads at most {MAX_LINE:,} "
+                    f"per line, so nothing was done")
 
     def _error(self, text: str) -> None:
         self.session.add_turn("error", text)
@@ -170,9 +182,10 @@ class Chat:
         self._say("\n".join(lines), "help")
 
     def cmd_image(self, rest: str) -> None:
-        if not rest:
+        paths = [word for word in split_words(rest) if word.strip()]
+        if not paths:
             raise VisionloopError("usage: /image PATH")
-        for path in _split(rest):
+        for path in paths:
             pic = self.session.attach(path)
             self._say(f"#{pic.number} {pic.path} ({pic.size[0]}x{pic.size[1]})", "image")
 
@@ -187,120 +200,34 @@ class Chat:
         self._say("forgot the conversation and the images", "reset")
 
     def cmd_save(self, rest: str) -> None:
-        if not rest:
-            raise VisionloopError("usage: /save FILE")
-        target = self.session.save(_split(rest)[0])
+        words = [word for word in split_words(rest) if word.strip()]
+        if len(words) != 1:
+            raise VisionloopError("usage: /save FILE" + (" (quote a name with spaces)" if words else ""))
+        target = self.session.save(words[0])
         self._say(f"saved the transcript to {target}", "saved")
 
     def cmd_open(self, rest: str) -> None:
-        words = _split(rest)
-        pic = self.session.image(int(words[0].lstrip("#"))) if words and words[0].lstrip("#").isdigit() \
-            else self.session.current
+        words = split_words(rest)
+        if len(words) > 1 or (words and not words[0].lstrip("#").isdecimal()):
+            raise VisionloopError("usage: /open [#N] (the latest image without #N)")
+        pic = self.session.image(words[0].lstrip("#")) if words else self.session.current
         if pic is None:
             raise VisionloopError("usage: /open #N (no images yet)")
-        viewer = find_viewer()
-        if viewer is None:
+        try:
+            opened = open_image(pic.path)
+        except OSError as exc:
+            raise VisionloopError(f"could not open #{pic.number} {pic.path}: {exc.strerror or exc}") from None
+        if not opened:
             self._say(f"no image viewer found here; #{pic.number} is at {pic.path}", "open")
             return
-        subprocess.Popen([*viewer, pic.path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
         self._say(f"opened #{pic.number} {pic.path}", "open")
 
     def cmd_run(self, rest: str) -> None:
-        """`/run WORKFLOW [name=value ...]`, with the CLI's `--input/-i NAME=VALUE` and
-        `--dry-run` (the plan, as `visionloop run --dry-run` prints it; nothing loads)."""
-        try:
-            from agent.workflows.plan import add_run_arguments, parse_inputs
-            from agent.workflows import check_inputs, load_workflow, run_workflow
-        except ImportError:
-            raise VisionloopError("workflows are not available in this installation") from None
-        from agent.chat.slash_commands import _ArgError, _ChatParser
+        """`/run WORKFLOW [name=value ...]` (`agent.chat.run_command`)."""
+        from agent.chat.run_command import run_command
 
-        # the CLI's own arguments, plus bare name=value words; errors raise instead of exiting
-        parser = _ChatParser(prog="/run", add_help=False, allow_abbrev=False)
-        add_run_arguments(parser)
-        parser.add_argument("words", nargs="*", metavar="NAME=VALUE")
-        try:
-            ns, unknown = parser.parse_known_intermixed_args(_split(rest))
-        except _ArgError as exc:
-            if "-i/--input" in str(exc):
-                raise VisionloopError("/run: --input needs NAME=VALUE") from None
-            raise VisionloopError("usage: /run WORKFLOW [--dry-run] [name=value | --input NAME=VALUE ...]") from None
-        pairs = []
-        for pair in [*ns.inputs, *ns.words, *unknown]:  # unknown: `--seed=3` is taken as seed=3
-            key, eq, value = pair.partition("=")
-            pairs.append(f"{key.strip().lstrip('-').replace('-', '_')}={value}" if eq and key.strip("-") else pair)
-        inputs = parse_inputs(pairs, bad="/run: expected name=value (or --input NAME=VALUE), got {pair!r}",
-                              twice="/run: input {name!r} given twice")
-        wf = load_workflow(ns.workflow, self.config, self.registry)
-        for key in wf.image_inputs():
-            value = inputs.get(key)
-            if value is not None and value.startswith("#") and value[1:].isdigit():
-                inputs[key] = self.session.image(int(value[1:])).path
-            elif value is None and self.session.current is not None and \
-                    wf.spec.inputs[key].default is None:
-                inputs[key] = self.session.current.path
-        out_dir = Path(self.loop.ctx.out_dir)
-        if ns.dry_run:
-            self.show_plan(wf, check_inputs(wf, inputs), out_dir)
-            return
-        outcome = self.wait(self.submit(lambda ctx: run_workflow(wf, inputs, ctx, self.registry, out_dir)))
-        if outcome is not None:
-            self.show_outcome(outcome)
-
-    def show_plan(self, wf, values: dict, out_dir: Path) -> None:
-        """The CLI's dry-run plan, built and worded by the same code (`agent.workflows.plan`)."""
-        from agent.workflows.plan import build_plan, format_plan
-
-        plan = build_plan(wf, values, self.config, self.registry, out_dir)
-        if self.out.json_mode:
-            with self.out.lock:
-                print(json.dumps(plan, ensure_ascii=False, default=str), file=self.out.out, flush=True)
-            self.session.add_turn("note", f"planned workflow {wf.name}")
-            return
-        self._say(format_plan(plan), "plan")
-
-    def show_outcome(self, outcome) -> None:
-        """A workflow's result: its image outputs join the list."""
-        numbers = []
-        for value in outcome.outputs.values():
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, str) and Path(item).suffix.lower() in IMAGE_SUFFIXES \
-                        and Path(item).is_file():
-                    numbers.append(self.session.attach(item, source=outcome.workflow).number)
-        if self.out.json_mode:
-            with self.out.lock:
-                print(json.dumps({**outcome.to_json(), "image_numbers": numbers}, ensure_ascii=False, default=str),
-                      file=self.out.out, flush=True)
-            return
-        if not outcome.ok:
-            self._error(f"workflow {outcome.workflow} failed: {outcome.error}")
-            return
-        lines = [f"workflow {outcome.workflow}: {outcome.status} ({outcome.run_dir})"]
-        lines += [f"  {k}: {v}" for k, v in outcome.outputs.items()]
-        lines += [f"#{n} {self.session.image(n).path}" for n in numbers]
-        self._say("\n".join(lines), "workflow")
+        run_command(self, rest)
 
     def announce(self, text: str) -> None:
         """For the watcher: a line between turns."""
         self.out.say(text, "watch")
-
-
-def find_viewer() -> list[str] | None:
-    """The system's image viewer command, where there is one."""
-    if sys.platform == "darwin":
-        return ["open"]
-    if sys.platform.startswith("win"):
-        return ["cmd", "/c", "start", ""]
-    for name in ("xdg-open", "gio"):
-        found = shutil.which(name)
-        if found:
-            return [found, "open"] if name == "gio" else [found]
-    return None
-
-
-def _split(text: str) -> list[str]:
-    try:
-        return shlex.split(text)
-    except ValueError:
-        return text.split()

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 
 from agent.tools import ToolResult
+
+# The longest word a message echoes back whole: room for any real path, not for a pasted blob.
+LONGEST_WORD = 300
+_LONG_WORD = re.compile(r"\S{%d,}" % (LONGEST_WORD + 1))
+
+
+def shorten_words(text: str) -> str:
+    """`text` with each word longer than `LONGEST_WORD` cut to its start and end and its length:
+    a message quoting what the user typed never echoes a pasted blob whole."""
+    return _LONG_WORD.sub(lambda m: f"{m.group(0)[:200]}...{m.group(0)[-40:]} ({len(m.group(0)):,} characters)", text)
 
 
 class Output:
@@ -38,6 +49,7 @@ class Output:
         print(json.dumps(obj, ensure_ascii=False, default=str), file=self.out, flush=True)
 
     def say(self, text: str, kind: str = "note") -> None:
+        text = shorten_words(text)
         with self.lock:
             if self.json_mode:
                 self._json(None, text, data={"kind": kind})
@@ -45,6 +57,7 @@ class Output:
                 print(text, file=self.out, flush=True)
 
     def error(self, text: str) -> None:
+        text = shorten_words(text)
         with self.lock:
             if self.json_mode:
                 self._json(None, error=text, data={"kind": "error"})

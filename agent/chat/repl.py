@@ -21,8 +21,9 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from agent.chat.engine import CHAT_COMMANDS, Chat
+from agent.chat.engine import CHAT_COMMANDS, MAX_LINE, Chat
 from agent.chat.slash_commands import ALIASES
+from agent.errors import VisionloopError
 from agent.paths import user_path
 
 PROMPT = "visionloop> "
@@ -49,10 +50,11 @@ class ChatCompleter(Completer):
     def workflows(self) -> list[str]:
         from agent.workflows.validate import SUFFIXES  # here: the workflows package loads its engine
 
-        folder = user_path(self.chat.config.workflows)
-        if not folder.is_dir():
+        try:
+            folder = user_path(self.chat.config.workflows)
+            return sorted(p.stem for p in folder.iterdir() if p.suffix in SUFFIXES) if folder.is_dir() else []
+        except (VisionloopError, OSError):  # completing must never end the prompt
             return []
-        return sorted(p.stem for p in folder.iterdir() if p.suffix in SUFFIXES)
 
     def get_completions(self, document, complete_event):
         text = document.text_before_cursor
@@ -96,12 +98,28 @@ def key_bindings() -> KeyBindings:
     return kb
 
 
+class _Bounded:
+    """A history that keeps no line longer than the chat reads (a pasted blob is refused, not kept)."""
+
+    def append_string(self, string: str) -> None:
+        if len(string) <= MAX_LINE:
+            super().append_string(string)
+
+
+class _FileHistory(_Bounded, FileHistory):
+    pass
+
+
+class _MemoryHistory(_Bounded, InMemoryHistory):
+    pass
+
+
 def make_prompt_session(chat: Chat, history_file: Path | None = None, **kwargs) -> PromptSession:
-    history = InMemoryHistory()
+    history = _MemoryHistory()
     path = history_file or history_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        history = FileHistory(str(path))
+        history = _FileHistory(str(path))
     except OSError:  # a read-only home must not stop the chat; history is then per session
         pass
     return PromptSession(history=history, completer=ChatCompleter(chat), multiline=True,
@@ -132,8 +150,19 @@ def run_terminal(chat: Chat, history_file: Path | None = None, **kwargs) -> int:
 
 
 def run_lines(chat: Chat, stream) -> int:
-    """Not a terminal: one message per line, plain text (or JSON lines) out."""
-    for line in stream:
+    """Not a terminal: one message per line, plain text (or JSON lines) out. A line longer than
+    the chat reads is skipped without holding it in memory, and a byte that is not valid text
+    becomes U+FFFD: neither ends the chat."""
+    if hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="replace")
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            length = len(line)
+            while line and not line.endswith("\n"):  # the rest of the line: counted, dropped
+                line = stream.readline(MAX_LINE + 1)
+                length += len(line)
+            chat.refuse_long_line(length - line.endswith("\n"))
+            continue
         if not chat.handle(line.rstrip("\n")):
             break
     return 0

@@ -1,156 +1,28 @@
 """The built-in router: one chat message, in the user's own words, becomes a tool call.
 
-Explicit `/tool args` come first (`agent/slash_commands.py`: the same options as the CLI, built by
-`agent.toolkit.arguments.add_input_argument` from the tool's inputs). Plain words then go through a few
-intent rules, checked in order:
-
-1. draw / paint / generate / imagine ... with no image meant     -> draw
-2. put / add / replace ... in the top left / in the box ...      -> edit, with a region
-3. make it look like ... / in the style of ... / turn it into ... -> restyle
-4. read the text / what does it say / transcribe                 -> read-text
-5. describe / caption (nothing more specific)                    -> caption
-6. a question                                                    -> see
+Explicit `/tool args` come first (`agent.chat.slash_commands`: the same options as the CLI, built
+by `agent.toolkit.arguments.add_input_argument` from the tool's inputs). Plain words then go
+through the intent rules of `agent.chat.intents.RULES` (a table of `agent.chat.rules.Rule`:
+pattern -> tool and argument extractor), tried in order; the first that answers wins.
 
 Anything else gets a short question back rather than a guess. This module is registered as a
-`route_message` hookimpl marked `trylast`, so a plugin's router always gets the first word.
-The chat only ever passes what the user typed: text that came out of an image never routes.
+`route_message` hookimpl marked `trylast`, so a plugin's router (or a plugin's own rules, through
+`agent.chat.rules.route_rules`) always gets the first word. The chat only ever passes what the
+user typed: text that came out of an image never routes.
 """
 
 from __future__ import annotations
 
-import re
-
+from agent.chat.intents import RULES
+from agent.chat.phrases import HELP, HELP_HINT, REGIONS, strip_lead
+from agent.chat.rules import Request, first_match
+from agent.chat.session import Session
+from agent.chat.slash_commands import route_command
 from agent.errors import VisionloopError
 from agent.hookspecs import hookimpl
-from agent.chat.session import Session
-from agent.chat.slash_commands import WHICH_IMAGE, fill, route_command
 from agent.tools import Tool, ToolCall
 
-
-# Words that open a request politely and carry no intent ("please", "can you", "and", ...).
-_LEAD = re.compile(r"^(?:please|pls|ok(?:ay)?|now|and|so|then|also|next|hey|could you|can you|would you|"
-                   r"will you|let'?s|i'?d like you to|i want you to|i would like you to|go ahead and)\b[\s,]*", re.I)
-_MEANT = re.compile(r"#\d+|\bit\b|\b(?:this|that|the|my|these|those)\s+(?:image|picture|photo|pic|photograph|"
-                    r"one|drawing|painting)s?\b|\b(?:this|that)\s*[?.!]*$", re.I)
-_KIND = r"(?:picture|image|drawing|painting|photo|illustration|sketch|render|poster|wallpaper)s?"
-_DRAW = re.compile(r"^(?:(?:draw|paint|generate|imagine|sketch|illustrate|render|create|"
-                   r"(?:make|show)(?:\s+me)?(?=\s+(?:a|an|some)\s+" + _KIND + r"\b))\b(?:\s+me)?\s*"
-                   r"(?:(?:a|an|some)\s+(?:new\s+)?" + _KIND + r"\s+of\s+)?"
-                   # "I want a picture of ...", "give me a drawing of ...", "a painting of ...", "new image: ..."
-                   r"|(?:(?:i\s+(?:want|need)|i'?d\s+like|i\s+would\s+like|give\s+me|get\s+me)\s+)?(?:a|an|some)\s+"
-                   r"(?:new\s+)?" + _KIND + r"\s+of\s+|new\s+(?:picture|image|drawing|painting)\s*[:,-]\s*)"
-                   r"(?P<p>.*)$", re.I | re.S)
-_EDIT = re.compile(r"^(?P<verb>replace|put|add|place|insert|remove|erase|delete|change|swap|paint|draw|fill|"
-                   r"get\s+rid\s+of|take\s+(?:out|away))\b"
-                   r"\s*(?P<rest>.*)$", re.I | re.S)
-_REGION = re.compile(
-    r"\b(?:in|at|on|to|into|onto|across|over|along)\s+the\s+"
-    r"(?:(?P<v>top|upper|bottom|lower)[\s-]*(?P<h>left|right)|(?P<one>top|upper|bottom|lower|left|right|"
-    r"centre|center|middle))(?:[\s-]*(?:hand|half|side|corner|quadrant|part|edge|area))*"
-    r"(?:\s+(?:of|in)\s+(?:it|the\s+(?:image|picture|photo)|#\d+))?\b", re.I)
-_BOX = re.compile(r"(?:\b(?:in|inside|within)\s+(?:the|a|this)\s+box\b(?:\s+(?:at\s+)?)?)?"
-                  r"(?P<nums>\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*\d+)|\b(?:in|inside|within)\s+(?:the|this)\s+box\b", re.I)
-_IT = r"(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)"
-# Words that are a style on their own ("make it sepia", "make it look vintage").
-_LOOKS = (r"(?:black\s+(?:and|&)\s+white|b\s*&\s*w|sepia|gr[ae]y\s*scale|monochrome|vintage|retro|old|older|aged|"
-          r"antique|old[\s-]fashioned|faded|cyberpunk|steampunk|noir|film\s+noir|futuristic|cartoon(?:ish|y)?|"
-          r"anime|photo[\s-]?realistic|psychedelic|surreal|dreamy|spooky|gothic|pastel|neon|minimalist|"
-          r"impressionist|abstract|cubist|pixelated|pixel\s+art|hand[\s-]drawn|watercolou?r|oil[\s-]painted|"
-          r"low[\s-]poly|8[\s-]?bit|16[\s-]?bit|lo[\s-]?fi|polaroid|cinematic|autumnal|wintry|snowy|sunset)")
-_RESTYLE = [
-    re.compile(r"^(?:make|let)\s+" + _IT + r"\s+look\s+(?:more\s+)?like\s+(?P<p>.+)", re.I | re.S),
-    re.compile(r"^make\s+" + _IT + r"\s+(?:look\s+)?(?:more\s+)?(?P<p>" + _LOOKS + r")\W*$", re.I | re.S),
-    # "make it look older", "make this look spooky": a look, whatever the word
-    re.compile(r"^make\s+" + _IT + r"\s+look\s+(?P<p>[\w-]+(?:\s+[\w-]+)?)\W*$", re.I | re.S),
-    re.compile(r"^make\s+" + _IT + r"\s+(?:more\s+)?like\s+(?P<p>.+)", re.I | re.S),
-    re.compile(r"^(?:turn|convert|transform|change|make)\s+" + _IT + r"\s+(?:into|to|as|in)\s+(?P<p>.+)", re.I | re.S),
-    re.compile(r"^(?:redraw|repaint|render|draw|paint|do|redo|try|reimagine|re-imagine|styli[sz]e|recreate|remake)\s+"
-               + _IT + r"\s+(?:again\s+)?(?:as|like|in)\s+(?P<p>.+)", re.I | re.S),
-    re.compile(r"^make\s+(?:it|this|that|#\d+)\s+(?P<p>(?:a|an)\s+.+)", re.I | re.S),
-    re.compile(r"^restyle\b(?:\s+(?:it|this|that|#\d+))?(?:\s+(?:as|like|in|into|to))?\s*(?P<p>.+)", re.I | re.S),
-    re.compile(r"^give\s+(?:it|this|that|#\d+|(?:this|that|the|my)\s+\w+)\s+(?:a|an)\s+(?P<p>.+?)\s+"
-               r"(?:style|look|feel|makeover)\W*$", re.I | re.S),
-    # "apply a vintage filter", "add a film grain effect to it"
-    re.compile(r"^(?:apply|add|use|put)\s+(?:a|an|the|some)\s+(?P<p>.+?)\s+(?:filter|effect|look|finish|treatment)"
-               r"(?:\s+(?:to|on)\s+" + _IT + r")?\W*$", re.I | re.S),
-    # "what would it look like as a painting?": the user wants to see it
-    re.compile(r"^(?:what|how)\s+would\s+" + _IT + r"\s+look(?:\s+like)?\s+(?P<p>(?:as|in)\s+.+)", re.I | re.S),
-    re.compile(r"^(?:cartoonify|cartoonise|cartoonize)\s+(?:it|this|that|#\d+)(?P<p>)\W*$", re.I | re.S),
-    re.compile(r"(?P<p>\bin\s+the\s+style\s+of\s+.+)", re.I | re.S),
-]
-# With an image in the chat and nothing else asked, a bare style means that image:
-# "in Monet's style", "anime style", "as a watercolour", "a pixel art version please".
-_BARE_STYLE = [
-    re.compile(r"^(?:(?:do\s+it\s+)?in\s+)?(?P<who>[\w .&'-]+?)(?:'s?)?\s+style\W*$", re.I | re.S),
-    re.compile(r"^(?:(?:the\s+)?same\s+(?:picture|image|photo|thing|one)\s*,?\s*)?(?:but\s+)?(?:now\s+)?as\s+"
-               r"(?P<p>.+?)\W*$", re.I | re.S),
-    re.compile(r"^(?:(?:give\s+me|make|do|create|draw|paint)\s+)?(?:a|an)?\s*(?P<p>[\w -]+?)\s+version"
-               r"(?:\s+of\s+" + _IT + r")?\W*$", re.I | re.S),
-    re.compile(r"^(?:in\s+)?(?P<p>" + _LOOKS + r")(?:\s+style)?\W*$", re.I | re.S),
-]
-# "like Van Gogh painted it" -> "a painting by Van Gogh"; "like Picasso did it" -> "Picasso".
-_BY = {"painted": "a painting by", "paint": "a painting by", "drew": "a drawing by", "draw": "a drawing by",
-       "sketched": "a sketch by", "sketch": "a sketch by", "photographed": "a photo by", "shot": "a photo by"}
-# Only with "it" after the verb (or "would" at the end): "a pencil sketch" keeps its "sketch".
-_MAKER = re.compile(r"^(?P<who>.+?)\s+(?:(?:(?:would|might|could)(?:\s+have)?|had)\s+)?"
-                    r"(?:(?P<verb>painted|paint|drew|draw|sketched|sketch|photographed|shot|did|do|done|made|make)"
-                    r"\s+(?:it|this|that)|(?:would|might)(?:\s+have)?)\W*$", re.I)
-_WAS = re.compile(r"^(?:was|were|is|had\s+been)\s+(?P<verb>taken|shot|photographed|painted|drawn|sketched|made)\s+"
-                  r"(?P<rest>.+)$", re.I)
-_OLDER = {"old": "an old vintage photo", "older": "an old vintage photo", "aged": "an old vintage photo"}
-_COUNT = re.compile(r"^(?P<n>\d+|two|three|four|five|six|several)\s+(?:pictures|images|drawings|paintings|"
-                    r"photos|illustrations|sketches|versions|variations)\s+of\s+", re.I)
-_NUMBERS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "several": 4}
-_READ = re.compile(r"\b(?:read|transcribe|ocr)\b|\bwhat\s+(?:does|do|did)\s+(?:it|this|that|#\d+|the\s+[\w ]{1,30}?)"
-                   r"\s+say\b|\bwhat(?:'s|\s+is|\s+was)\s+written\b|\b(?:extract|get|copy|pull)\s+(?:out\s+)?"
-                   r"(?:all\s+)?(?:the\s+)?(?:text|words)\b|\bwhat\s+(?:text|words)\b"
-                   # "what's the text?", "is there any text?", "what's the writing say", "grab the text"
-                   r"|\bwhat(?:'s|s|\s+is|\s+are)\s+the\s+(?:text|writing|words)\b|\b(?:is\s+there|are\s+there|any)\s+"
-                   r"(?:any\s+)?(?:text|writing|words)\b|\bwriting\s+say\b|\bgrab\s+(?:all\s+)?(?:the\s+)?(?:text|words)\b"
-                   r"|^(?:the\s+)?text(?:\s+please)?\W*$", re.I)
-_CAPTION = re.compile(r"^(?:describe|caption|summari[sz]e)\b|\balt[\s-]?text\b|^(?:a|an)\s+(?:caption|description)\b"
-                      r"|\b(?:one[\s-]line|short|brief|long)\s+(?:caption|description)\b"
-                      r"|\b(?:give|write|make|suggest|generate|create|add)\s+(?:me\s+|it\s+|this\s+)?(?:a\s+|an\s+)?"
-                      r"(?:short\s+|brief\s+|good\s+|detailed\s+|long\s+|one[\s-]line\s+)?(?:caption|description)\b", re.I)
-_DETAIL = re.compile(r"\b(?:in\s+detail|detailed|in\s+depth|thoroughly|at\s+length|fully|long)\b", re.I)
-_FILLER = re.compile(r"#\d+|\balt[\s-]?text\b|\bone[\s-]line\b|\bwhat\s+you\s+see\b|"
-                     r"\b(?:describe|caption|summari[sz]e|give|write|make|suggest|generate|create|add|long|of|"
-                     r"me|a|an|short|brief|good|"
-                     r"detailed|description|in\s+detail|in\s+depth|thoroughly|at\s+length|fully|please|for|"
-                     r"it|this|that|the|image|picture|photo|pic|one|briefly)\b|[^\w#]+", re.I)
-_QUESTION = re.compile(r"^(?:what|what's|whats|which|who|who's|whose|whom|where|when|why|how|tell\s+me|explain|guess|"
-                       r"identify|count|name|list|compare|find)\b", re.I)
-# An auxiliary verb opens a question only when a subject follows it ("do you", "is there",
-# "does it", "can you see"): bare "do the thing" is an order we cannot place, not a question.
-# "it"/"this"/"the ..." follow a verb as its object too ("do it", "have a look"), so they
-# count as a subject only after the verbs that never start an order.
-_SUBJECT = r"(?:you|i|we|they|he|she|there|anyone|anybody|someone|somebody)"
-_WEAK_SUBJECT = r"(?:it|this|that|these|those|#\d+|the|a|an|my|your|his|her|its|our|their|any|some)"
-_AUX_QUESTION = re.compile(
-    r"^(?:(?:do|don't|have|haven't|had|hadn't)\s+" + _SUBJECT + r"|"
-    r"(?:is|isn't|are|aren't|was|wasn't|were|weren't|does|doesn't|did|didn't|can|can't|could|couldn't|"
-    r"would|wouldn't|will|won't|should|shouldn't|has|hasn't)\s+(?:" + _SUBJECT + "|" + _WEAK_SUBJECT + r"))"
-    r"(?=\W|$)", re.I)
-# "can you ..." is stripped as politeness; with a verb of seeing or knowing it was a question.
-_ASK_YOU = re.compile(r"^(?:(?:please|ok(?:ay)?|so|and|hey|now)[\s,]+)*(?:can|could|would|will)\s+you\s+"
-                      r"(?:see|spot|tell|notice|find|identify|recogni[sz]e|count|guess|make\s+out|work\s+out|"
-                      r"figure\s+out)\b", re.I)
-# "help", "what can you do?": the chat shows /help (see `wants_help`).
-_HELP = re.compile(r"^(?:help|\?+|commands|help\s+me|what\s+can\s+(?:you|i)\s+do|what\s+(?:are|is)\s+the\s+commands|"
-                   r"how\s+does\s+this\s+work|how\s+do\s+i\s+use\s+(?:this|you|it)|what\s+do\s+you\s+do)\W*$", re.I)
-HELP_HINT = "Type /help for the commands, or ask about an image, 'draw ...', 'make it look like ...'."
-_REF_WORDS = re.compile(r"\s*\b(?:of|on|in|to|into|from)\s+(?:it|#\d+|(?:this|that|the)\s+(?:image|picture|photo))\b"
-                        r"|#\d+|\bit\b", re.I)
-
-# Regions as fractions of the picture: (x0, y0, x1, y1).
-REGIONS = {
-    "top left": (0, 0, .5, .5), "top right": (.5, 0, 1, .5), "bottom left": (0, .5, .5, 1),
-    "bottom right": (.5, .5, 1, 1), "top": (0, 0, 1, .5), "bottom": (0, .5, 1, 1), "left": (0, 0, .5, 1),
-    "right": (.5, 0, 1, 1), "centre": (.25, .25, .75, .75),
-}
-_SYNONYMS = {"upper": "top", "lower": "bottom", "center": "centre", "middle": "centre"}
-WHERE = ("Where in the picture? Say e.g. 'in the top left', 'in the centre', 'in the bottom half', "
-         "or give a box: /edit --box x0,y0,x1,y1 ...")
+__all__ = ["REGIONS", "RULES", "ensure_registered", "route", "route_message", "route_words", "wants_help"]
 
 
 # --- the hook --------------------------------------------------------------------------------
@@ -181,214 +53,18 @@ def route(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | 
         return str(exc)
 
 
-# --- plain words -----------------------------------------------------------------------------
-
-def _strip_lead(text: str) -> str:
-    while True:
-        shorter = _LEAD.sub("", text, count=1).strip()
-        if shorter == text:
-            return text
-        text = shorter
-
-
-def _clean(text: str) -> str:
-    """A prompt from the words left over: no references, no dangling prepositions."""
-    text = _REF_WORDS.sub("", text)
-    text = re.sub(r"\s+", " ", text).strip(" ,.;:!?\"'")
-    text = re.sub(r"[\s,]+(?:please|thanks|thank you)$", "", text, flags=re.I)
-    return re.sub(r"\s+\b(?:on|to|in|of|into|onto|at|with|for)$", "", text, flags=re.I).strip(" ,.;:!?")
-
-
-def _call(name: str, tools: dict, session: Session, args: dict, images: list[str]) -> ToolCall | str:
-    tool = tools.get(name)
-    if tool is None:
-        return f"the {name} tool is not available here (tools: {', '.join(sorted(tools)) or 'none'})"
-    args = {k: v for k, v in args.items() if tool.input(k) is not None}
-    return fill(tool, args, images, "", session)
-
-
-def _region_box(match: re.Match, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    if match.group("v"):
-        key = f"{_SYNONYMS.get(match.group('v').lower(), match.group('v').lower())} {match.group('h').lower()}"
-    else:
-        one = match.group("one").lower()
-        key = _SYNONYMS.get(one, one)
-    fx0, fy0, fx1, fy1 = REGIONS[key]
-    w, h = size
-    return round(fx0 * w), round(fy0 * h), round(fx1 * w), round(fy1 * h)
-
-
-def _edit_prompt(verb: str, rest: str) -> tuple[str, str | None]:
-    """(prompt, negative prompt) from the words after the verb.
-
-    The inpainting mask is the whole region (a quarter or half of the picture), so the prompt
-    must describe everything that region should show, not just the new thing: for "add a hat
-    to the man in the top left", a prompt of "a hat" would paint a hat over the man, while
-    "a hat on the man" keeps the man and puts the hat on him. So the target ("the man") stays,
-    and only the preposition is made to read as a description ("to the man" -> "on the man",
-    "to the background" -> "in the background")."""
-    verb = re.sub(r"\s+", " ", verb.lower())
-    if verb in ("get rid of", "take out", "take away"):
-        verb = "remove"
-    swap = re.search(r"\b(?:with|to|for|by|into)\s+(?P<new>.+)$", rest, re.I | re.S)
-    if verb in ("replace", "change", "swap", "fill") and swap:
-        return _clean(swap.group("new")), _clean(rest[:swap.start()]) or None
-    if verb in ("remove", "erase", "delete"):
-        return "background", _clean(rest) or None
-    prompt = _clean(rest)
-    if verb in ("add", "put", "place", "insert"):
-        prompt = re.sub(r"\b(?:to|onto)\s+the\s+(?=(?:background|foreground|sky|scene|picture|image|photo|water|sea)\b)",
-                        "in the ", prompt, flags=re.I)
-        prompt = re.sub(r"\b(?:to|onto)\s+(?=(?:the|his|her|their|its|my)\s)", "on ", prompt, flags=re.I)
-    return prompt, None
-
-
-def _style(words: str) -> str:
-    """A restyle prompt from what followed "like"/"as": the maker's verb goes ("like Van Gogh
-    painted it" -> "a painting by Van Gogh", "like Picasso did it" -> "Picasso"), and "like it
-    was taken in the 1920s" becomes "a photo taken in the 1920s"."""
-    maker = _MAKER.match(words.strip())
-    if maker and len(maker.group("who").split()) <= 4:
-        verb = (maker.group("verb") or "").lower()
-        return f"{_BY[verb]} {_clean(maker.group('who'))}" if verb in _BY else _clean(maker.group("who"))
-    style = re.sub(r"^as\s+", "", _clean(words), flags=re.I)
-    style = re.sub(r"^(?:in\s+)?(?P<who>[\w .&-]+?)'s?\s+style$", r"in the style of \g<who>", style, flags=re.I)
-    style = re.sub(r"^the\s+style\s+of\b", "in the style of", style, flags=re.I)
-    was = _WAS.match(style)
-    if was:
-        verb = was.group("verb").lower()
-        noun = {"taken": "a photo taken", "shot": "a photo taken", "photographed": "a photo taken",
-                "painted": "a painting", "drawn": "a drawing", "sketched": "a sketch"}.get(verb, "a picture made")
-        return f"{noun} {was.group('rest')}"
-    return _OLDER.get(style.lower(), style)
-
-
 def wants_help(message: str) -> bool:
     """'help', 'what can you do?': the chat answers these with its /help text."""
-    return bool(_HELP.match(_strip_lead(message.strip())))
+    return bool(HELP.match(strip_lead(message.strip())))
 
 
 def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
+    """Plain words through the built-in rules; a short question back when none fits."""
     if wants_help(message):
         return HELP_HINT
-    text = session.attach_mentions(message)
-    refs = session.refs(text)
-    images = [p.path for p in refs]
-    core = _strip_lead(text)
-    lead = _REGION.match(core)  # "in the top left, add a bird": the place goes after the order
-    if lead and _EDIT.match(core[lead.end():].lstrip(" ,")):
-        core = f"{core[lead.end():].lstrip(' ,')} {lead.group(0)}"
-    # "it", "#2", "this picture", or a place in a picture we have, all mean an existing image
-    meant = bool(refs) or bool(_MEANT.search(core)) or bool(session.images and _REGION.search(core))
-
-    # 0. A caption asked for in so many words ("generate alt text for it", "write a long
-    # description"): before drawing, whose verbs ("generate", "create") it shares.
-    if _CAPTION.search(core) and not _FILLER.sub(" ", core).strip():
-        return _call("caption", tools, session, {"detail": "long" if _DETAIL.search(core) else "short"}, images)
-
-    # 1. A new picture: a drawing verb and no image meant.
-    draw = _DRAW.match(core)
-    if draw and not meant:
-        prompt, args = _clean(draw.group("p")), {}
-        many = _COUNT.match(prompt)
-        if many:  # "generate 3 pictures of owls": three seeds of one prompt
-            n = many.group("n").lower()
-            args["count"] = int(n) if n.isdigit() else _NUMBERS[n]
-            prompt = prompt[many.end():]
-        if not prompt:
-            return "What should I draw? e.g. 'draw a lighthouse at dusk'."
-        return _call("draw", tools, session, {"prompt": prompt, **args}, [])
-
-    # 2. A change in one region of an image.
-    edit = _EDIT.match(core)
-    if edit:
-        rest, box = edit.group("rest"), None
-        region, numbers = _REGION.search(rest), _BOX.search(rest)
-        if region is None and edit.group("verb").lower() in ("replace", "change", "fill", "paint"):
-            region = _REGION.search("in " + rest)  # the region is the object: "fill the top left with ..."
-            if region is not None and region.start() == 0:
-                rest = "in " + rest
-            else:
-                region = None
-        if numbers:
-            if numbers.group("nums"):
-                box = tuple(int(n) for n in re.split(r"\s*,\s*", numbers.group("nums")))
-            elif session.last_box is not None:
-                box = session.last_box
-            else:
-                return "Which box? Give it as x0,y0,x1,y1, e.g. 'in the box 10,10,90,90'."
-            rest = rest[:numbers.start()] + rest[numbers.end():]
-        elif region:
-            pic = refs[0] if refs else session.current
-            if pic is None:
-                return WHICH_IMAGE
-            box = _region_box(region, pic.size)
-            rest = rest[:region.start()] + rest[region.end():]
-        if box is not None:
-            prompt, negative = _edit_prompt(edit.group("verb").lower(), rest)
-            if not prompt:
-                return "What should go there? e.g. 'put a red hat in the top left'."
-            args = {"prompt": prompt, "box": ",".join(map(str, box))}
-            if negative:
-                args["negative_prompt"] = negative
-            return _call("edit", tools, session, args, images)
-
-    # 3. The whole image in another style.
-    for pattern in _RESTYLE:
-        styled = pattern.search(core)
-        if styled:
-            prompt = _style(styled.group("p")) or ("a cartoon" if core.lower().startswith("cartoon") else "")
-            if prompt:
-                return _restyle(prompt, tools, session, images)
-    if session.images and not edit and not draw:
-        bare = re.sub(r"[\s,]+(?:please|thanks|thank you)\W*$", "", core, flags=re.I)
-        for pattern in _BARE_STYLE:
-            styled = pattern.match(bare)
-            if styled:
-                who = styled.groupdict().get("who")
-                prompt = f"in the style of {_clean(who)}" if who and "'" in bare[:styled.end("who") + 2] \
-                    else (f"{_clean(who)} style" if who else _style(styled.group("p")))
-                if prompt.strip() and prompt.strip() != "style":
-                    return _restyle(prompt, tools, session, images)
-
-    if edit or (draw and meant):
-        if draw and not _REGION.search(core):
-            return ("Do you want a new picture (say 'draw a ...' without 'it'), or a change to the current one "
-                    "('make it look like ...', or 'put ... in the top left')?")
-        return WHERE
-
-    # 4. The text in an image.
-    if _READ.search(core):
-        return _call("read-text", tools, session, {}, images)
-
-    # 5. A description: "describe it", "caption #2", "describe this picture in detail".
-    if _CAPTION.search(core):
-        leftover = _FILLER.sub(" ", core).strip()
-        if not leftover:
-            detail = "long" if _DETAIL.search(core) else "short"
-            return _call("caption", tools, session, {"detail": detail}, images)
-        return _ask(text, refs, tools, session, images)
-
-    # 6. A question about an image.
-    if core.endswith("?") or _QUESTION.match(core) or _AUX_QUESTION.match(core) or _ASK_YOU.match(text):
-        return _ask(text, refs, tools, session, images)
-
+    found = first_match(RULES, Request.read(message, session, tools))
+    if found is not None:
+        return found[1]
     hint = f" about #{session.current.number}" if session.current else ""
     return (f"I'm not sure what to do with that. Ask a question{hint}, or say 'describe it', 'read the text', "
             f"'draw ...', 'make it look like ...' (/help lists the commands).")
-
-
-def _restyle(style: str, tools, session: Session, images: list[str]) -> ToolCall | str:
-    # the style goes to `style` where the tool has one (it keeps the subject)
-    key = "style" if tools.get("restyle") and tools["restyle"].input("style") else "prompt"
-    return _call("restyle", tools, session, {key: style}, images)
-
-
-def _ask(text: str, refs, tools, session: Session, images: list[str]) -> ToolCall | str:
-    """A `see` call whose question names the images as LLaVA sees them ("image 1", ...)."""
-    if len(refs) == 1:
-        question = re.sub(r"#\d+\b", "this image", text)
-    else:
-        order = {p.number: i + 1 for i, p in enumerate(refs)}
-        question = re.sub(r"#(\d+)\b", lambda m: f"image {order[int(m.group(1))]}", text)
-    return _call("see", tools, session, {"question": question.strip()}, images)

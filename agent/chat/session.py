@@ -6,6 +6,7 @@ A `Session` holds data only: it never runs a tool or a model, so tests drive it 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,12 +14,53 @@ from typing import Callable
 
 from agent.errors import ImageError, InputError
 from agent.images import IMAGE_SUFFIXES
-from agent.paths import user_path
+from agent.paths import maybe_user_path, user_path
 
 # A quoted path (spaces allowed) or one whitespace-separated word.
 _TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")
 _TRAILING = "?!.,;:)]}\"'"
 _REF = re.compile(r"#(\d+)\b")
+_NAME_MAX, _PATH_MAX = 255, 4096  # bytes in one file name, and in a whole path, on the common file systems
+
+
+def checked_path(text: str, what: str = "") -> Path:
+    """A path the user gave where only a path makes sense (`/image PATH`, `/save FILE`): `~`
+    expanded (`agent.paths.user_path`); a NUL byte or a name longer than a file system allows
+    is an `InputError`, never an `OSError` from the first look at it."""
+    label = f"{what}: " if what else ""
+    if "\x00" in text:
+        raise InputError(f"{label}a file name cannot contain a NUL byte")
+    path = user_path(text, what)
+    try:
+        longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    except UnicodeEncodeError:
+        raise InputError(f"{label}{text!r}: not a valid file name") from None
+    if longest > _NAME_MAX:
+        raise InputError(f"{label}{text}: a name in this path is {longest} bytes long; "
+                         f"file names are at most {_NAME_MAX}")
+    if len(os.fsencode(str(path))) >= _PATH_MAX:
+        raise InputError(f"{label}{text}: the path is {len(os.fsencode(str(path)))} bytes long; "
+                         f"paths are shorter than {_PATH_MAX}")
+    return path
+
+
+def looks_like_path(word: str) -> bool:
+    """A free word is taken for a path only when it looks like one: a folder separator, a
+    leading `~` or `.`, or an image file's suffix ("draw ~5 cats": `~5` is text)."""
+    seps = tuple(s for s in ("/", os.sep, os.altsep) if s)
+    return any(s in word for s in seps) or word.startswith(("~", ".")) or word.lower().endswith(IMAGE_SUFFIXES)
+
+
+def mentioned_file(word: str) -> Path | None:
+    """The file a free word names, when it looks like a path and the file exists; None for
+    every other word (an unknown `~user`, a name too long to be a file, ...), never an error."""
+    if not looks_like_path(word):
+        return None
+    try:
+        path = maybe_user_path(word)
+    except ValueError:  # text that no file name can hold (a lone surrogate)
+        return None
+    return path if path is not None and os.path.isfile(path) else None
 
 
 @dataclass
@@ -67,24 +109,28 @@ class Session:
         self.exchanges: list[Exchange] = []
         self.last_result = None
         self.last_box: tuple[int, int, int, int] | None = None
+        self.saved: set[str] = set()  # transcripts this session wrote: the only files /save overwrites
 
     # -- images --------------------------------------------------------------------------
     def attach(self, path: str, source: str = "you") -> Picture:
         """Add an image (or find it, if already attached) and return it with its number."""
-        resolved = str(user_path(path).resolve())
+        given = checked_path(path)
+        resolved = str(given.resolve())
         for pic in self.images:
             if str(Path(pic.path).resolve()) == resolved:
                 return pic
-        size = self._check_image(str(user_path(path)))
-        pic = Picture(len(self.images) + 1, str(user_path(path)), tuple(size), source)
+        size = self._check_image(str(given))
+        pic = Picture(len(self.images) + 1, str(given), tuple(size), source)
         self.images.append(pic)
         return pic
 
-    def image(self, number: int) -> Picture:
-        if 1 <= number <= len(self.images):
-            return self.images[number - 1]
+    def image(self, number: int | str) -> Picture:
+        """Image `#number` (`number` may be the digits as typed, however many)."""
+        digits = str(number)
+        if digits.isdecimal() and len(digits) <= 9 and 1 <= int(digits) <= len(self.images):
+            return self.images[int(digits) - 1]
         have = f"#1 to #{len(self.images)}" if self.images else "none yet; add one with /image PATH"
-        raise InputError(f"there is no image #{number} (images: {have})")
+        raise InputError(f"there is no image #{digits} (images: {have})")
 
     @property
     def current(self) -> Picture | None:
@@ -95,7 +141,7 @@ class Session:
         """The images a message names as `#N`, in order, without repeats."""
         out: list[Picture] = []
         for match in _REF.finditer(message):
-            pic = self.image(int(match.group(1)))
+            pic = self.image(match.group(1))
             if pic not in out:
                 out.append(pic)
         return out
@@ -104,7 +150,8 @@ class Session:
         """Attach every image path mentioned in `message` and return the message with each
         path replaced by its `#N`. Idempotent: a path already attached keeps its number.
 
-        A word that looks like an image path but names no usable file raises `ImageError`.
+        A word is a path only when it looks like one and the file exists (`mentioned_file`); a
+        word with an image's suffix that names no usable file raises `ImageError`.
         """
         pieces: list[str] = []
         last = 0
@@ -112,11 +159,10 @@ class Session:
             quoted = match.group(3) is None
             raw = match.group(1) or match.group(2) or match.group(3)
             word = raw if quoted else raw.rstrip(_TRAILING)
-            path = user_path(word)
-            if not word or not path.is_file():
+            if mentioned_file(word) is None:
                 if word.lower().endswith(IMAGE_SUFFIXES):
-                    raise ImageError(word, "is a folder, not an image file" if path.is_dir() else "file not found")
-                continue  # an ordinary word ("and/or", "/see", "#2")
+                    missing_image(word)
+                continue  # an ordinary word ("and/or", "/see", "#2", "~5")
             pic = self.attach(word)
             start = match.start() if quoted else match.start(3)
             pieces += [message[last:start], f"#{pic.number}"]
@@ -159,8 +205,11 @@ class Session:
         return turns, dropped
 
     def reset(self) -> None:
-        """Forget everything: turns, images, memory and the last result."""
+        """Forget everything: turns, images, memory and the last result (not which transcripts
+        this session wrote, so a later `/save` to the same name still replaces its own file)."""
+        saved = self.saved
         self.__init__(self._check_image)
+        self.saved = saved
 
     # -- transcript ----------------------------------------------------------------------
     def transcript(self) -> str:
@@ -176,17 +225,34 @@ class Session:
         """Write the transcript: JSON for a `.json` name, plain text otherwise (atomically)."""
         from agent.images import atomic_write_bytes, atomic_write_json
 
-        target = user_path(path)
+        target = checked_path(path)
+        if target.suffix.lower() in IMAGE_SUFFIXES:  # "/save photo.png" would overwrite a picture
+            raise InputError(f"{path}: a transcript is text; give a .txt or .json name")
         if target.is_dir():
             raise InputError(f"{path}: is a folder; give a file name")
         if not target.parent.is_dir():
             raise InputError(f"{path}: folder {target.parent} does not exist")
-        if target.suffix.lower() == ".json":
-            atomic_write_json(target, {"turns": [asdict(t) for t in self.turns],
-                                       "images": [asdict(p) for p in self.images]})
-        else:
-            atomic_write_bytes(target, self.transcript().encode("utf-8"))
+        key = str(target.parent.resolve() / target.name)
+        if os.path.lexists(target) and key not in self.saved:  # nothing lost: never someone else's file
+            raise InputError(f"{path}: already exists and this chat did not write it; give a new name")
+        try:
+            if target.suffix.lower() == ".json":
+                atomic_write_json(target, {"turns": [asdict(t) for t in self.turns],
+                                           "images": [asdict(p) for p in self.images]})
+            else:
+                atomic_write_bytes(target, self.transcript().encode("utf-8"))
+        except OSError as exc:  # a read-only folder, a full disk: one line, the chat goes on
+            raise InputError(f"{path}: cannot write the transcript: {exc.strerror or exc}") from None
+        self.saved.add(key)
         return target
+
+
+def missing_image(word: str) -> None:
+    """Raise the one-line reason why `word`, which names an image, is no file."""
+    path = checked_path(word)  # an unknown ~user, a NUL byte, a name too long: said so
+    if os.path.isdir(path):
+        raise ImageError(word, "is a folder, not an image file")
+    raise ImageError(word, "is not a regular file" if os.path.exists(path) else "file not found")
 
 
 def _image_size(path: str) -> tuple[int, int]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-from pathlib import Path
 
 from agent.images import IMAGE_SUFFIXES
-from agent.chat.session import Session
+from agent.chat.session import Session, mentioned_file, missing_image
 from agent.tools import Tool, ToolCall, coerce_value
-from agent.paths import maybe_user_path
 
 ALIASES = {"read": "read-text"}
 TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
@@ -48,11 +46,16 @@ def tool_parser(tool: Tool) -> argparse.ArgumentParser:
     return p
 
 
-def route_command(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
+def split_words(text: str) -> list[str]:
+    """Shell-like words (quotes group a path with spaces); an unbalanced quote is an apostrophe."""
     try:
-        argv = shlex.split(message[1:])
-    except ValueError:  # an apostrophe ("what's") is not a quote
-        argv = message[1:].split()
+        return shlex.split(text)
+    except ValueError:  # "what's in it"
+        return text.split()
+
+
+def route_command(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
+    argv = split_words(message[1:])
     if not argv:
         return "Type /help for the commands."
     name = ALIASES.get(argv[0], argv[0])
@@ -73,11 +76,11 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
     for word in ns.words:
         ref = re.fullmatch(r"#(\d+)", word)
         if ref:
-            images.append(session.image(int(ref.group(1))).path)
-        elif (path := maybe_user_path(word)) is not None and path.is_file():
+            images.append(session.image(ref.group(1)).path)
+        elif mentioned_file(word) is not None:
             images.append(session.attach(word).path)
         elif word.lower().endswith(IMAGE_SUFFIXES):
-            return f"{word}: file not found"
+            missing_image(word)  # raises: file not found, a folder, an unknown ~user
         else:
             words.append(word)
     return fill(tool, args, images, " ".join(words), session)
@@ -122,4 +125,4 @@ def fill(tool: Tool, args: dict, images: list[str], text: str, session: Session)
 
 def _ref_path(value: str, session: Session) -> str:
     ref = re.fullmatch(r"#(\d+)", str(value).strip())
-    return session.image(int(ref.group(1))).path if ref else str(value)
+    return session.image(ref.group(1)).path if ref else str(value)

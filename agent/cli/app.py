@@ -11,15 +11,18 @@ under -v); 2 a usage error.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import importlib
 import json
 import logging
 import os
+import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 
 from agent import __version__
-from agent.errors import VisionloopError
+from agent.errors import UsageError, VisionloopError
 from agent.toolkit.arguments import add_input_argument, tool_values
 from agent.tools import Tool, ToolCall, ToolResult
 
@@ -29,9 +32,38 @@ log = logging.getLogger("agent")
 #: parsers it adds set `handler=function(args, app) -> int`.
 COMMANDS = ["agent.cli.core", "agent.cli.workflows", "agent.cli.watch", "agent.cli.chat"]
 
+#: the command line being parsed, for hints in usage errors
+_ARGV: contextvars.ContextVar[list[str]] = contextvars.ContextVar("argv", default=[])
+#: names that are files, not options, when they start with "-" and do not exist (yet)
+_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".yaml", ".yml", ".json")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{dash_hint(_ARGV.get(), message)}\n(see {self.prog} --help)\n")
+
+
+def dash_hint(argv: list[str], message: str) -> str:
+    """For `caption -dash.png`: argparse takes the file for an option and says the image is
+    missing. When a word before any `--` names a file (or looks like one) and starts with "-",
+    show the command that works: `--` before the files, or `--mask=-dash.png` for an option's value."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head = argv[:end]
+    files = [t for t in head if t.startswith("-") and t != "-" and "=" not in t
+             and (os.path.lexists(t) or t.lower().endswith(_FILE_SUFFIXES))]
+    if not files:
+        return ""
+    wanting = re.match(r"argument (\S+): expected one argument", message)
+    fixed = list(argv)
+    for t in files:
+        i = fixed.index(t)
+        if wanting and i > 0 and fixed[i - 1] in wanting.group(1).split("/"):  # an option's value
+            fixed[i - 1:i + 1] = [f"{fixed[i - 1]}={t}"]
+            files = [f for f in files if f != t]
+    if files:
+        k = fixed.index("--") if "--" in fixed else len(fixed)
+        fixed = [t for t in fixed[:k] if t not in files] + ["--", *files, *fixed[k + 1:]]
+    return f" (a name that starts with '-' reads as an option; write: visionloop {shlex.join(fixed)})"
 
 
 def common_options(skip: set[str] = frozenset()) -> argparse.ArgumentParser:
@@ -99,8 +131,9 @@ class App:
                     print(r.text)
                 for path in r.images:
                     print(path)
-                for note in r.data.get("notes", []):
-                    print(f"note: {note}", file=sys.stderr)
+                if not getattr(self.args, "quiet", False):  # -q: only errors and results
+                    for note in r.data.get("notes", []):
+                        print(f"note: {note}", file=sys.stderr)
         return 0 if all(r.ok for r in results) else 1
 
 
@@ -137,10 +170,19 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         os.environ.setdefault("HF_HUB_VERBOSITY", "error")
 
 
+def _refuse_blank(args, names) -> None:
+    """`--out ""` must not quietly become the default folder (nor `--config ""` the default file)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise UsageError(f"--{name}: must not be empty")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Phase 1: the flags that decide which config and plugins to load.
-    pre = argparse.ArgumentParser(add_help=False)
+    _ARGV.set(argv)
+    pre = _Parser(prog="visionloop", add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--profile")
     pre.add_argument("--device")
@@ -149,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--quiet", action="store_true")
     early, _ = pre.parse_known_args(argv)
     _setup_logging(early.verbose, early.quiet)
+    app = None
     try:
+        _refuse_blank(early, ("config", "profile", "device", "dtype"))  # "" would mean "the default"
         from agent.config import load_config
         from agent.plugins import load_registry, run_startup
 
@@ -159,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         # Phase 2: the full command line, with one sub-command per tool.
         parser = build_parser(registry)
         args = parser.parse_args(argv)
+        _refuse_blank(args, ("out",))
         if getattr(args, "quiet", False) and not early.verbose:
             # `-q` is only known after the full parse (`see` claims -q for its question)
             logging.getLogger().setLevel(logging.ERROR)
@@ -180,3 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `visionloop tools | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if app is not None and app._loop is not None:  # every command that made a loop, one-shot or not
+            try:
+                app._loop.close()
+            except KeyboardInterrupt:  # a second Ctrl-C while the cancelled job winds down
+                print("interrupted", file=sys.stderr)

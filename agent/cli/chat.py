@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, UsageError
 
 
 def add_commands(sub, common) -> None:
@@ -22,6 +22,8 @@ def cmd_chat(args, app) -> int:
     from agent.chat import Chat, Output
     from agent.chat.repl import interactive, run_lines, run_terminal
 
+    if any(not path.strip() for path in args.images):  # Path("") would be "." (the current folder)
+        raise UsageError("IMAGE: expected a file path, got an empty string")
     terminal = interactive(sys.stdin, sys.stdout) and not app.json
     chat = Chat(app.registry, app.loop, output=Output(json_mode=app.json, stream=terminal), config=app.config)
     for path in args.images:  # a bad one stops here, with its one-line reason (exit 1)

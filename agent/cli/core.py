@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def add_commands(sub, common) -> None:
@@ -35,13 +36,30 @@ def cmd_tools(args, app) -> int:
 
 
 def cmd_info(args, app) -> int:
+    """Each image's record; a bad one is reported (`{"file", "error"}` under --json) and the
+    others are still shown; exit 1 when any failed. One image alone fails like any command."""
+    from agent.errors import UsageError, VisionloopError
     from agent.images import read_metadata
+    from agent.paths import user_path
 
-    records = [read_metadata(path) for path in args.image]
+    if any(not path.strip() for path in args.image):  # Path("") would be "." (the current folder)
+        raise UsageError("IMAGE: expected a file path, got an empty string")
+    records, failed = [], 0
+    for path in args.image:
+        try:
+            records.append(read_metadata(user_path(path, "IMAGE")))
+        except VisionloopError as exc:
+            if len(args.image) == 1:
+                raise
+            failed += 1
+            records.append({"file": path, "error": str(exc)})
+            print(f"error: {exc}", file=sys.stderr)
     if app.json:
         print(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False, default=str))
-        return 0
+        return 1 if failed else 0
     for rec in records:
+        if "error" in rec:
+            continue
         print(f"{rec['file']}: {rec['format']} {rec['size']}")
         if "parameters" in rec:
             print(rec["parameters"])
@@ -49,7 +67,7 @@ def cmd_info(args, app) -> int:
             print(visionloop_summary(rec["visionloop"]))
         if "visionloop" not in rec and "parameters" not in rec:
             print("(no generation metadata)")
-    return 0
+    return 1 if failed else 0
 
 
 #: what the plain `info` shows of the visionloop record (--json shows all of it)

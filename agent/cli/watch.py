@@ -3,9 +3,10 @@
     visionloop watch                                   every rule in the config's `watch:` list
     visionloop watch FOLDER --workflow W --out DIR     one rule from the command line
     visionloop watch --once [--json]                   process what is there, print the counts, exit
-                                                       (exit 1 when any file failed)
+                                                       (exit 1 when any file failed or is not done)
     visionloop watch --status [--json]                 ledger counts per rule
     visionloop watch --retry-failed [--once]           put failed files back in line, then watch
+    visionloop watch --reprocess [--once]              run every file again, even those already done
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ def add_commands(sub, common) -> None:
                    help="seconds a file must stay unchanged before it is taken (default: 2)")
     p.add_argument("--recursive", action="store_true", help="watch sub-folders of FOLDER too")
     p.add_argument("--once", action="store_true", help="process the files there now, then exit "
-                                                       "(exit 1 when any file failed, for cron)")
+                                                       "(exit 1 when any file failed or is not done, for cron)")
     p.add_argument("--status", action="store_true", help="print the ledger counts per rule and exit")
     p.add_argument("--retry-failed", action="store_true", help="put failed files back in line before watching")
+    p.add_argument("--reprocess", action="store_true", help="run every file again, even those already done "
+                                                            "with this workflow (each once)")
     p.add_argument("--poll", action="store_true", help="poll the folders instead of using OS events "
                                                        "(network shares, inotify limits)")
     p.set_defaults(handler=cmd_watch)
@@ -80,7 +83,7 @@ def _rules(args, app):
     out = getattr(args, "out", None)
     if not args.workflow or not out:
         raise UsageError("watch FOLDER needs --workflow W and --out DIR")
-    fields = {"name": user_path(args.folder).resolve().name or "folder", "folder": args.folder,
+    fields = {"name": user_path(args.folder, "watch FOLDER").resolve().name or "folder", "folder": args.folder,
               "workflow": args.workflow, "input": "image" if args.input is None else args.input, "output": out,
               "recursive": args.recursive}
     if args.pattern:
@@ -90,25 +93,41 @@ def _rules(args, app):
     return [_rule(fields, f"watch {args.folder}")]
 
 
+def _fingerprint(rule, app) -> str | None:
+    """The rule's current fingerprint, so --status counts this workflow's rows; None (count every
+    row of the rule) when the workflow cannot be loaded just now."""
+    from agent.errors import VisionloopError
+    from agent.watch.rules import fingerprint
+    from agent.workflows import load_workflow
+
+    try:
+        return fingerprint(load_workflow(rule.workflow, app.config, app.registry), rule)
+    except VisionloopError:
+        return None
+
+
 def _status(rules, app) -> int:
     from agent.watch import Ledger, ledger_path
 
     report: dict[str, dict] = {}
     for rule in rules:
-        if not ledger_path(rule.output).exists():
+        if not ledger_path(user_path(rule.output, f"watch rule {rule.name!r}: output")).exists():
             report[rule.name] = {}
             continue
         ledger = Ledger(rule.output, lock=False)
         try:
-            report[rule.name] = ledger.counts().get(rule.name, {})
+            fp = _fingerprint(rule, app)
+            report[rule.name] = ledger.counts({rule.name: fp} if fp else None).get(rule.name, {})
         finally:
             ledger.close()
     if app.json:
         print(json.dumps(report))
         return 0
+    from agent.watch.names import shown
+
     for name, counts in report.items():
-        shown = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing recorded yet"
-        print(f"{name}: {shown}")
+        line = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing recorded yet"
+        print(f"{shown(name)}: {line}")
     return 0
 
 
@@ -124,7 +143,8 @@ def cmd_watch(args, app) -> int:
     announce = None if quiet else (lambda line: print(line, flush=True))
     # --once names the files it waits for (one stderr line each, also under --json: stdout stays JSON)
     on_wait = None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr, flush=True))
-    watcher = Watcher(rules, app.loop, app.registry, app.config, announce=announce, poll=args.poll, on_wait=on_wait)
+    watcher = Watcher(rules, app.loop, app.registry, app.config, announce=announce, poll=args.poll, on_wait=on_wait,
+                      reprocess=args.reprocess)
     # SIGTERM and Ctrl-C ask for a clean stop: the job in hand finishes (or is re-queued), exit 0.
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -137,10 +157,15 @@ def cmd_watch(args, app) -> int:
             if app.json:
                 print(json.dumps(counts))
             else:
-                print(f"processed {counts['processed']}, failed {counts['failed']}, skipped {counts['skipped']}")
-            return 1 if counts["failed"] else 0  # like a batch `run`: cron sees the failures
+                unfinished = f", unfinished {counts['unfinished']}" if counts["unfinished"] else ""
+                print(f"processed {counts['processed']}, failed {counts['failed']}, skipped {counts['skipped']}"
+                      f"{unfinished}")
+            # like a batch `run`: cron sees a failure, and a file left not done (unreadable, interrupted)
+            return 1 if counts["failed"] or counts["unfinished"] else 0
         if not quiet:
-            folders = ", ".join(f"{rs.folder} -> {rs.output}" for rs in watcher.rules)
+            from agent.watch.names import shown
+
+            folders = ", ".join(f"{shown(rs.folder)} -> {shown(rs.output)}" for rs in watcher.rules)
             print(f"watching {folders} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         watcher.run_forever()
         return 0

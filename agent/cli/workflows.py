@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from agent.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
+from agent.errors import UsageError, VisionloopError
 from agent.paths import user_path
+from agent.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
 
 
 def add_commands(sub, common) -> None:
@@ -38,7 +39,10 @@ def add_commands(sub, common) -> None:
 
 
 def _out_dir(args, app) -> Path:
-    return user_path(getattr(args, "out", None) or app.config.output)
+    out = getattr(args, "out", None)
+    if out is not None and not str(out).strip():  # `--out "$DIR"` with DIR unset: not the default folder
+        raise UsageError("--out: the folder name is empty (leave --out out to use the configured output folder)")
+    return user_path(out or app.config.output, "--out")
 
 
 def _note(app, text: str) -> None:
@@ -89,8 +93,8 @@ def _print_outcome(outcome, app) -> None:
         print(f"{name}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
     print(f"run folder: {outcome.run_dir}")
     if outcome.error:
-        print(f"error: workflow {outcome.workflow} failed at step {outcome.failed_step}: {outcome.error}",
-              file=sys.stderr)
+        where = f" at step {outcome.failed_step}" if outcome.failed_step else ""
+        print(f"error: workflow {outcome.workflow} failed{where}: {outcome.error}", file=sys.stderr)
 
 
 def cmd_run(args, app) -> int:
@@ -172,8 +176,11 @@ def cmd_workflows(args, app) -> int:
     from agent.workflows import WorkflowError, load_workflow
     from agent.workflows.validate import SUFFIXES
 
-    folder = user_path(app.config.workflows)
-    files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES) if folder.is_dir() else []
+    folder = user_path(app.config.workflows, "workflows")
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES) if folder.is_dir() else []
+    except OSError as exc:  # e.g. a folder without read permission
+        raise VisionloopError(f"{folder}: cannot list the workflows folder: {exc.strerror or exc}") from None
     listing = []
     for path in files:
         try:

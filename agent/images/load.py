@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -56,8 +57,11 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError(p, "file not found") from None
     except OSError as exc:
         raise ImageError(p, f"cannot read file: {exc.strerror or exc}") from None
-    if p.is_dir():
-        raise ImageError(p, "is a folder, not an image file")
+    except ValueError:  # a NUL byte, from a workflow's YAML or a chat message
+        raise ImageError(repr(str(p)), "not a usable file name (it contains a NUL byte)") from None
+    problem = _not_a_file(st.st_mode)
+    if problem:
+        raise ImageError(p, problem)
     if st.st_size == 0:
         raise ImageError(p, "file is empty")
     if st.st_size > max_file_mb * 1_000_000:
@@ -103,6 +107,16 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError(p, f"cannot decode image: {exc}") from None
 
 
+def _not_a_file(mode: int) -> str | None:
+    """Why a path is no image file (a folder; a FIFO or a device, which would block or never
+    end), or None for a regular file."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+    if stat.S_ISREG(mode):
+        return None
+    return f"is {next((name for test, name in kinds if test(mode)), 'not a regular file')}, not an image file"
+
+
 def _bomb_reason(exc: Exception, max_pixels: int) -> str:
     """Pillow refuses files past twice its own limit while opening them, before our check
     can run; say how large the image is, as our own check would."""
@@ -119,6 +133,9 @@ def peek(path: str | os.PathLike, decode: bool = False):
     through unchanged (it is not the image's fault)."""
     p = Path(path)
     try:
+        problem = _not_a_file(os.stat(p).st_mode)
+        if problem:  # Image.open would block on a FIFO, read /dev/zero for ever
+            raise ImageError(p, problem)
         img = Image.open(p, formats=ALLOWED_FORMATS)
         try:
             if decode:

@@ -7,6 +7,7 @@ fsync + `os.replace`. PNGs carry the AUTOMATIC1111 `parameters` chunk and the `v
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -43,10 +44,16 @@ def ensure_output_dir(folder: str | os.PathLike) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VisionloopError(f"{root}: cannot create output folder: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte (a config value, a workflow's YAML)
+        raise VisionloopError(f"{str(root)!r}: not a usable folder name (it contains a NUL byte)") from None
     if not root.is_dir():
         raise VisionloopError(f"{root}: output path exists and is not a folder")
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise VisionloopError(f"{root}: output folder is not writable")
+    try:  # a real write: os.access says yes to root on /sys, to read-only mounts over NFS, ...
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".visionloop-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise VisionloopError(f"{root}: output folder is not writable: {exc.strerror or exc}") from None
     return root
 
 
@@ -126,10 +133,15 @@ def save_image(image: Image.Image, folder: str | os.PathLike, stem: str, record:
     try:
         # exclusive publish: create the name first so a parallel writer cannot take it
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        os.close(fd)
-        atomic_write_bytes(path, buf.getvalue())
     except FileExistsError:
         return save_image(image, folder, stem, record)
     except OSError as exc:
+        raise VisionloopError(f"{path}: cannot write image: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:  # a full disk: no empty placeholder is left under the result's name
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         raise VisionloopError(f"{path}: cannot write image: {exc.strerror or exc}") from None
     return path

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 class ModelCache:
     def __init__(self, config: Config):
+        from agent.models.loading import apply_offline  # light: no hub import
+
+        apply_offline(config.offline)  # before any model library is imported, where possible
         self.config = config
         self._models: dict[str, Any] = {}
         self._lock = threading.RLock()
@@ -47,17 +50,29 @@ class ModelCache:
         return self._dtype
 
     # -- generic ---------------------------------------------------------------------------
-    def resolve(self, model_id: str, kind: str) -> str:
-        """What to hand `from_pretrained`: the tiny model's folder, a local folder, or a hub id."""
+    def where(self, key: str) -> str:
+        """`profiles.NAME.KEY`, and the config file it came from: what a message points at."""
+        where = f"profiles.{self.config.profile}.{key}"
+        return f"{where} in {self.config.source}" if self.config.source else where
+
+    def resolve(self, model_id: str, kind: str, key: str | None = None) -> str:
+        """What to hand `from_pretrained`: the tiny model's folder, a local folder, or a hub id.
+        A local folder must hold the `kind` of model asked for, and anything else must be a
+        valid hub id; `key` (e.g. `vision.model`) is named in the one-line error otherwise."""
         if model_id == TINY:
             from agent.models.tiny import tiny_model_path
 
             return str(tiny_model_path(kind, self.config.cache_path))
+        from agent.models.loading import check_hub_id, check_model_folder
+
+        check = f"(check {self.where(key or ('vision.model' if kind == 'llava' else 'diffusion.model'))})"
         local = user_path(model_id)
         if local.exists():
+            check_model_folder(local, kind, model_id, check)
             return str(local)
         if model_id.startswith(("/", ".", "~")):  # meant as a folder: never ask the hub for it
-            raise ModelError(f"{model_id}: model folder not found (check the model path in the profile)")
+            raise ModelError(f"{model_id}: model folder not found {check}")
+        check_hub_id(model_id, check)
         return model_id
 
     def offline_for(self, *sources: str | None) -> bool:
@@ -106,12 +121,17 @@ class ModelCache:
 
         def load():
             from agent.models.llava import LlavaBackend
+            from agent.models.loading import check_remote_code
 
+            key = f"{self.config.source}: " if self.config.source else ""
+            key += f"profiles.{self.config.profile}.vision.revision"
+            check_remote_code(spec.revision, self.config.trust_remote_code, key)  # before building or loading
             source = self.resolve(spec.model, "llava")
             return LlavaBackend(spec.model, source, spec.revision, self.device,
                                 self.dtype, offline=self.offline_for(source),
                                 trust_remote_code=self.config.trust_remote_code,
-                                allow_pickle=self.config.allow_pickle)
+                                allow_pickle=self.config.allow_pickle,
+                                revision_key=key)
 
         return self.get("llava", load)
 
@@ -122,11 +142,11 @@ class ModelCache:
         def load():
             from agent.models.diffusion import DiffusionBackend
 
-            inpaint = self.resolve(spec.inpaint_model, "sd") if spec.inpaint_model else None
+            inpaint = self.resolve(spec.inpaint_model, "sd", "diffusion.inpaint_model") if spec.inpaint_model else None
             source = self.resolve(spec.model, "sd")
             return DiffusionBackend(spec, source, self.device, self.dtype, inpaint_source=inpaint,
                                     offline=self.offline_for(source, inpaint),
-                                    allow_pickle=self.config.allow_pickle)
+                                    allow_pickle=self.config.allow_pickle, where=self.where)
 
         return self.get("diffusion", load)
 

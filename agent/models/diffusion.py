@@ -14,19 +14,15 @@ overflow), are reported per image.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib.util
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from agent.errors import Cancelled, ModelError, VisionloopError
-from agent.models.loading import hub_kwargs, load_guarded, weights_kwargs
+from agent.models.loading import hub_kwargs, load_guarded, lora_target, quiet_loading, weights_kwargs
 from agent.models.schedulers import SchedulerChoice, build_scheduler, resolve_scheduler
-from agent.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +59,6 @@ def dtype_kwargs(dtype) -> dict:
         return {"torch_dtype": dtype}
 
 
-@contextlib.contextmanager
-def _quiet_loading():
-    """No "Loading weights" bars from diffusers or transformers while a model loads: they are
-    noise in a terminal and garbage under --json. The denoising bars are set per call.
-
-    Third-party warnings raised while loading (e.g. huggingface_hub's deprecation notices
-    before an offline failure) are not ours to act on: they are hidden unless logging is at
-    INFO or lower (-v), so a failed load stays one line."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    was = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            if not log.isEnabledFor(logging.INFO):
-                warnings.simplefilter("ignore")
-            yield
-    finally:
-        if was[0]:
-            dlog.enable_progress_bar()
-        if was[1]:
-            tlog.enable_progress_bar()
-
-
 def _cancel_callback(cancel):
     """`callback_on_step_end` that stops the denoising loop at the next step when asked."""
 
@@ -106,7 +76,7 @@ class DiffusionBackend:
     kind = "diffusion"
 
     def __init__(self, spec, source: str, device: str, dtype, inpaint_source: str | None = None,
-                 offline: bool = False, allow_pickle: bool = False):
+                 offline: bool = False, allow_pickle: bool = False, where=lambda key: key):
         from diffusers import AutoPipelineForText2Image
 
         self.spec = spec
@@ -117,6 +87,7 @@ class DiffusionBackend:
         self.device = device
         self.dtype = dtype
         self.allow_pickle = allow_pickle
+        self.where = where  # config key -> where it is, for messages
         self.offload = spec.offload if not device.startswith("cpu") else "none"
         if spec.offload != "none" and self.offload == "none":
             log.warning("offload: %s ignored on the CPU (the weights already live there)", spec.offload)
@@ -126,7 +97,7 @@ class DiffusionBackend:
                              **dtype_kwargs(dtype)}
         if spec.safety_checker == "off":
             self._load_kwargs.update(safety_checker=None, requires_safety_checker=False)
-        with _quiet_loading():
+        with quiet_loading():
             self.text2img = load_guarded(source, lambda: AutoPipelineForText2Image.from_pretrained(
                 source, **self._load_kwargs))
         # 2. The safety checker follows the model unless the config forces it.
@@ -193,7 +164,7 @@ class DiffusionBackend:
                 source = self.inpaint_source
                 # the profile's revision pins the main model, not this one
                 kwargs = {k: v for k, v in self._load_kwargs.items() if k != "revision"}
-                with _quiet_loading():
+                with quiet_loading():
                     self._inpaint = load_guarded(source, lambda: AutoPipelineForInpainting.from_pretrained(
                         source, **kwargs, **shared))
                 self._configure(self._inpaint)
@@ -227,13 +198,12 @@ class DiffusionBackend:
             raise ModelError("LoRA weights in the profile need the peft package: pip install peft")
         names, scales, record = [], [], []
         for i, lora in enumerate(loras):
-            path = user_path(lora.path)
             name = lora.name or f"lora{i}"
             kwargs = {"adapter_name": name, **weights_kwargs(self.allow_pickle)}
-            if path.is_file():
-                target, kwargs["weight_name"] = str(path.parent), path.name
-            else:
-                target = str(path) if path.exists() else lora.path
+            target, weight_name = lora_target(lora.path, self.allow_pickle,
+                                              f"(check {self.where(f'diffusion.loras[{i}].path')})")
+            if weight_name:
+                kwargs["weight_name"] = weight_name
             load_guarded(lora.path, lambda: pipe.load_lora_weights(target, **kwargs))
             names.append(name)
             scales.append(float(lora.scale))

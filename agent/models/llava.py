@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agent.errors import Cancelled
-from agent.models.loading import hub_kwargs, load_guarded, weights_kwargs
+from agent.models.loading import hub_kwargs, load_guarded, quiet_loading, weights_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class LlavaBackend:
     kind = "llava"
 
     def __init__(self, model_id: str, source: str, revision: str | None, device: str, dtype,
-                 offline: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False):
+                 offline: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
+                 revision_key: str = "revision"):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_id = model_id  # what the profile names ("tiny" or a hub id)
@@ -60,11 +61,12 @@ class LlavaBackend:
         self.revision = revision
         self.device = device
         self.dtype = dtype
-        kwargs = hub_kwargs(revision, offline, trust_remote_code)
+        kwargs = hub_kwargs(revision, offline, trust_remote_code, key=revision_key)
         started = time.perf_counter()
-        self.processor = load_guarded(source, lambda: AutoProcessor.from_pretrained(source, **kwargs))
-        self.model = load_guarded(source, lambda: AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype, **weights_kwargs(allow_pickle), **kwargs))
+        with quiet_loading():
+            self.processor = load_guarded(source, lambda: AutoProcessor.from_pretrained(source, **kwargs))
+            self.model = load_guarded(source, lambda: AutoModelForImageTextToText.from_pretrained(
+                source, dtype=dtype, **weights_kwargs(allow_pickle), **kwargs))
         self.model.to(device).eval()
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s on %s in %.2fs", source, device, self.load_seconds)
@@ -78,18 +80,53 @@ class LlavaBackend:
         """The exact prompt text: earlier (question, answer) turns, then this question with
         its images, through the processor's chat template."""
         conversation = []
-        for asked, answered in history:
+        for asked, answered in self._clean(history):
             conversation.append({"role": "user", "content": [{"type": "text", "text": asked}]})
             conversation.append({"role": "assistant", "content": [{"type": "text", "text": answered}]})
         content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": question}]
         conversation.append({"role": "user", "content": content})
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
 
-    def count_tokens(self, prompt: str, n_images: int) -> int:
-        """Prompt length in tokens, image tokens included (for trimming chat history)."""
-        ids = self.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        per_image = getattr(self.processor, "num_image_tokens", None) or 576
-        return len(ids) + n_images * per_image
+    def _clean(self, history):
+        """Earlier turns without image placeholders: a decoded answer can spell one out, and the
+        processor would then look for a picture that is not there."""
+        for asked, answered in history:
+            for mark in self.placeholders:
+                asked, answered = asked.replace(mark, ""), answered.replace(mark, "")
+            yield asked, answered
+
+    @property
+    def placeholders(self) -> list[str]:
+        """The text markers the processor replaces with image (or video) tokens: in a question
+        they would stand for pictures that were never given."""
+        return [t for t in (getattr(self.processor, "image_token", None), getattr(self.processor, "video_token", None))
+                if isinstance(t, str) and t]
+
+    def image_tokens(self, images) -> int:
+        """How many tokens `images` take in a prompt, counted by the processor itself: a fixed
+        number per image for LLaVA-1.5 (576; 16 for the tiny model), more and depending on the
+        image's size for LLaVA-NeXT (its tiles). Placeholders not included."""
+        if not images:
+            return 0
+        sizes = [(image.height, image.width) for image in images]
+        try:  # the processor's own arithmetic, without preparing the pixels
+            counts = self.processor._get_num_multimodal_tokens(image_sizes=sizes).num_image_tokens
+            if len(counts) == len(images):
+                return int(sum(counts))
+        except (AttributeError, TypeError, KeyError, ValueError, NotImplementedError):
+            pass
+        probe = self.build_prompt("", len(images))  # else: expand a prompt of only the images
+        expanded = len(self.processor(images=list(images), text=probe)["input_ids"][0])
+        return expanded - self.count_tokens(probe)
+
+    def count_tokens(self, prompt: str, image_tokens: int = 0) -> int:
+        """Prompt length in tokens as `generate` gives it to the model: the processor's
+        tokenizer on the templated `prompt`, with each image placeholder replaced by the
+        `image_tokens` (from `image_tokens(images)`) it expands to."""
+        tokenizer = self.processor.tokenizer
+        ids = tokenizer(prompt)["input_ids"]
+        marks = {tokenizer.convert_tokens_to_ids(t) for t in self.placeholders} - {None, tokenizer.unk_token_id}
+        return len(ids) - sum(1 for i in ids if i in marks) + image_tokens
 
     def generate(self, images, prompt: str, max_new_tokens: int = 256, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, on_text: Callable[[str], None] | None = None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -178,6 +179,16 @@ class RapidOcrEngine:
 
 # --- Tesseract -------------------------------------------------------------------------------
 
+#: one language as users and Tesseract name them: en, deu, chi_sim, script/Latin
+_LANG_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)?")
+
+
+def check_lang(lang: str, key: str = "lang") -> None:
+    """`lang` must be language codes joined by '+'; `key` names where it came from."""
+    if not all(_LANG_CODE.fullmatch(part.strip()) for part in lang.split("+")):
+        raise InputError(f"{key}: expected language codes joined by '+' (e.g. en, de, en+de, chi_sim), got {lang!r}")
+
+
 def tesseract_lang(lang: str) -> str:
     """`en` -> `eng`; `en+de` -> `eng+deu`; Tesseract's own names pass through."""
     return "+".join(_TESSERACT_LANGS.get(part.strip().lower(), part.strip()) for part in lang.split("+"))
@@ -251,7 +262,7 @@ class TesseractEngine:
             err = proc.stderr.decode(errors="replace")
             if "Failed loading language" in err or "Error opening data file" in err:
                 missing = [c for c in code.split("+") if c != "eng"] or [code]
-                raise ModelError(f"tesseract has no language data for {code!r}: install "
+                raise ModelError(f"lang: tesseract has no language data for {code!r}: install "
                                  f"{' '.join('tesseract-ocr-' + c.replace('_', '-') for c in missing)}")
             raise ModelError(f"tesseract failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
         return parse_tsv(proc.stdout.decode("utf-8", errors="replace"))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from agent.models.loading import quiet_loading
+
 #: Bump when a builder changes, so stale tiny models in users' caches are rebuilt.
 TINY_VERSION = "2"
 
@@ -111,7 +113,8 @@ def tiny_model_path(kind: str, cache_dir: Path) -> Path:
             return root
         staging = root.with_name(root.name + ".building")
         shutil.rmtree(staging, ignore_errors=True)
-        BUILDERS[kind](staging)
+        with quiet_loading():  # a first run prints its one result, not "Writing model shards"
+            BUILDERS[kind](staging)
         shutil.rmtree(root, ignore_errors=True)
         staging.rename(root)
         marker.write_text("ok\n")

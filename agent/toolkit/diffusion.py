@@ -19,10 +19,20 @@ MAX_COUNT = 16
 MAX_PROMPT_CHARS = 2000
 
 
+#: Every `data` key `generate` may set (the backend's scheduler options included): the start of
+#: each Stable Diffusion tool's `Tool.data_keys`, to which it adds the keys of its `extra`. A key
+#: added below goes here too (tests/test_workflow_returns.py checks).
+DATA_KEYS = ("model", "model_id", "revision", "pipeline", "prompt", "negative_prompt", "steps", "guidance", "seed",
+             "seeds", "count", "width", "height", "scheduler", "scheduler_name", "scheduler_options", "strength",
+             "base_model", "loras", "safety_checker", "device", "dtype", "generate_seconds",
+             "nsfw_content_detected", "status", "images", "notes")
+
+
 def common_inputs(strength: float | None = None) -> list[Input]:
     """Inputs every Stable Diffusion tool takes; `None` means the profile's setting."""
     inputs = [
-        Input("negative_prompt", "text", None, "what the picture should not show", flags=("--negative",)),
+        Input("negative_prompt", "text", None, "what the picture should not show", flags=("--negative",),
+              max_chars=MAX_PROMPT_CHARS),
         Input("width", "int", None, "width in pixels, a multiple of 8 (default: the profile's)", min=8),
         Input("height", "int", None, "height in pixels, a multiple of 8 (default: the profile's)", min=8),
         Input("size", "size", None, "width and height at once, e.g. 512x512"),
@@ -70,8 +80,8 @@ def pick_size(ctx, width, height, size, fit: tuple[int, int] | None = None) -> t
         width, height = width or native[0], height or native[1]
     for name, value in (("width", width), ("height", height)):
         problem = side_problem(ctx.config, name, value)
-        if problem:
-            raise InputError(f"{name}: {problem}")
+        if problem:  # named as the user gave it: `--size 0x0` is about --size
+            raise InputError(f"size: {name} {problem}" if size is not None else f"{name}: {problem}")
     return int(width), int(height)
 
 
@@ -80,7 +90,9 @@ def side_problem(config, name: str, value: int) -> str | None:
     active profile, or None: a multiple of 8 (the VAE halves it three times), at most the
     configured maximum. Workflow validation applies the same rule to literal sizes."""
     limit = getattr(config.active.diffusion, f"max_{name}")
-    if value < 8 or value % 8:
+    if value < 8:  # 0 or negative is not "not a multiple of 8"
+        return f"must be at least 8, got {value}"
+    if value % 8:
         return f"must be a multiple of 8, got {value}"
     if value > limit:
         return (f"{value} is above the configured maximum {limit} "

@@ -7,7 +7,15 @@ answer in `ToolResult.data`.
 
 from __future__ import annotations
 
+from agent.errors import InputError
 from agent.tools import Input, ToolResult
+
+
+#: Every `data` key `ask_llava` may set (its generation settings included): the start of each
+#: LLaVA tool's `Tool.data_keys`. A key added below goes here too (tests/test_workflow_returns.py).
+DATA_KEYS = ("model", "model_id", "revision", "question", "prompt", "images", "prompt_tokens", "image_tokens",
+             "context_length", "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "new_tokens",
+             "generate_seconds", "device", "history_turns", "notes")
 
 
 def generation_inputs() -> list[Input]:
@@ -35,30 +43,60 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
     pictures = [ctx.load_image(path) for path in images]
     # 2. The shared model, the conversation so far (if any) and the exact prompt.
     llava = ctx.models.llava()
+    for mark in llava.placeholders:
+        if mark in question:
+            raise InputError(f"question: contains {mark!r}, which {llava.model_id} reserves for the images "
+                             "themselves; reword it without that marker")
+    image_tokens = llava.image_tokens(pictures)
+
+    def size(turns) -> int:
+        return llava.count_tokens(llava.build_prompt(question, len(pictures), turns), image_tokens)
+
     history, dropped = [], 0
     chat_history = ctx.history if conversational else None
     if chat_history is not None:
-        room = llava.context_length - n_new
-
-        def fits(turns):
-            return llava.count_tokens(llava.build_prompt(question, len(pictures), turns), len(pictures)) <= room
-
-        history, dropped = chat_history(images, fits)
+        history, dropped = chat_history(images, lambda turns: size(turns) <= llava.context_length - n_new)
     prompt = llava.build_prompt(question, len(pictures), history)
+    prompt_tokens = size(history)
+    check_fits(llava, "question" if tool == "see" else tool, prompt_tokens, image_tokens, n_new)
     # 3. Generate with the profile's settings unless the call overrides them.
+    temp = spec.temperature if temperature is None else temperature
+    unused = [name for name, value in (("top_p", top_p), ("seed", seed)) if value is not None]
+    notes = [f"{', '.join(unused)}: no effect with greedy decoding (temperature 0); "
+             "give a temperature above 0 to sample"] if unused and temp == 0 else []
     gen = llava.generate(
         pictures, prompt,
         max_new_tokens=n_new,
-        temperature=spec.temperature if temperature is None else temperature,
+        temperature=temp,
         top_p=spec.top_p if top_p is None else top_p,
         seed=seed, on_text=ctx.on_text, cancel=ctx.cancel,
     )
     data = {"model": llava.source, "model_id": llava.model_id, "revision": llava.revision,
             "question": question, "prompt": gen.prompt, "images": [str(p) for p in images],
+            "prompt_tokens": prompt_tokens, "image_tokens": image_tokens, "context_length": llava.context_length,
             **gen.settings, "new_tokens": gen.new_tokens, "generate_seconds": round(gen.seconds, 4),
             "device": llava.device}
     if chat_history is not None:
         data["history_turns"] = len(history)
     if dropped:
-        data["notes"] = [f"the {dropped} oldest turn(s) were left out to fit the model's context"]
+        notes.insert(0, f"the {dropped} oldest turn(s) were left out to fit the model's context")
+    if notes:
+        data["notes"] = notes
     return ToolResult(tool=tool, text=gen.text, data=data)
+
+
+def check_fits(llava, what: str, prompt_tokens: int, image_tokens: int, n_new: int) -> None:
+    """Refuse, in one line, a prompt that leaves less room than `max_new_tokens` in the model's
+    context: the model would otherwise see a cut prompt, or stop short, and say nothing.
+    `what` names the argument to blame (the question, or the tool when its prompt is fixed)."""
+    limit = llava.context_length
+    if prompt_tokens + n_new <= limit:
+        return
+    left = max(limit - prompt_tokens, 0)
+    images = f", {image_tokens} of them for the image(s)" if image_tokens else ""
+    text_to_blame = what == "question" and image_tokens + n_new <= limit
+    fix = "shorten the question" if text_to_blame else "use fewer or smaller images"
+    if left:
+        fix += " or lower max_new_tokens"
+    raise InputError(f"{what}: the prompt is {prompt_tokens} tokens{images}, and {llava.model_id}'s context is "
+                     f"{limit} tokens, which leaves {left} for the answer (max_new_tokens is {n_new}): {fix}")

@@ -4,9 +4,12 @@
     watcher = Watcher(config.watch, loop, registry, config, announce=print)
     watcher.start() ... watcher.stop()        # or: counts = watcher.run_once()
 
-Modules: `ledger` (sqlite record by sha256 + rule, the per-output lock), `stability` (name
-filters, the settle gate), `scanner` (full scans, watchdog events, inotify limits), `runner`
-(one file through the loop, failed/ and retries), `watcher` (the threads that tie them).
+Modules: `ledger` (sqlite record by sha256 + rule + fingerprint, the per-output lock) and
+`ledger_schema` (tables, migration), `rules` (rules resolved and checked), `stability` (name
+filters, the settle gate), `scanner` (full scans, the observer, inotify limits), `events`
+(events as hints, the watched folders' health), `runner` (one file through the loop, retries),
+`outcome` (done, failed/, the error record, safe moves), `names` (names on one line), `watcher`
+(the thread that ties them).
 """
 
 from agent.watch.ledger import Ledger, WatchError, ledger_path, state_dir

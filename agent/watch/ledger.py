@@ -1,9 +1,11 @@
 """The ledger: which files a watcher has seen, by content, so that nothing runs twice.
 
 One sqlite database (WAL mode) per output folder, in the user state folder. A file is keyed by
-the sha256 of its bytes and the rule name; its row walks queued -> running -> done | failed.
-The same bytes under a second name get a `duplicate` row of their own and never run again.
-A `running` row left by a process that died is redone once; a second death marks it failed.
+the sha256 of its bytes, the rule name and the rule's fingerprint (`Key`: the workflow's content
+and its input, so another workflow on the same folder runs every file again); its row walks
+queued -> running -> done | failed. The same bytes under a second name get a `duplicate` row of
+their own and never run again. A `running` row left by a process that died is redone once; a
+second death marks it failed. Tables, schema version and migration: `ledger_schema`.
 
 A lock file beside the database (filelock, plus the holder's pid in `.pid`) keeps a second
 watcher off the same output folder; `--status` reads without the lock (WAL allows it).
@@ -18,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import filelock
 import platformdirs
@@ -25,25 +28,10 @@ import platformdirs
 from agent.config import APP
 from agent.errors import VisionloopError
 from agent.paths import user_path
+from agent.watch.ledger_schema import LEGACY, STATES, SchemaError, prepare
+from agent.watch.names import shown
 
-STATES = ("queued", "running", "done", "failed", "duplicate")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    sha TEXT NOT NULL, rule TEXT NOT NULL, path TEXT NOT NULL, state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, redone INTEGER NOT NULL DEFAULT 0,
-    error TEXT, step TEXT, run_dir TEXT, pid INTEGER, updated REAL NOT NULL,
-    PRIMARY KEY (sha, rule));
-CREATE TABLE IF NOT EXISTS duplicates (
-    path TEXT NOT NULL, rule TEXT NOT NULL, sha TEXT NOT NULL, updated REAL NOT NULL,
-    PRIMARY KEY (path, rule, sha));
--- what a rescan has already looked at, so unchanged files are not hashed again
-CREATE TABLE IF NOT EXISTS seen (
-    path TEXT NOT NULL, rule TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    PRIMARY KEY (path, rule));
--- hashes of files the watcher wrote, so a re-dropped output is never taken as an input
-CREATE TABLE IF NOT EXISTS outputs (sha TEXT PRIMARY KEY);
-"""
+FINAL = ("done", "failed")  # a file in one of these states is left alone until it changes
 
 
 class WatchError(VisionloopError):
@@ -53,14 +41,23 @@ class WatchError(VisionloopError):
 def state_dir() -> Path:
     """Where ledgers live: $VISIONLOOP_STATE_DIR, else the platform's user state folder."""
     env = os.environ.get("VISIONLOOP_STATE_DIR")
-    return user_path(env) if env else Path(platformdirs.user_state_dir(APP))
+    return user_path(env, "VISIONLOOP_STATE_DIR") if env else Path(platformdirs.user_state_dir(APP))
 
 
 def ledger_path(output: str | os.PathLike) -> Path:
     """The database for one output folder (named by a hash of its resolved path)."""
     resolved = str(user_path(output).resolve())
-    digest = hashlib.sha256(resolved.encode()).hexdigest()[:16]
-    return state_dir() / "ledgers" / f"{Path(resolved).name or 'root'}-{digest}.sqlite"
+    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
+    label = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(resolved).name) or "root"
+    return state_dir() / "ledgers" / f"{label[:64]}-{digest}.sqlite"
+
+
+class Key(NamedTuple):
+    """One file under one rule: its content, the rule's name, the rule's fingerprint."""
+
+    sha: str
+    rule: str
+    fp: str
 
 
 @dataclass
@@ -68,7 +65,7 @@ class Claim:
     """What `Ledger.claim` decided for one file: `run` it, or skip it and why."""
 
     action: str  # run | done | failed | busy | duplicate | own-output
-    sha: str
+    key: Key
     attempts: int = 0
 
 
@@ -76,18 +73,27 @@ class Ledger:
     def __init__(self, output: str | os.PathLike, lock: bool = True):
         self.output = user_path(output)
         self.path = ledger_path(self.output)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WatchError(f"{shown(self.path.parent)}: cannot create the ledger folder "
+                             f"({exc.strerror or exc}); set VISIONLOOP_STATE_DIR to a folder you can write") from None
         self._lock: filelock.BaseFileLock | None = None
         if lock:
             self._acquire()
+        self.db = None
         try:
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
-            self.db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            prepare(self.db)
+        except (sqlite3.DatabaseError, SchemaError) as exc:
+            if self.db is not None:
+                self.db.close()
             self.release()
-            raise WatchError(f"{self.path}: the ledger cannot be read ({exc}); move it aside to start "
+            if isinstance(exc, SchemaError):
+                raise WatchError(f"{shown(self.path)}: this ledger is {exc}") from None
+            raise WatchError(f"{shown(self.path)}: the ledger cannot be read ({exc}); move it aside to start "
                              f"afresh (every file in the watched folders would then run again)") from None
         self._mutex = threading.Lock()  # the watcher thread and the loop's worker share the connection
 
@@ -104,7 +110,8 @@ class Ledger:
                 holder = pid_file.read_text().strip() or "unknown"
             except OSError:
                 holder = "unknown"
-            raise WatchError(f"{self.output}: already being watched by pid {holder} (lock file {lock_file})") from None
+            raise WatchError(f"{shown(self.output)}: already being watched by pid {holder} "
+                             f"(lock file {shown(lock_file)})") from None
         pid_file.write_text(str(os.getpid()))
 
     def release(self) -> None:
@@ -124,37 +131,54 @@ class Ledger:
     def _tx(self):
         return _Tx(self)
 
-    def recover(self) -> list[tuple[str, str, str]]:
+    def adopt_legacy(self, rule: str, fp: str) -> int:
+        """Rows migrated from a version-1 ledger take this rule's fingerprint (see ledger_schema)."""
+        with self._tx() as db:
+            return db.execute("UPDATE OR IGNORE files SET fp=? WHERE rule=? AND fp=?", (fp, rule, LEGACY)).rowcount \
+                + db.execute("UPDATE OR IGNORE duplicates SET fp=? WHERE rule=? AND fp=?", (fp, rule, LEGACY)).rowcount
+
+    def recover(self) -> list[tuple[Key, str]]:
         """At start (lock held): stale `running` rows go back to `queued` once; a row that was
-        already redone is marked failed. Returns (sha, rule, path) of the rows failed here."""
+        already redone is marked failed; a `queued` row whose file is gone is forgotten (it never
+        ran; if the file comes back it is new). Returns (key, path) of the rows failed here."""
         now = time.time()
         with self._tx() as db:
-            gave_up = db.execute("SELECT sha, rule, path FROM files WHERE state='running' AND redone>0").fetchall()
+            gave_up = db.execute("SELECT sha, rule, fp, path FROM files WHERE state='running' AND redone>0").fetchall()
             db.execute("UPDATE files SET state='failed', error='interrupted twice while running; not retried', "
                        "updated=? WHERE state='running' AND redone>0", (now,))
             db.execute("UPDATE files SET state='queued', redone=1, updated=? WHERE state='running'", (now,))
-        return [tuple(r) for r in gave_up]
+            for sha, rule, fp, path in db.execute("SELECT sha, rule, fp, path FROM files WHERE state='queued'").fetchall():
+                if not os.path.lexists(path):
+                    db.execute("DELETE FROM files WHERE sha=? AND rule=? AND fp=?", (sha, rule, fp))
+        return [(Key(sha, rule, fp), path) for sha, rule, fp, path in gave_up]
 
-    def claim(self, sha: str, rule: str, path: Path) -> Claim:
-        """Decide, atomically, whether this file (already hashed) should run."""
+    def claim(self, key: Key, path: Path, reprocess: bool = False) -> Claim:
+        """Decide, atomically, whether this file (already hashed) should run. With `reprocess`
+        a file already done or failed under this key is put back in line (`--reprocess`)."""
         now, spath = time.time(), str(path)
+        sha, rule, fp = key
         with self._tx() as db:
             if db.execute("SELECT 1 FROM outputs WHERE sha=?", (sha,)).fetchone():
-                return Claim("own-output", sha)
-            row = db.execute("SELECT path, state, attempts FROM files WHERE sha=? AND rule=?", (sha, rule)).fetchone()
+                return Claim("own-output", key)
+            row = db.execute("SELECT path, state, attempts FROM files WHERE sha=? AND rule=? AND fp=?", key).fetchone()
             if row is None:
-                db.execute("INSERT INTO files (sha, rule, path, state, pid, updated) VALUES (?,?,?,?,?,?)",
-                           (sha, rule, spath, "queued", os.getpid(), now))
-                return Claim("run", sha)
+                db.execute("INSERT INTO files (sha, rule, fp, path, state, pid, updated) VALUES (?,?,?,?,?,?,?)",
+                           (sha, rule, fp, spath, "queued", os.getpid(), now))
+                return Claim("run", key)
             old_path, state, attempts = row
-            if old_path != spath and not (state == "queued" and not Path(old_path).exists()):
-                db.execute("INSERT OR REPLACE INTO duplicates VALUES (?,?,?,?)", (spath, rule, sha, now))
-                return Claim("duplicate", sha)
+            takes_over = old_path == spath or not os.path.lexists(old_path)
+            if reprocess and state in FINAL and takes_over:
+                db.execute("UPDATE files SET state='queued', attempts=0, redone=0, error=NULL, step=NULL, path=?, "
+                           "pid=?, updated=? WHERE sha=? AND rule=? AND fp=?", (spath, os.getpid(), now, *key))
+                return Claim("run", key)
+            if not takes_over or (old_path != spath and state != "queued"):
+                db.execute("INSERT OR REPLACE INTO duplicates VALUES (?,?,?,?,?)", (spath, rule, fp, sha, now))
+                return Claim("duplicate", key)
             if state == "queued":
-                db.execute("UPDATE files SET path=?, pid=?, updated=? WHERE sha=? AND rule=?",
-                           (spath, os.getpid(), now, sha, rule))
-                return Claim("run", sha, attempts)
-            return Claim("busy" if state == "running" else state, sha)
+                db.execute("UPDATE files SET path=?, pid=?, updated=? WHERE sha=? AND rule=? AND fp=?",
+                           (spath, os.getpid(), now, *key))
+                return Claim("run", key, attempts)
+            return Claim("busy" if state == "running" else state, key)
 
     def stale_run_dirs(self) -> list[str]:
         """At start (lock held), before `recover`: the run folders of `running` rows, whose
@@ -162,66 +186,94 @@ class Ledger:
         with self._tx() as db:
             return [r[0] for r in db.execute("SELECT run_dir FROM files WHERE state='running' AND run_dir IS NOT NULL")]
 
-    def start(self, sha: str, rule: str) -> None:
+    def start(self, key: Key) -> None:
         """The job is in the loop's hands now (its run folder, from an earlier attempt, is forgotten)."""
         with self._tx() as db:
             db.execute("UPDATE files SET state='running', attempts=attempts+1, run_dir=NULL, pid=?, updated=? "
-                       "WHERE sha=? AND rule=?", (os.getpid(), time.time(), sha, rule))
+                       "WHERE sha=? AND rule=? AND fp=?", (os.getpid(), time.time(), *key))
 
-    def set_run_dir(self, sha: str, rule: str, run_dir: str) -> None:
+    def set_run_dir(self, key: Key, run_dir: str) -> None:
         """The running job's run folder exists now."""
         with self._tx() as db:
-            db.execute("UPDATE files SET run_dir=?, updated=? WHERE sha=? AND rule=?",
-                       (run_dir, time.time(), sha, rule))
+            db.execute("UPDATE files SET run_dir=?, updated=? WHERE sha=? AND rule=? AND fp=?",
+                       (run_dir, time.time(), *key))
 
-    def finish(self, sha: str, rule: str, state: str, *, path: Path | None = None, error: str | None = None,
+    def finish(self, key: Key, state: str, *, path: Path | None = None, error: str | None = None,
                step: str | None = None, run_dir: str | None = None, outputs: list[str] = ()) -> None:
-        assert state in STATES
+        if state not in ("queued", "done", "failed"):  # a real check: `assert` is gone under python -O
+            raise ValueError(f"a job cannot finish in state {state!r} (queued, done or failed)")
         with self._tx() as db:
             db.execute("UPDATE files SET state=?, error=?, step=?, run_dir=COALESCE(?, run_dir), "
-                       "path=COALESCE(?, path), updated=? WHERE sha=? AND rule=?",
-                       (state, error, step, run_dir, str(path) if path else None, time.time(), sha, rule))
+                       "path=COALESCE(?, path), updated=? WHERE sha=? AND rule=? AND fp=?",
+                       (state, error, step, run_dir, str(path) if path else None, time.time(), *key))
             db.executemany("INSERT OR IGNORE INTO outputs VALUES (?)", [(h,) for h in outputs])
 
-    def attempts(self, sha: str, rule: str) -> int:
+    def state(self, key: Key) -> str | None:
         with self._tx() as db:
-            row = db.execute("SELECT attempts FROM files WHERE sha=? AND rule=?", (sha, rule)).fetchone()
+            row = db.execute("SELECT state FROM files WHERE sha=? AND rule=? AND fp=?", key).fetchone()
+        return row[0] if row else None
+
+    def attempts(self, key: Key) -> int:
+        with self._tx() as db:
+            row = db.execute("SELECT attempts FROM files WHERE sha=? AND rule=? AND fp=?", key).fetchone()
         return row[0] if row else 0
 
-    def failed(self, rule: str) -> list[tuple[str, str]]:
+    def failed(self, rule: str, fp: str) -> list[tuple[Key, str]]:
         with self._tx() as db:
-            return [tuple(r) for r in db.execute("SELECT sha, path FROM files WHERE rule=? AND state='failed'", (rule,))]
+            rows = db.execute("SELECT sha, path FROM files WHERE rule=? AND fp=? AND state='failed'", (rule, fp))
+            return [(Key(sha, rule, fp), path) for sha, path in rows.fetchall()]
 
-    def requeue(self, sha: str, rule: str, path: Path) -> None:
-        """`--retry-failed`: back in line with fresh attempts."""
+    def requeue(self, key: Key, path: Path) -> None:
+        """`--retry-failed`: back in line with fresh attempts (and looked at again by the scan)."""
         with self._tx() as db:
             db.execute("UPDATE files SET state='queued', attempts=0, redone=0, error=NULL, step=NULL, path=?, "
-                       "updated=? WHERE sha=? AND rule=?", (str(path), time.time(), sha, rule))
+                       "updated=? WHERE sha=? AND rule=? AND fp=?", (str(path), time.time(), *key))
+            db.execute("DELETE FROM seen WHERE path=? AND rule=? AND fp=?", (str(path), key.rule, key.fp))
 
-    # --- the rescan's memory ---------------------------------------------------------------------
-    def seen(self, path: Path, rule: str, size: int, mtime_ns: int) -> bool:
+    # --- the scan's memory -------------------------------------------------------------------------
+    def known(self, path: Path, rule: str, fp: str, size: int, ctime_ns: int) -> bool:
+        """Is this file, unchanged since it was last hashed, finished with (done, failed, a
+        duplicate of a finished file, or one of the watcher's own outputs)? Anything else
+        (queued, running, never recorded) is looked at again, so no row can be stuck."""
         with self._tx() as db:
-            row = db.execute("SELECT size, mtime_ns FROM seen WHERE path=? AND rule=?", (str(path), rule)).fetchone()
-        return row == (size, mtime_ns)
+            row = db.execute("SELECT sha FROM seen WHERE path=? AND rule=? AND fp=? AND size=? AND mtime_ns=?",
+                             (str(path), rule, fp, size, ctime_ns)).fetchone()
+            if row is None:
+                return False
+            if db.execute("SELECT 1 FROM outputs WHERE sha=?", row).fetchone():
+                return True
+            done = db.execute("SELECT 1 FROM files WHERE sha=? AND rule=? AND fp=? AND state IN ('done', 'failed')",
+                              (row[0], rule, fp)).fetchone()
+            return done is not None
 
-    def mark_seen(self, path: Path, rule: str, size: int, mtime_ns: int) -> None:
+    def mark_seen(self, path: Path, key: Key, size: int, ctime_ns: int) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO seen VALUES (?,?,?,?)", (str(path), rule, size, mtime_ns))
+            db.execute("INSERT OR REPLACE INTO seen VALUES (?,?,?,?,?,?)",
+                       (str(path), key.rule, key.fp, size, ctime_ns, key.sha))
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """{rule: {state: count}} for `--status`."""
+    def forget_seen(self, rule: str, fp: str) -> None:
+        """`--reprocess`: the next scan hashes and claims every file again."""
+        with self._tx() as db:
+            db.execute("DELETE FROM seen WHERE rule=? AND fp=?", (rule, fp))
+
+    def counts(self, fingerprints: dict[str, str] | None = None) -> dict[str, dict[str, int]]:
+        """{rule: {state: count}} for `--status`; with `fingerprints` ({rule: fp}) only the rows
+        of each rule's current workflow."""
         out: dict[str, dict[str, int]] = {}
         with self._tx() as db:
-            for rule, state, n in db.execute("SELECT rule, state, COUNT(*) FROM files GROUP BY rule, state"):
-                out.setdefault(rule, dict.fromkeys(STATES, 0))[state] = n
-            for rule, n in db.execute("SELECT rule, COUNT(*) FROM duplicates GROUP BY rule"):
-                out.setdefault(rule, dict.fromkeys(STATES, 0))["duplicate"] = n
+            for table, select in (("files", "state, COUNT(*)"), ("duplicates", "'duplicate', COUNT(*)")):
+                for rule, fp, state, n in db.execute(f"SELECT rule, fp, {select} FROM {table} GROUP BY rule, fp"
+                                                     + (", state" if table == "files" else "")):
+                    if fingerprints is not None and fingerprints.get(rule) not in (fp, None):
+                        continue
+                    counts = out.setdefault(rule, dict.fromkeys(STATES, 0))
+                    counts[state] += n
         return out
 
     def rows(self, rule: str | None = None) -> list[dict]:
         """Every file row (for tests and `--status --json`)."""
         with self._tx() as db:
-            cur = db.execute("SELECT sha, rule, path, state, attempts, redone, error, step, run_dir FROM files"
+            cur = db.execute("SELECT sha, rule, fp, path, state, attempts, redone, error, step, run_dir FROM files"
                              + (" WHERE rule=?" if rule else ""), (rule,) if rule else ())
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r)) for r in cur.fetchall()]
@@ -235,7 +287,11 @@ class _Tx:
 
     def __enter__(self) -> sqlite3.Connection:
         self.ledger._mutex.acquire()
-        self.ledger.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.ledger.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.ledger._mutex.release()
+            raise
         return self.ledger.db
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from agent.watch.ledger import WatchError
+from agent.watch.names import shown
 from agent.watch.stability import ignored_dir, wanted
 
 log = logging.getLogger(__name__)
@@ -21,13 +22,16 @@ log = logging.getLogger(__name__)
 
 def scan(folder: Path, patterns: list[str], recursive: bool, skip: set[Path]) -> Iterator[os.DirEntry]:
     """Regular files (symlinks are not followed) in `folder` that a rule takes; folders in
-    `skip` (failed/, processed/) and hidden or junk folders are not entered."""
+    `skip` (failed/, processed/) and hidden or junk folders are not entered. A `folder` that is
+    itself a symbolic link yields nothing: links are never followed, into files or folders."""
+    if os.path.islink(folder):
+        return
     try:
         entries = list(os.scandir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
-    except PermissionError as exc:
-        log.warning("%s: cannot list folder: %s", folder, exc.strerror)
+    except OSError as exc:  # no permission, a loop, an I/O error: said, and the rest goes on
+        log.warning("%s: cannot list folder: %s", shown(folder), exc.strerror or exc)
         return
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
@@ -45,7 +49,7 @@ def inotify_message(exc: OSError, folder: Path) -> str:
     else:
         knob = "fs.inotify.max_user_watches"
         what = "the inotify watch limit is reached"
-    return (f"{folder}: cannot watch this folder: {what} ({exc.strerror or exc}). Raise the limit with "
+    return (f"{shown(folder)}: cannot watch this folder: {what} ({exc.strerror or exc}). Raise the limit with "
             f"`sudo sysctl {knob}=524288` (add it to /etc/sysctl.conf to keep it), or run "
             f"`visionloop watch --poll` to poll the folder instead of using inotify events "
             f"(also the mode for network shares, where events do not arrive).")
@@ -86,5 +90,5 @@ def start_observer(targets: list[tuple[Path, bool, Callable[[str, str | None], N
         observer.stop()
         if exc.errno in (errno.ENOSPC, errno.EMFILE):
             raise WatchError(inotify_message(exc, targets[0][0])) from None
-        raise WatchError(f"{targets[0][0]}: cannot watch folder: {exc.strerror or exc}") from None
+        raise WatchError(f"{shown(targets[0][0])}: cannot watch folder: {exc.strerror or exc}") from None
     return observer

@@ -3,31 +3,34 @@
 One thread does the work: a full scan first (files that came while nothing watched), then
 stability checks, runs and a periodic rescan; watchdog's thread only adds hints. Jobs go
 through the shared `Loop`, so the watcher and the chat take turns on the same models.
+Rules are resolved and checked in `rules`; one file's run is `runner`; its record, `outcome`.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 from agent.config import WatchRule
-from agent.errors import VisionloopError
-from agent.images import ensure_output_dir
-from agent.watch.ledger import Ledger, WatchError
-from agent.watch.runner import Result, RuleState, Runner, move_no_clobber
-from agent.watch.scanner import scan, start_observer
-from agent.watch.stability import Ready, Tracker, ceiling_for, wanted
-from agent.paths import user_path
+from agent.watch.ledger import WatchError
+from agent.watch.names import one_line, shown
+from agent.watch.outcome import Result, move_no_clobber, record_failed
+from agent.watch.rules import RuleState, inside, resolve_rules
+from agent.watch.runner import Runner
+from agent.watch.events import FolderEvents
+from agent.watch.scanner import scan
+from agent.watch.stability import Ready, Tracker
 
 log = logging.getLogger(__name__)
 
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
+#: An unreadable file or an unexpected error is tried this many more times (backoff doubling
+#: from 4 x `backoff`), then the watcher gives up on it until it changes, and says so.
+ERROR_RETRIES = 3
 
 
 class Watcher:
@@ -38,7 +41,7 @@ class Watcher:
 
     def __init__(self, rules: list[WatchRule], loop, registry, config, announce: Callable[[str], None] | None = None,
                  poll: bool = False, grace: float = 30.0, backoff: float = 1.0,
-                 on_wait: Callable[[str], None] | None = None):
+                 on_wait: Callable[[str], None] | None = None, reprocess: bool = False, cancel_wait: float = 30.0):
         from agent.workflows import load_workflow
 
         if not rules:
@@ -50,156 +53,119 @@ class Watcher:
         self._waited_on: set[tuple[Path, str]] = set()
         self.poll = poll
         self._stop = threading.Event()
-        self.runner = Runner(loop, registry, self._stop, grace=grace, backoff=backoff)
+        self.runner = Runner(loop, registry, self._stop, grace=grace, backoff=backoff, cancel_wait=cancel_wait,
+                             reprocess=reprocess)
         self.tracker = Tracker()
-        self.counts = {"processed": 0, "failed": 0, "skipped": 0}
+        self.counts = {"processed": 0, "failed": 0, "skipped": 0, "unfinished": 0}
         self.latencies: list[float] = []  # settled -> job started, seconds (for the benchmark)
         self._retries: list[tuple[float, int, Ready]] = []
         self._seq = 0
         self._left_alone: set[tuple] = set()
+        self._errors: dict[tuple[Path, str], int] = {}  # unexpected errors per file, for the cap
+        self._given_up: set[tuple] = set()  # (rule, path, size, ctime): not looked at again until changed
         self._thread: threading.Thread | None = None
-        self._observer = None
-        self.ledgers: dict[Path, Ledger] = {}
-        self.rules: list[RuleState] = []
+        self.rules, self.ledgers = resolve_rules(rules, config, registry, load_workflow)
+        self._by_name = {rs.name: rs for rs in self.rules}
+        self.events = FolderEvents(self.rules, self.tracker, poll, self._scan_rule)
         try:
-            self._resolve(rules, load_workflow)
+            self._recover(reprocess)
         except BaseException:
-            self.close()
+            try:  # the locks go; the error that stopped the start is the one raised
+                self.close()
+            except Exception as exc:  # noqa: BLE001 - said, never instead of the first error
+                log.warning("while closing after a failed start: %s: %s", type(exc).__name__, one_line(exc))
             raise
 
-    # --- setup ---------------------------------------------------------------------------------
-    def _resolve(self, rules: list[WatchRule], load_workflow) -> None:
+    def _recover(self, reprocess: bool) -> None:
+        """Jobs that were running when a process died are redone once (their run folders say
+        "interrupted"); a second death fails them. `--reprocess` forgets what the scan knew."""
         from agent.workflows.engine import mark_interrupted
 
-        names = [r.name for r in rules]
-        if len(set(names)) != len(names):
-            raise WatchError(f"watch rule names must be unique (got {', '.join(names)})")
-        folders = []
-        for rule in rules:
-            folder = user_path(rule.folder).resolve()
-            if not folder.is_dir():
-                raise WatchError(f"{rule.folder}: watch rule {rule.name!r}: folder not found")
-            folders.append(folder)
-        for rule, folder in zip(rules, folders):
-            output = user_path(rule.output).resolve()
-            for other in folders:  # outputs inside a watched folder would be taken as inputs
-                if _inside(output, other):
-                    raise WatchError(f"{rule.output}: watch rule {rule.name!r}: the output folder is inside the "
-                                     f"watched folder {other}; choose an output outside every watched folder")
-            wf = load_workflow(rule.workflow, self.config, self.registry)
-            inputs = getattr(getattr(wf, "spec", None), "inputs", None)
-            if inputs is not None and rule.input not in inputs:
-                raise WatchError(f"watch rule {rule.name!r}: workflow {rule.workflow!r} has no input {rule.input!r} "
-                                 f"(inputs: {', '.join(inputs) or 'none'})")
-            try:  # e.g. a path under a regular file: one line naming the folder and the rule
-                ensure_output_dir(output)
-            except VisionloopError as exc:
-                raise WatchError(f"{exc} (watch rule {rule.name!r})") from None
-            if output not in self.ledgers:
-                self.ledgers[output] = Ledger(output)
-            failed = user_path(rule.failed).resolve() if rule.failed else folder / "failed"
-            self.rules.append(RuleState(rule, folder, output, failed, folder / "processed", wf, self.ledgers[output],
-                                        rule.settle, ceiling_for(rule.settle, rule.ceiling)))
-        by_name = {rs.name: rs for rs in self.rules}
-        for ledger in self.ledgers.values():  # jobs that were running when a process died: redone once
+        for ledger in self.ledgers.values():
             for run_dir in ledger.stale_run_dirs():  # their old run folders must not say "running" forever
                 if mark_interrupted(run_dir, "interrupted: the watcher's process ended during the run; "
                                              "the file was run again (or failed) on restart"):
-                    log.info("%s: marked interrupted", run_dir)
-            for sha, rule, path in ledger.recover():
-                if rule in by_name and Path(path).exists():
-                    self.runner._fail(by_name[rule], Path(path), sha, "interrupted twice while running; not retried",
-                                      None, None)
+                    log.info("%s: marked interrupted", shown(run_dir))
+            for key, path in ledger.recover():
+                rs = self._by_name.get(key.rule)
+                if rs is not None and key.fp == rs.fp and os.path.lexists(path):
+                    record_failed(rs, Path(path), key, "interrupted twice while running; not retried", None, None)
+        if reprocess:
+            for rs in self.rules:
+                rs.ledger.forget_seen(rs.name, rs.fp)
 
     # --- public API ----------------------------------------------------------------------------
     def start(self) -> None:
         """Watch in background threads; returns at once."""
-        self._start_observer()
+        self.events.start()
         self._thread = threading.Thread(target=self._work, args=(False,), name="visionloop-watch", daemon=True)
         self._thread.start()
 
     def run_once(self) -> dict:
-        """Process the files there now (waiting for each to settle), then return the counts."""
+        """Process the files there now (waiting for each to settle), then return the counts:
+        processed, failed, skipped, and unfinished (not done: unreadable, interrupted, given up)."""
         before = dict(self.counts)
         self._work(True)
         return {k: self.counts[k] - before[k] for k in self.counts}
 
     def run_forever(self) -> None:
         """The CLI's mode: watch in the calling thread until `request_stop()` (a signal)."""
-        self._start_observer()
+        self.events.start()
         self._work(False)
 
     def request_stop(self) -> None:
         self._stop.set()
 
-    def stop(self) -> None:
-        """Finish or re-queue the job in hand, stop watching, release the ledgers' locks."""
+    def stop(self) -> bool:
+        """Finish the job in hand (up to `grace` s), else cancel it and re-queue it; stop watching;
+        release the ledgers' locks. Never waits without bound: a thread or a cancelled job that
+        has not stopped in time is reported (a warning) and False is returned."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.close()
+        clean = True
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            limit = self.runner.grace + self.runner.cancel_wait + 5.0
+            thread.join(timeout=limit)
+            if thread.is_alive():
+                clean = False
+                log.warning("the watcher's thread did not stop within %g s; leaving it", limit)
+        return self.close() and clean and not self.runner.stuck
 
-    def close(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+    def close(self) -> bool:
+        clean = self.events.stop()
         for ledger in self.ledgers.values():
             ledger.close()
         self.ledgers = {}
+        return clean
 
     def retry_failed(self) -> int:
-        """Put every failed file back in its watched folder, with fresh attempts."""
+        """Put every failed file back in line, with fresh attempts: a file in failed/ moves back
+        into its watched folder; one that could not be moved there is queued where it is."""
         count = 0
         for rs in self.rules:
-            for sha, path in rs.ledger.failed(rs.name):
+            for key, path in rs.ledger.failed(rs.name, rs.fp):
                 p = Path(path)
-                if not p.exists():
-                    log.warning("%s: failed file is gone; cannot retry it", p)
+                if not os.path.lexists(p):
+                    log.warning("%s: failed file is gone; cannot retry it", shown(p))
                     continue
-                dest = move_no_clobber(p, rs.folder)
+                if inside(p, rs.folder) and not inside(p, rs.failed):
+                    rs.ledger.requeue(key, p)  # never moved (failed/ was unusable): retried in place
+                    count += 1
+                    continue
+                try:
+                    dest = move_no_clobber(p, rs.folder)
+                except OSError as exc:
+                    log.warning("%s: cannot put it back in %s (%s)", shown(p), shown(rs.folder), exc.strerror or exc)
+                    continue
                 p.with_name(p.name + ".error.json").unlink(missing_ok=True)
-                rs.ledger.requeue(sha, rs.name, dest)
+                rs.ledger.requeue(key, dest)
                 count += 1
         return count
 
     def status(self) -> dict:
-        out = {}
-        for rs in self.rules:
-            out[rs.name] = rs.ledger.counts().get(rs.name, {})
-        return out
+        return {rs.name: rs.ledger.counts({rs.name: rs.fp}).get(rs.name, {}) for rs in self.rules}
 
     # --- the work loop ---------------------------------------------------------------------------
-    def _start_observer(self) -> None:
-        targets = [(rs.folder, rs.rule.recursive, self._event_for(rs)) for rs in self.rules]
-        self._observer = start_observer(targets, self.poll, poll_interval=min(1.0, min(r.settle for r in self.rules) or 1))
-
-    def _event_for(self, rs: RuleState):
-        def on_event(kind: str, raw: str) -> None:
-            path = Path(raw)
-            try:
-                if kind == "gone":
-                    self.tracker.drop(path)
-                elif path.is_dir() and rs.rule.recursive and not self._skipped(rs, path):
-                    # a folder moved in: every file inside (the ledger sorts out any seen before)
-                    for entry in scan(path, rs.rule.patterns, True, {rs.failed, rs.processed, rs.output}):
-                        self.tracker.touch(Path(entry.path), rs.name, rs.settle, rs.ceiling)
-                elif self._takes(rs, path):
-                    self.tracker.touch(path, rs.name, rs.settle, rs.ceiling)
-            except Exception:  # never kill the observer's thread; the rescan still finds the file
-                log.exception("%s: cannot handle a %s event", path, kind)
-        return on_event
-
-    def _skipped(self, rs: RuleState, path: Path) -> bool:
-        return any(_inside(path, p) for p in (rs.failed, rs.processed, rs.output))
-
-    def _takes(self, rs: RuleState, path: Path) -> bool:
-        if not wanted(path.name, rs.rule.patterns) or self._skipped(rs, path):
-            return False
-        parent = path.parent
-        return parent == rs.folder or (rs.rule.recursive and _inside(parent, rs.folder))
-
     def _scan_rule(self, rs: RuleState) -> None:
         for entry in scan(rs.folder, rs.rule.patterns, rs.rule.recursive, {rs.failed, rs.processed, rs.output}):
             try:
@@ -207,13 +173,15 @@ class Watcher:
             except OSError:
                 continue
             path = Path(entry.path)
-            if not rs.ledger.seen(path, rs.name, st.st_size, st.st_ctime_ns):
+            if (rs.name, path, st.st_size, st.st_ctime_ns) in self._given_up:
+                continue
+            if not rs.ledger.known(path, rs.name, rs.fp, st.st_size, st.st_ctime_ns):
                 self.tracker.touch(path, rs.name, rs.settle, rs.ceiling)
             else:
                 self._skip(rs, path, st.st_size, st.st_ctime_ns)
 
     def _skip(self, rs: RuleState, path: Path, size: int, ctime_ns: int) -> None:
-        """Count a file left alone (done before, duplicate, unreadable) once, not per rescan."""
+        """Count a file left alone (done before, duplicate) once, not per rescan."""
         key = (rs.name, path, size, ctime_ns)
         if key not in self._left_alone:
             self._left_alone.add(key)
@@ -224,6 +192,7 @@ class Watcher:
         tick = max(0.02, min(0.25, min(rs.settle for rs in self.rules) / 4))
         last_scan = -1e9
         while not self._stop.is_set():
+            self.events.check_folders()
             if time.monotonic() - last_scan >= rescan:
                 for rs in self.rules:
                     self._scan_rule(rs)
@@ -235,7 +204,8 @@ class Watcher:
                 ready.append(heapq.heappop(self._retries)[2])
             for item in ready:
                 if self._stop.is_set():
-                    break
+                    self.counts["unfinished"] += 1  # settled, never started: found again next time
+                    continue
                 self._handle(item)
             if until_idle and not len(self.tracker) and not self._retries:
                 return
@@ -243,6 +213,8 @@ class Watcher:
             if self._retries:
                 wait = min(wait, max(0.01, self._retries[0][0] - time.monotonic()))
             self._stop.wait(wait)
+        if until_idle:  # stopped in the middle of a pass: what was still waiting is not done
+            self.counts["unfinished"] += len(self.tracker) + len(self._retries)
 
     def _note_waiting(self) -> None:
         """Name each file `run_once` has waited on for `wait_note_after` s, once, so a pass that
@@ -253,33 +225,71 @@ class Watcher:
             if waited < self.wait_note_after or (item.path, item.key) in self._waited_on:
                 continue
             self._waited_on.add((item.path, item.key))
-            self.on_wait(f"[{item.key}] waiting for {item.path}: not settled after {waited:.0f} s ({item.size} bytes, "
-                         f"changed {now - item.last_change:.0f} s ago; needs {item.settle:g} s unchanged, goes to "
-                         f"failed/ after {item.ceiling:g} s)")
+            self.on_wait(f"[{shown(item.key)}] waiting for {shown(item.path)}: not settled after {waited:.0f} s "
+                         f"({item.size} bytes, changed {now - item.last_change:.0f} s ago; needs {item.settle:g} s "
+                         f"unchanged, goes to failed/ after {item.ceiling:g} s)")
 
     def _handle(self, item: Ready) -> None:
-        rs = next(r for r in self.rules if r.name == item.key)
+        rs = self._by_name[item.key]
         try:
             result = self.runner.process(rs, item)
         except Exception as exc:  # a bug or an unexpected OS error must not stop the watcher
-            log.exception("%s: unexpected error in the watcher", item.path)
-            result = Result("retry", item.path, str(exc), retry_in=30.0)
+            log.debug("%s: unexpected error in the watcher", shown(item.path), exc_info=True)
+            result = Result("error", item.path, f"unexpected error: {type(exc).__name__}: {one_line(exc)}",
+                            retry_in=self.runner.backoff * 4)
         if result.job_started is not None:
             self.latencies.append(result.job_started - item.settled_at)
+        name = f"[{shown(rs.name)}] {shown(item.path.name)}"
+        if result.kind != "error":
+            self._errors.pop((item.path, item.key), None)
         if result.kind == "changed":
             self.tracker.touch(item.path, rs.name, rs.settle, rs.ceiling)
         elif result.kind == "retry":
-            self._seq += 1
-            heapq.heappush(self._retries, (time.monotonic() + result.retry_in, self._seq, item))
+            self._later(item, result.retry_in)
+        elif result.kind == "error":
+            self._error(rs, item, result, name)
+        elif result.kind == "requeued":
+            self.counts["unfinished"] += 1
         elif result.kind == "done":
             self.counts["processed"] += 1
-            self.announce(f"[{rs.name}] {item.path.name}: done -> {result.run_dir}")
+            note = f" ({one_line(result.extra['note'])})" if result.extra.get("note") else ""
+            self.announce(f"{name}: done -> {shown(result.run_dir or '')}{note}")
         elif result.kind == "failed":
             self.counts["failed"] += 1
-            self.announce(f"[{rs.name}] {item.path.name}: failed ({result.detail}) -> {result.extra.get('moved_to')}")
+            where = result.extra.get("moved_to")
+            where = shown(where) if where else one_line(result.extra.get("note") or "left in place")
+            self.announce(f"{name}: failed ({one_line(result.detail)}) -> {where}")
         elif result.kind == "skipped":
             try:
-                st = item.path.stat()
+                st = os.lstat(item.path)
                 self._skip(rs, item.path, st.st_size, st.st_ctime_ns)
             except OSError:
                 self.counts["skipped"] += 1
+
+    def _later(self, item: Ready, delay: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._retries, (time.monotonic() + delay, self._seq, item))
+
+    def _error(self, rs: RuleState, item: Ready, result: Result, name: str) -> None:
+        """Retry a file that could not be handled a few times, then give up on it (until it
+        changes) and say so: never silently, never every 30 s forever."""
+        n = self._errors.get((item.path, item.key), 0) + 1
+        if not result.final and n <= ERROR_RETRIES:
+            self._errors[(item.path, item.key)] = n
+            delay = result.retry_in * 2 ** (n - 1)
+            log.warning("%s: %s; trying again in %.1f s (%d of %d)", shown(item.path), result.detail, delay, n,
+                        ERROR_RETRIES)
+            self._later(item, delay)
+            return
+        self._errors.pop((item.path, item.key), None)
+        self.counts["unfinished"] += 1
+        tries = "" if result.final else f" after {n} tries"
+        message = f"{name}: not processed{tries}: {result.detail}; left where it is until it changes"
+        log.warning("%s", message)
+        self.announce(message)
+        try:
+            st = os.lstat(item.path)
+            self._given_up.add((rs.name, item.path, st.st_size, st.st_ctime_ns))
+        except OSError:
+            pass
+

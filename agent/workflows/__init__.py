@@ -6,8 +6,9 @@
     outcome = run_workflow(wf, {"image": "a.png"}, ctx, registry, Path("out"))
 
 Modules: `schema` (the file format, pydantic), `refs` (the reference grammar), `validate`
-(static checks with file:line), `engine` (running and manifests), `batch` (folders and globs),
-`replay` (re-running a manifest).
+(static checks with file:line) and `values` (what fits a tool argument, what a step returns),
+`engine` (one run), `manifest` (the run folder and its records), `batch` (folders and globs),
+`replay` (re-running a manifest), `plan` (run arguments and dry-run plans for the faces).
 """
 
 from agent.workflows.engine import WorkflowOutcome, check_inputs, run_workflow

@@ -1,11 +1,48 @@
-"""`python -m agent.workflows [PATH]`: regenerate the JSON Schema for workflow files
-(default `workflows/schema.json`); `tests/test_workflow_schema.py` fails when it is stale."""
+"""`python -m agent.workflows [PATH]`: write the JSON Schema of workflow files (default
+`workflows/schema.json`, which `tests/test_workflow_validate.py` checks is up to date)."""
 
+from __future__ import annotations
+
+import argparse
 import sys
 from pathlib import Path
 
+from agent.errors import VisionloopError
+from agent.images import atomic_write_bytes
+from agent.paths import user_path
 from agent.workflows.schema import schema_text
 
-target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "workflows" / "schema.json"
-target.write_text(schema_text(), encoding="utf-8")
-print(target)
+DEFAULT = Path(__file__).resolve().parents[2] / "workflows" / "schema.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.workflows",
+        description="Write the JSON Schema of visionloop workflow files (for editors and CI). "
+                    "It is generated from the workflow models, so it always matches what `visionloop validate` "
+                    "accepts.")
+    parser.add_argument("path", nargs="?", default=str(DEFAULT), metavar="PATH",
+                        help=f"where to write it; '-' prints it (default: {DEFAULT})")
+    args = parser.parse_args(argv)
+    if args.path == "-":
+        sys.stdout.write(schema_text())
+        return 0
+    try:
+        if not args.path.strip():
+            raise VisionloopError("the output path is empty (give a file name, or '-' to print the schema)")
+        target = user_path(args.path, "schema")
+        if target.is_dir():
+            raise VisionloopError(f"{target}: is a folder; give a file name, e.g. {target / 'schema.json'}")
+        atomic_write_bytes(target, schema_text().encode("utf-8"))  # never a half-written schema
+    except VisionloopError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{parser.prog}: error: {args.path}: cannot write the schema: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,11 +19,16 @@ from agent.workflows.engine import WorkflowOutcome
 from agent.workflows.validate import Workflow, WorkflowError
 from agent.paths import user_path
 
-#: File suffixes a folder batch picks up (the formats `agent.images.ALLOWED_FORMATS` accepts).
-
 
 def _is_pattern(value: str) -> bool:
     return any(c in value for c in "*?[")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a name too long: not a folder; `check_inputs` says what it is
+        return False
 
 
 def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] | None:
@@ -31,7 +36,9 @@ def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] 
     batched = []
     for name in wf.image_inputs():
         value = inputs.get(name)
-        if isinstance(value, str) and (user_path(value).is_dir() or _is_pattern(value)):
+        # a blank value is no folder (it would be "."): `check_inputs` refuses it
+        if isinstance(value, str) and value.strip() and (_is_dir(user_path(value, f"input {name!r}"))
+                                                          or _is_pattern(value)):
             batched.append(name)
     if not batched:
         return None
@@ -40,8 +47,11 @@ def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] 
     name = batched[0]
     value = str(user_path(inputs[name]))
     if Path(value).is_dir():
-        files = [p for p in Path(value).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                 and not p.name.startswith(".")]
+        try:
+            files = [p for p in Path(value).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                     and not p.name.startswith(".")]
+        except OSError as exc:  # e.g. a folder without read permission
+            raise WorkflowError(f"{value}: cannot list the folder for input {name!r}: {exc.strerror or exc}") from None
     else:
         files = [Path(p) for p in glob.glob(value, recursive=True) if Path(p).is_file()]
     if not files:

@@ -20,7 +20,9 @@ def add_run_arguments(parser) -> None:
 def parse_inputs(pairs: list[str], bad: str = "--input {pair!r}: expected NAME=VALUE",
                  twice: str = "--input {name!r} given twice") -> dict[str, str]:
     """NAME=VALUE words as a dict; `UsageError` (worded by `bad` and `twice`, so the chat can
-    say it in its own syntax) for a word without a name or "=", or a name given twice."""
+    say it in its own syntax) for a word without a name or "=", or a name given twice. An empty
+    or blank VALUE (`image=`, an unset shell variable) is refused too: as a path it would name
+    the current folder."""
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -28,6 +30,9 @@ def parse_inputs(pairs: list[str], bad: str = "--input {pair!r}: expected NAME=V
             raise UsageError(bad.format(pair=pair))
         if name.strip() in out:
             raise UsageError(twice.format(name=name.strip()))
+        if not value.strip():
+            raise UsageError(f"input {name.strip()!r} has an empty value ({pair!r}): give a value, "
+                             "or leave the input out to use its default")
         out[name.strip()] = value
     return out
 

@@ -93,6 +93,12 @@ def find_refs(value: Any) -> tuple[list[Ref], list[str]]:
     return refs, problems
 
 
+def literal_part(text: str) -> str:
+    """`text` with every reference left out (`$${` as the `${` it writes): the part that is
+    there whatever the references hold, so at least this long after substitution."""
+    return _TOKEN.sub(lambda m: "${" if m.group(0) == "$${" else "", text)
+
+
 def whole_ref(value: Any) -> Ref | None:
     """The reference when `value` is exactly one `${...}` (so it keeps its type), else None."""
     if isinstance(value, str):

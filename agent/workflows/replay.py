@@ -15,10 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import Cancelled, VisionloopError
-from agent.workflows.engine import Recorder, hash_or_none
 from agent.paths import user_path
+from agent.workflows.manifest import FORMAT as SUPPORTED
+from agent.workflows.manifest import Recorder, RecordError, hash_or_none
+from agent.workflows.schema import MANIFEST
 
-SUPPORTED = "visionloop-run/1"
+#: What replay reads from a manifest, by JSON type: the top level, each input, each step.
+_TOP = {"workflow": ("object",), "inputs": ("object", "null"), "status": ("string", "null"),
+        "error": ("string", "null"), "failed_step": ("string", "null")}
+_INPUT = {"value": ("string", "number", "boolean", "array", "null"), "sha256": ("string", "null")}
+_STEP = {"id": ("string",), "tool": ("string",), "args": ("object", "null"), "status": ("string",),
+         "seed": ("integer", "null"), "text": ("string", "null"), "error": ("string", "null"),
+         "images": ("array",), "image_hashes": ("array",)}
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "number": (int, float), "integer": int,
+               "null": type(None)}
 
 
 @dataclass
@@ -39,18 +49,82 @@ class ReplayOutcome:
                 "error": self.error, "failed_step": self.failed_step}
 
 
+def _fits(value: Any, expected: tuple[str, ...]) -> bool:
+    if isinstance(value, bool):  # JSON true is no number
+        return "boolean" in expected
+    return any(isinstance(value, _JSON_TYPES[t]) for t in expected if t in _JSON_TYPES)
+
+
+def _got(value: Any) -> str:
+    """What a JSON value is, for a message: "an object", "a string", "null", ..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    kind = next((t for t in ("object", "array", "string", "number", "null") if isinstance(value, _JSON_TYPES[t])), "?")
+    return _a(kind)
+
+
+def _a(kind: str) -> str:
+    return {"null": "null", "integer": "a whole number"}.get(kind, ("an " if kind[0] in "aeio" else "a ") + kind)
+
+
+def _field_problems(obj: dict, fields: dict, where: str) -> list[str]:
+    return [f"{where}{'.' if where else ''}{key}: expected {' or '.join(_a(t) for t in expected)}, got {_got(obj[key])}"
+            for key, expected in fields.items() if key in obj and not _fits(obj[key], expected)]
+
+
+def manifest_problems(data: Any) -> list[str]:
+    """What is wrong with the parts of a manifest that replay reads, each as `path: reason`."""
+    if not isinstance(data, dict):
+        return [f"(top): expected an object, got {_got(data)}"]
+    if data.get("format") != SUPPORTED:
+        return [f"format: expected {SUPPORTED!r}, got {data.get('format')!r} (not a visionloop run manifest)"]
+    if not isinstance(data.get("steps"), list):
+        return ["steps: " + ("missing" if "steps" not in data else f"expected an array, got {_got(data['steps'])}")]
+    problems = _field_problems(data, _TOP, "")
+    for name, entry in (data.get("inputs") or {}).items() if isinstance(data.get("inputs"), dict) else ():
+        if not isinstance(entry, dict):
+            problems.append(f"inputs.{name}: expected an object, got {_got(entry)}")
+            continue
+        problems += _field_problems(entry, _INPUT, f"inputs.{name}")
+        if entry.get("sha256") and not isinstance(entry.get("value"), str):
+            problems.append(f"inputs.{name}.value: expected a file path (the input has a sha256)")
+    for i, step in enumerate(data["steps"]):
+        where = f"steps[{i}]"
+        if not isinstance(step, dict):
+            problems.append(f"{where}: expected an object, got {_got(step)}")
+            continue
+        problems += [f"{where}.{key}: missing" for key in ("id", "tool") if key not in step]
+        problems += _field_problems(step, _STEP, where)
+        for j, path in enumerate(step.get("images") if isinstance(step.get("images"), list) else ()):
+            if not isinstance(path, str):
+                problems.append(f"{where}.images[{j}]: expected a string, got {_got(path)}")
+        for j, h in enumerate(step.get("image_hashes") if isinstance(step.get("image_hashes"), list) else ()):
+            if not isinstance(h, dict):
+                problems.append(f"{where}.image_hashes[{j}]: expected an object, got {_got(h)}")
+    return problems
+
+
 def read_manifest(path: str | Path) -> dict:
-    p = user_path(path)
-    if p.is_dir():
-        p = p / "manifest.json"
+    """The manifest at `path` (or in the run folder `path`), checked as far as replay reads it;
+    a `VisionloopError` naming the file, the field and what is wrong with it otherwise."""
+    if not str(path).strip():
+        raise VisionloopError("replay: the manifest path is empty (give a manifest.json or its run folder)")
+    p = user_path(path, "manifest")
+    try:
+        if p.is_dir():
+            p = p / MANIFEST
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise VisionloopError(f"{str(p)[:80]}: {exc.strerror or exc}") from None
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise VisionloopError(f"{p}: manifest not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VisionloopError(f"{p}: not a readable run manifest: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != SUPPORTED or not isinstance(data.get("steps"), list):
-        raise VisionloopError(f"{p}: not a visionloop run manifest (expected format {SUPPORTED!r})")
+    problems = manifest_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VisionloopError(f"{p}: {problems[0]}{more}")
     return data
 
 
@@ -64,8 +138,8 @@ def _swap_paths(value: Any, mapping: dict[str, str]) -> Any:
 
 def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOutcome:
     """Re-run the calls recorded in `manifest_path`; report whether the results are identical."""
+    old = read_manifest(manifest_path)
     original_path = user_path(manifest_path)
-    old = read_manifest(original_path)
     differences: list[str] = []
     # 1. The inputs must still be the same files for the comparison to mean anything.
     for name, entry in (old.get("inputs") or {}).items():
@@ -94,7 +168,11 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
                     args[name] = _swap_paths(value, mapping)
             if tool is not None and tool.input("seed") and args.get("seed") is None and step.get("seed") is not None:
                 args = {**args, "seed": step["seed"]}
-            record, values = rec.call(step["id"], step["tool"], args, registry)
+            try:
+                record, values = rec.call(step["id"], step["tool"], args, registry)
+            except RecordError as exc:  # the call ran, but the new manifest could not be kept
+                status, error, failed_step = "failed", str(exc), step["id"]
+                break
             for before, after in zip(step.get("images") or [], values.images):
                 mapping[before] = after
             differences += _compare(step, record)
@@ -109,8 +187,10 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
         status, error, failed_step = "failed", old.get("error") or "the original run failed", old.get("failed_step")
     identical = not differences
     rec.manifest["replay"] = {"identical": identical, "differences": differences}
-    rec.finish(status, None if status == "ok" else "; ".join(differences) or error or "a step failed",
-               None if status == "ok" else failed_step)
+    problem = rec.finish(status, None if status == "ok" else "; ".join(differences) or error or "a step failed",
+                         None if status == "ok" else failed_step)
+    if problem:  # the replay's own manifest could not be written: it cannot count as a success
+        status, error = "failed", "; ".join(e for e in (error, problem) if e)
     return ReplayOutcome(rec.path, original_path, rec.run_dir, status, identical, differences,
                          rec.manifest["steps"], error if status != "ok" else None, failed_step)
 

@@ -20,6 +20,10 @@ from agent.tools import INPUT_TYPES
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 #: Sidecar file names: one plain name (no folders) ending in .txt or .json.
 FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(txt|json)$"
+#: The run folder's own records: a sidecar file may not take these names (in any case).
+MANIFEST = "manifest.json"
+OUTPUTS = "outputs.json"
+RESERVED_FILES = (MANIFEST, OUTPUTS)
 
 InputType = Literal[INPUT_TYPES]  # type: ignore[valid-type]
 
@@ -63,7 +67,8 @@ class WorkflowSpec(Strict):
     steps: list[StepSpec] = Field(min_length=1)
     outputs: dict[str, Any] = Field({}, description="named results written to outputs.json; values may be references")
     files: dict[str, Any] = Field(
-        {}, description="sidecar files written into the run folder: NAME.txt gets text, NAME.json gets JSON")
+        {}, description="sidecar files written into the run folder: NAME.txt gets text, NAME.json gets JSON "
+                        f"(not {' or '.join(RESERVED_FILES)}: the run's own records)")
 
 
 def json_schema() -> dict:
@@ -71,7 +76,7 @@ def json_schema() -> dict:
     schema = WorkflowSpec.model_json_schema(by_alias=True)
     schema["properties"]["inputs"]["propertyNames"] = {"pattern": NAME_PATTERN}
     schema["properties"]["outputs"]["propertyNames"] = {"pattern": NAME_PATTERN}
-    schema["properties"]["files"]["propertyNames"] = {"pattern": FILE_PATTERN}
+    schema["properties"]["files"]["propertyNames"] = {"pattern": FILE_PATTERN, "not": {"enum": list(RESERVED_FILES)}}
     return schema
 
 

@@ -3,15 +3,12 @@
 Every problem is collected (not just the first) and reported as `FILE:LINE: path: message`:
 YAML syntax, duplicate keys, tags and aliases (from `agent.yamlsource`), unknown fields with a
 "did you mean", unknown tools, arguments a tool does not take or of the wrong type or range,
-missing required arguments, and references to unknown inputs, unknown or later steps.
+missing required arguments, references to unknown inputs, unknown or later steps, or to what
+a step's tool declares it never returns, and sidecar file names that are not plain or that
+would overwrite the run's own records.
 
-An argument that is exactly one reference keeps the referenced value's type, so that type must
-fit the argument (see `REF_ACCEPTS`): `${inputs.X}` has X's declared type, `${steps.ID.image}`
-and `.images` are images, `.text` is text, `.data.KEY` is unknown until run time (not checked).
-Text takes any single value (an image as its path); an image takes only an image (declare the
-input `type: image`, so the file is checked before any model loads); a float takes an int; a
-choice takes a choice input whose choices it all accepts. With a config, literal width, height
-and size for the diffusion tools follow the active profile (multiples of 8, up to max_width/height).
+Whether a value fits an argument (a literal, one whole reference, text with references inside)
+is decided by `agent.workflows.values`, with the tool's own rules (`agent.tools.coerce_value`).
 """
 
 from __future__ import annotations
@@ -24,11 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import VisionloopError
-from agent.tools import Input, Tool, coerce_value
+from agent.errors import InputError, VisionloopError
+from agent.tools import Tool
 from agent.workflows.refs import Ref, find_refs, whole_ref
-from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, InputSpec, StepSpec, WorkflowSpec
-from agent.yamlsource import MAX_BYTES, YamlDoc, YamlProblem, did_you_mean, format_loc, parse_yaml
+from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, RESERVED_FILES, InputSpec, StepSpec, WorkflowSpec
+from agent.workflows.values import (input_as_tool_input, literal_problem, ref_type_problem, result_problem,
+                                    template_problem)
+from agent.yamlsource import YamlDoc, YamlProblem, did_you_mean, format_loc, parse_yaml, read_limited
 from agent.paths import user_path
 
 SUFFIXES = (".yaml", ".yml")
@@ -72,12 +71,6 @@ class Workflow:
         return [n for n, i in self.spec.inputs.items() if i.type == "image"]
 
 
-def input_as_tool_input(name: str, spec: InputSpec) -> Input:
-    """A workflow input checked exactly like a tool argument (`agent.tools.coerce_value`)."""
-    return Input(name, spec.type, spec.default, spec.description, choices=tuple(spec.choices),
-                 min=spec.min, max=spec.max)
-
-
 def _model_fields(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
@@ -102,61 +95,13 @@ def _schema_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
     return out
 
 
-def _literal_problem(inp: Input, value: Any) -> str | None:
-    """Why a literal YAML value does not fit `inp`, or None. YAML turns unquoted `no`, `yes`
-    and `1.10` into a bool or a number; a text argument refuses them and says to quote."""
-    if inp.type in ("text", "image") and isinstance(value, (bool, float, int)) and not isinstance(value, str):
-        shown = {True: "yes/true", False: "no/false"}.get(value, repr(value)) if isinstance(value, bool) else repr(value)
-        return f"expected text, got {type(value).__name__} {shown} (quote the value to keep it as text)"
-    try:
-        if inp.multiple and isinstance(value, list):
-            for v in value:
-                coerce_value(inp, v)
-        else:
-            if isinstance(value, list) and inp.type not in ("box", "size"):
-                return f"expected one value, got a list of {len(value)}"
-            coerce_value(inp, value)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-#: Which referenced types an argument of each type takes. A whole reference keeps its value's
-#: type, and `coerce_value` runs only after the models load, so a misfit is caught here. Text
-#: takes every single value (an image is its path, a choice or a number its text); box and size
-#: are tuples, which text refuses. An image argument takes only images: a text input is not
-#: checked to be an existing file before the run, so it has to be declared `type: image`.
-#: A float takes an int; nothing else is widened (a choice is text, even "7").
-REF_ACCEPTS = {"text": {"text", "image", "choice", "int", "float", "bool"}, "image": {"image"}, "int": {"int"},
-               "float": {"int", "float"}, "bool": {"bool"}, "choice": {"choice"}, "box": {"box"}, "size": {"size"}}
-
-
-def _a(word: str) -> str:
-    return ("an " if word[:1] in "aeiou" else "a ") + word
-
-
-def _size_limits(inp: Input, value: Any, config) -> str | None:
-    """The draw/edit/restyle size rules (`agent.toolkit.diffusion.pick_size`) for a literal width,
-    height or size, against the active profile; only for tools that declare those shared inputs."""
-    from agent.toolkit.diffusion import common_inputs, side_problem
-
-    if config is None or inp not in [i for i in common_inputs() if i.name in ("width", "height", "size")]:
-        return None
-    value = coerce_value(inp, value)
-    sides = zip(("width", "height"), value) if inp.name == "size" else [(inp.name, value)]
-    for side, v in sides:
-        problem = side_problem(config, side, v)
-        if problem:
-            return f"{side} {problem}"
-    return None
-
-
 class _Checker:
     def __init__(self, doc: YamlDoc, registry, config=None):
         self.doc = doc
         self.registry = registry
         self.config = config
         self.input_specs: dict[str, InputSpec] = {}  # declared inputs that are valid, for reference types
+        self.step_tools: dict[str, Tool] = {}  # step id -> its tool (first of duplicates), for result references
         self.problems: list[Problem] = []
 
     def add(self, loc: tuple, message: str) -> None:
@@ -183,6 +128,10 @@ class _Checker:
             shown = list(dict.fromkeys(earlier))  # a duplicated id (reported on its own) is listed once
             self.add(loc, f"{ref}: unknown step {ref.name!r}{did_you_mean(ref.name, shown)}"
                           f" (steps: {', '.join(shown) or 'none before this one'})")
+        elif ref.name in self.step_tools:
+            why = result_problem(ref, self.step_tools[ref.name])
+            if why:
+                self.add(loc, why)
 
     def run(self, data: dict) -> None:
         inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
@@ -199,7 +148,7 @@ class _Checker:
             if ispec.type == "choice" and not ispec.choices:
                 self.add(("inputs", name, "type"), "a choice input needs a list of choices")
             if ispec.default is not None:
-                why = _literal_problem(input_as_tool_input(str(name), ispec), ispec.default)
+                why = literal_problem(input_as_tool_input(str(name), ispec), ispec.default)
                 if why:
                     self.add(("inputs", name, "default"), why)
         steps = data.get("steps") if isinstance(data.get("steps"), list) else []
@@ -210,6 +159,9 @@ class _Checker:
                 self.add(("steps", i, "id"), f"duplicate step id {sid!r} (also steps[{seen[sid]}])")
             elif isinstance(sid, str):
                 seen[sid] = i
+                tool = self.registry.tools.get(steps[i].get("tool")) if isinstance(steps[i].get("tool"), str) else None
+                if tool is not None:
+                    self.step_tools[sid] = tool
         for i, step in enumerate(steps):
             if isinstance(step, dict):
                 earlier = [s for s in ids[:i] if isinstance(s, str)]
@@ -226,6 +178,9 @@ class _Checker:
                 if section == "files" and not re.match(FILE_PATTERN, str(name)):
                     self.add((section, name), f"file name {name!r} must be a plain name ending in .txt or .json, "
                                               "with no folders (files are written inside the run folder)")
+                elif section == "files" and str(name).lower() in RESERVED_FILES:
+                    self.add((section, name), f"file name {name!r} is reserved: the run folder's own "
+                                              f"{str(name).lower()} would be overwritten (pick another name)")
                 self.refs((section, name), v, set(inputs), all_steps, set())
 
     def step(self, i: int, step: dict, inputs: set[str], earlier: list[str], later: set[str]) -> None:
@@ -256,45 +211,22 @@ class _Checker:
                 if ref.field == "images" and not inp.multiple:
                     self.add(loc, f"{ref} is a list of images but {tool.name}'s {name!r} takes one (use .image)")
                 else:
-                    why = self.ref_type_problem(ref, inp, tool)
+                    why = ref_type_problem(ref, inp, tool, self.input_specs, self.config)
                     if why:
                         self.add(loc, why)
                 continue
-            if find_refs(value)[0] or value is None:
-                continue  # text with references inside: its type is only known at run time
-            why = _literal_problem(inp, value) or _size_limits(inp, value, self.config)
+            if value is None:
+                continue
+            if find_refs(value)[0]:  # text with references inside: only its literal part is known
+                why = template_problem(inp, value) if isinstance(value, str) else None
+            else:
+                why = literal_problem(inp, value, self.config)
             if why:
                 self.add(loc, why)
         for inp in tool.inputs:
             if inp.required and args.get(inp.name) is None:
                 self.add(("steps", i, "with"), f"{tool.name} needs argument {inp.name!r}")
 
-
-    def ref_type_problem(self, ref: Ref, inp: Input, tool: Tool) -> str | None:
-        """Why the value `ref` gives cannot feed `inp`, or None (also when its type is unknown:
-        `data.KEY`, an input that is itself invalid, or a reference reported as unknown)."""
-        target = f"{tool.name}'s {inp.name!r} takes {_a(inp.type)}"
-        if ref.kind == "inputs":
-            spec = self.input_specs.get(ref.name)
-            if spec is None:
-                return None
-            kind, what = spec.type, f"{ref} is {_a(spec.type)} input"
-            hint = f" (declare the input `type: {inp.type}`)"
-        elif ref.field in ("text", "image", "images"):
-            kind = "text" if ref.field == "text" else "image"
-            what = f"{ref} is " + {"text": "text", "image": "an image", "images": "a list of images"}[ref.field]
-            hint = " (a step's image is ${steps.ID.image})" if inp.type == "image" else ""
-        else:
-            return None  # data.KEY: whatever the tool put there, checked at run time
-        if kind not in REF_ACCEPTS[inp.type]:
-            return f"{what} but {target}{hint}"
-        if kind == "choice" and inp.type == "choice":
-            spec = self.input_specs[ref.name]
-            extra = [c for c in spec.choices if c not in inp.choices]
-            if extra:
-                return (f"{ref} may be {', '.join(map(repr, extra))}, which {tool.name}'s {inp.name!r} does not take "
-                        f"(it takes: {', '.join(inp.choices)})")
-        return None
 
 
 def check_text(text: str, source: str, registry, config=None) -> tuple[WorkflowSpec | None, list[Problem]]:
@@ -325,8 +257,20 @@ BUNDLED = Path(__file__).resolve().parents[2] / "workflows"
 
 
 def find_workflow(path_or_name: str, config) -> Path:
-    """A path as given, else NAME or NAME.yaml in the configured workflows folder."""
-    given = user_path(path_or_name)
+    """A path as given, else NAME or NAME.yaml in the configured workflows folder; a
+    `WorkflowError` (one line) when it is none of these or cannot be a path at all."""
+    if not path_or_name.strip():
+        raise WorkflowError("the workflow name is empty (give a workflow file, or the name of one)")
+    try:
+        return _find(path_or_name, config)
+    except InputError as exc:  # a `~user` that names no home folder
+        raise WorkflowError(str(exc)) from None
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise WorkflowError(f"{path_or_name[:80]}: {exc.strerror or exc}") from None
+
+
+def _find(path_or_name: str, config) -> Path:
+    given = user_path(path_or_name, "workflow")
     if given.is_file():
         return given
     folders = [user_path(config.workflows)]
@@ -347,10 +291,10 @@ def load_workflow(path_or_name: str, config, registry) -> Workflow:
     """Find, read and validate a workflow; raise `WorkflowError` listing every problem."""
     path = find_workflow(str(path_or_name), config)
     try:
-        raw = path.read_bytes()
-        if len(raw) > MAX_BYTES:  # before decoding: a huge binary file is "too large", not "not UTF-8"
-            raise WorkflowError([Problem(str(path), 0, (), f"file is larger than {MAX_BYTES // 1000} kB")])
+        raw = read_limited(path)  # at most MAX_BYTES + 1, checked before decoding; no FIFO, no device
         text = raw.decode("utf-8")
+    except YamlProblem as exc:
+        raise WorkflowError([Problem(str(path), 0, (), exc.message)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkflowError(f"{path}: cannot read workflow: {exc}") from None
     spec, problems = check_text(text, str(path), registry, config)
