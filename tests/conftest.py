@@ -197,3 +197,30 @@ def pytest_runtest_makereport(item, call):
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector):
     return _importorskip_in_ci((yield))
+
+
+# --- shared by the workflow and watcher tests ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def fakes():
+    """The registry with the fake tools of `tests/workflow_fakes.py` (echo, paint, boom, ...)."""
+    import workflow_fakes
+    from agent.plugins import load_registry
+
+    return load_registry(extra=[workflow_fakes])
+
+
+@pytest.fixture
+def ctx(tiny_config, tmp_path):
+    from agent.context import Context
+
+    return Context.create(tiny_config, tmp_path / "ctx-out")
+
+
+@pytest.fixture
+def watchers():
+    """Watchers a test starts; each is stopped when the test ends."""
+    made = []
+    yield made
+    for w in made:
+        w.stop()

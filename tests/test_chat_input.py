@@ -77,7 +77,7 @@ def test_a_word_too_long_for_a_file_name_is_a_word(talk, registry, pics):
 
 def test_a_nul_byte_or_a_huge_image_number_is_one_line(talk, pics):
     _, err = talk.say("/image bad\x00name.png")
-    assert err == "error: a file name cannot contain a NUL byte\n"
+    assert err == "error: 'bad\\x00name.png': a file name cannot contain a NUL byte\n"
     talk.say(f"/image {pics[0]}")
     for line in ("describe #" + "9" * 5000, "/see #" + "9" * 5000 + " what?", "/open #" + "9" * 5000,
                  "/open #²"):

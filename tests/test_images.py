@@ -149,7 +149,6 @@ def test_info_summarises_the_visionloop_chunk(cli, tmp_path):
     assert lines[-1] == ("visionloop: tool draw, model tiny-sd, seed 7, size 16x8, scheduler PNDMScheduler, "
                          "workflow poster, run run-1")
     # the chunk alone (no A1111 text) is still shown, without run/workflow when absent
-    from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_text("visionloop", json.dumps({"tool": "edit", "model": "m", "seed": 3, "width": 8, "height": 8,

@@ -212,7 +212,7 @@ def test_a_malformed_lang_is_one_line_naming_the_argument(cli, tmp_path, lang):
     for engine in ("rapidocr", "tesseract", "llava"):
         res = cli("read-text", image, "--engine", engine, "--lang", lang)
         assert res.code == 1 and res.out == "" and res.err.count("\n") == 1, res.err
-        assert res.err.startswith(f"error: lang: expected language codes joined by '+'") and repr(lang) in res.err
+        assert res.err.startswith("error: lang: expected language codes joined by '+'") and repr(lang) in res.err
 
 
 def test_a_malformed_lang_in_the_config_names_the_config_key(cli, tmp_path, session_config_file):

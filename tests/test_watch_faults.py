@@ -69,14 +69,6 @@ def fault_registry():
     return load_registry(extra=[FaultTools()])
 
 
-@pytest.fixture
-def watchers():
-    made = []
-    yield made
-    for w in made:
-        w.stop()
-
-
 def rule(env: Path, **kw):
     return make_rule(env, **{"settle": 0.05, **kw})
 

@@ -59,14 +59,6 @@ def rule(env: Path, **kw) -> WatchRule:
     return make_rule(env, **{"name": "r", "settle": 0.1, **kw})
 
 
-@pytest.fixture
-def watchers():
-    made = []
-    yield made
-    for w in made:
-        w.stop()
-
-
 def test_periodic_rescan_finds_files_whose_events_were_lost(env, loop, registry, tiny_config, watchers):
     done = []
     w = Watcher([rule(env, rescan=0.3)], loop, registry, tiny_config, announce=done.append)

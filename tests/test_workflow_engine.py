@@ -13,20 +13,6 @@ from agent.workflows.batch import batch_input, run_batch
 from agent.workflows.replay import replay
 
 
-@pytest.fixture(scope="module")
-def fakes():
-    from agent.plugins import load_registry
-
-    return load_registry(extra=[workflow_fakes])
-
-
-@pytest.fixture
-def ctx(tiny_config, tmp_path):
-    from agent.context import Context
-
-    return Context.create(tiny_config, tmp_path / "ctx-out")
-
-
 @pytest.fixture
 def write(tmp_path, tiny_config, fakes):
     def make(text: str, name: str = "wf.yaml"):

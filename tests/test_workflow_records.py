@@ -29,20 +29,6 @@ outputs:
 """
 
 
-@pytest.fixture(scope="module")
-def fakes():
-    from agent.plugins import load_registry
-
-    return load_registry(extra=[workflow_fakes])
-
-
-@pytest.fixture
-def ctx(tiny_config, tmp_path):
-    from agent.context import Context
-
-    return Context.create(tiny_config, tmp_path / "ctx-out")
-
-
 @pytest.fixture
 def chain(tmp_path, tiny_config, fakes):
     path = tmp_path / "chain.yaml"

@@ -5,19 +5,10 @@ run by name (never an `ok` run with an output silently dropped)."""
 import json
 import textwrap
 
-import pytest
 from PIL import Image
 
-import workflow_fakes
 from agent.tools import RUN_DATA_KEYS, ToolCall
 from agent.workflows import check_text, load_workflow, run_workflow
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    from agent.plugins import load_registry
-
-    return load_registry(extra=[workflow_fakes])
 
 
 def problems(text, registry):
@@ -125,13 +116,6 @@ def test_validate_takes_what_a_step_may_return(fakes):
 
 
 # --- run time ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def ctx(tiny_config, tmp_path):
-    from agent.context import Context
-
-    return Context.create(tiny_config, tmp_path / "ctx-out")
-
 
 def test_an_output_that_cannot_be_resolved_fails_the_run_by_name(fakes, tiny_config, ctx, tmp_path):
     path = tmp_path / "wf.yaml"

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import workflow_fakes
 from agent.workflows import WorkflowError, check_text, load_workflow
 from agent.workflows.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def fakes():
-    from agent.plugins import load_registry
-
-    return load_registry(extra=[workflow_fakes])
 
 
 def problems(text, registry, source="wf.yaml"):

@@ -20,28 +20,6 @@ from agent.paths import maybe_user_path, user_path
 _TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")
 _TRAILING = "?!.,;:)]}\"'"
 _REF = re.compile(r"#(\d+)\b")
-_NAME_MAX, _PATH_MAX = 255, 4096  # bytes in one file name, and in a whole path, on the common file systems
-
-
-def checked_path(text: str, what: str = "") -> Path:
-    """A path the user gave where only a path makes sense (`/image PATH`, `/save FILE`): `~`
-    expanded (`agent.paths.user_path`); a NUL byte or a name longer than a file system allows
-    is an `InputError`, never an `OSError` from the first look at it."""
-    label = f"{what}: " if what else ""
-    if "\x00" in text:
-        raise InputError(f"{label}a file name cannot contain a NUL byte")
-    path = user_path(text, what)
-    try:
-        longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
-    except UnicodeEncodeError:
-        raise InputError(f"{label}{text!r}: not a valid file name") from None
-    if longest > _NAME_MAX:
-        raise InputError(f"{label}{text}: a name in this path is {longest} bytes long; "
-                         f"file names are at most {_NAME_MAX}")
-    if len(os.fsencode(str(path))) >= _PATH_MAX:
-        raise InputError(f"{label}{text}: the path is {len(os.fsencode(str(path)))} bytes long; "
-                         f"paths are shorter than {_PATH_MAX}")
-    return path
 
 
 def looks_like_path(word: str) -> bool:
@@ -114,7 +92,7 @@ class Session:
     # -- images --------------------------------------------------------------------------
     def attach(self, path: str, source: str = "you") -> Picture:
         """Add an image (or find it, if already attached) and return it with its number."""
-        given = checked_path(path)
+        given = user_path(path)
         resolved = str(given.resolve())
         for pic in self.images:
             if str(Path(pic.path).resolve()) == resolved:
@@ -225,7 +203,7 @@ class Session:
         """Write the transcript: JSON for a `.json` name, plain text otherwise (atomically)."""
         from agent.images import atomic_write_bytes, atomic_write_json
 
-        target = checked_path(path)
+        target = user_path(path)
         if target.suffix.lower() in IMAGE_SUFFIXES:  # "/save photo.png" would overwrite a picture
             raise InputError(f"{path}: a transcript is text; give a .txt or .json name")
         if target.is_dir():
@@ -249,7 +227,7 @@ class Session:
 
 def missing_image(word: str) -> None:
     """Raise the one-line reason why `word`, which names an image, is no file."""
-    path = checked_path(word)  # an unknown ~user, a NUL byte, a name too long: said so
+    path = user_path(word)  # an unknown ~user, a NUL byte, a name too long: said so
     if os.path.isdir(path):
         raise ImageError(word, "is a folder, not an image file")
     raise ImageError(word, "is not a regular file" if os.path.exists(path) else "file not found")

@@ -15,7 +15,6 @@ import json
 import math
 import signal
 import sys
-from pathlib import Path
 
 from agent.errors import UsageError
 from agent.paths import user_path
