@@ -129,7 +129,8 @@ def test_empty_values_are_refused_for_any_tools_inputs(tmp_path, cli):
     """A third-party tool's text input: empty or blank is refused from the CLI and from raw
     values (workflows, the chat) alike, naming the input."""
     from agent.errors import InputError
-    from agent.tools import Input, Tool, ToolResult, check_args
+    from agent.tools import Input, Tool, ToolResult
+    from agent.values import check_args
 
     folder = plugin_folder(tmp_path, {"shout.py": PLUGIN})
     cfg = tmp_path / "c.yaml"

@@ -242,7 +242,7 @@ def test_phrase_routes_to_tool(phrase, tool, expected, two_images, registry):
     for key, value in expected.items():
         assert call.args.get(key) == _expand(value, two_images), key
     # every routed call is valid for the tool as declared
-    from agent.tools import check_args
+    from agent.values import check_args
 
     check_args(registry.tools[tool], call.args)
 

@@ -285,7 +285,7 @@ def test_run_folder_and_manifest_are_absolute_for_a_relative_out_dir(write, ctx,
 
 
 def test_mark_interrupted_rewrites_only_a_running_manifest(write, ctx, fakes, tmp_path):
-    from agent.workflows.engine import mark_interrupted
+    from agent.workflows.manifest import mark_interrupted
 
     wf = write("""
         name: mark

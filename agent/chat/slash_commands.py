@@ -14,7 +14,8 @@ import shlex
 
 from agent.images import IMAGE_SUFFIXES
 from agent.chat.session import Session, mentioned_file, missing_image
-from agent.tools import Tool, ToolCall, coerce_value
+from agent.tools import Tool, ToolCall
+from agent.values import coerce_value
 
 ALIASES = {"read": "read-text"}
 TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required

@@ -110,7 +110,7 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
 def versions() -> dict[str, str]:
     """What a failure record names: visionloop, python and the model libraries installed."""
     from agent import __version__
-    from agent.workflows.engine import package_versions  # read once per process
+    from agent.workflows.manifest import package_versions  # read once per process
 
     installed = package_versions()
     out = {"visionloop": __version__, "python": platform.python_version()}

@@ -79,7 +79,7 @@ class Watcher:
     def _recover(self, reprocess: bool) -> None:
         """Jobs that were running when a process died are redone once (their run folders say
         "interrupted"); a second death fails them. `--reprocess` forgets what the scan knew."""
-        from agent.workflows.engine import mark_interrupted
+        from agent.workflows.manifest import mark_interrupted
 
         for ledger in self.ledgers.values():
             for run_dir in ledger.stale_run_dirs():  # their old run folders must not say "running" forever

@@ -20,10 +20,8 @@ from typing import Any, Callable
 from agent.errors import Cancelled, VisionloopError
 from agent.images import atomic_write_bytes, atomic_write_json, confined_path
 from agent.paths import user_path
-from agent.tools import coerce_value
-# mark_interrupted and package_versions: the watcher imports them from here
-from agent.workflows.manifest import (Recorder, RecordError, hash_or_none, mark_interrupted,  # noqa: F401
-                                      package_versions, write_record)
+from agent.values import coerce_value
+from agent.workflows.manifest import Recorder, RecordError, hash_or_none, write_record
 from agent.workflows.refs import RefError, Scope, resolve
 from agent.workflows.schema import OUTPUTS
 from agent.workflows.validate import Workflow, WorkflowError

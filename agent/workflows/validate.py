@@ -8,7 +8,7 @@ a step's tool declares it never returns, and sidecar file names that are not pla
 would overwrite the run's own records.
 
 Whether a value fits an argument (a literal, one whole reference, text with references inside)
-is decided by `agent.workflows.values`, with the tool's own rules (`agent.tools.coerce_value`).
+is decided by `agent.workflows.values`, with the tool's own rules (`agent.values.coerce_value`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Three kinds of value reach a tool argument:
 
-- a literal (`strength: 0.6`): checked by the tool's own rule, `agent.tools.coerce_value`
+- a literal (`strength: 0.6`): checked by the tool's own rule, `agent.values.coerce_value`
   (type, range, choices, text length), plus the diffusion tools' size rule against the profile;
 - one whole reference (`${inputs.X}`, `${steps.ID.image}`): it keeps the referenced value's
   type, so that type must fit the argument (`REF_ACCEPTS`), and an input's default must fit it
@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.tools import RUN_DATA_KEYS, Input, Tool, coerce_value
+from agent.tools import RUN_DATA_KEYS, Input, Tool
+from agent.values import coerce_value
 from agent.workflows.refs import Ref, literal_part
 from agent.workflows.schema import InputSpec
 from agent.yamlsource import did_you_mean
@@ -34,7 +35,7 @@ REF_ACCEPTS = {"text": {"text", "image", "choice", "int", "float", "bool"}, "ima
 
 
 def input_as_tool_input(name: str, spec: InputSpec) -> Input:
-    """A workflow input checked exactly like a tool argument (`agent.tools.coerce_value`)."""
+    """A workflow input checked exactly like a tool argument (`agent.values.coerce_value`)."""
     return Input(name, spec.type, spec.default, spec.description, choices=tuple(spec.choices),
                  min=spec.min, max=spec.max)
 
