@@ -95,7 +95,7 @@ class PluginSettings(Strict):
 class WatchRule(Strict):
     name: str
     folder: str
-    patterns: list[str] = ["*.jpg", "*.jpeg", "*.png", "*.webp"]
+    patterns: list[str] = Field(["*.jpg", "*.jpeg", "*.png", "*.webp"], min_length=1)  # [] would take nothing
     workflow: str
     input: str = "image"
     output: str
@@ -182,13 +182,22 @@ def _locate(explicit: str | None) -> tuple[Path | None, str]:
     """The config file and what named it (`$VISIONLOOP_CONFIG`, for messages; "" otherwise)."""
     if explicit:
         return user_path(explicit, "--config"), ""
-    env = os.environ.get("VISIONLOOP_CONFIG")
+    env = _env("VISIONLOOP_CONFIG")
     if env:
         return user_path(env, "$VISIONLOOP_CONFIG"), "$VISIONLOOP_CONFIG"
     for candidate in (Path("config.yaml"), Path(platformdirs.user_config_dir(APP)) / "config.yaml"):
         if candidate.is_file():
             return candidate, ""
     return None, ""
+
+
+def _env(name: str) -> str | None:
+    """An environment variable that is set and says something; set to "" means unset, but set
+    to blanks is a mistake (`VISIONLOOP_CONFIG=" "` would name a file called " ")."""
+    value = os.environ.get(name)
+    if value and not value.strip():
+        raise ConfigError(f"${name}: is set to blanks ({value!r}); unset it or give a value")
+    return value or None
 
 
 def _fields(model: type[BaseModel] | None) -> list[str]:
@@ -239,7 +248,7 @@ def load_config(path: str | None = None, profile: str | None = None, device: str
     merged = _merge({"profiles": DEFAULT_PROFILES}, raw)
     overridden: dict[str, str] = {}  # key -> where its value came from, for error messages
     for env, key in (("VISIONLOOP_PROFILE", "profile"), ("VISIONLOOP_DEVICE", "device"), ("VISIONLOOP_DTYPE", "dtype")):
-        if os.environ.get(env):
+        if _env(env):
             merged[key] = os.environ[env]
             overridden[key] = f"${env}"
     for key, value in (("profile", profile), ("device", device), ("dtype", dtype)):

@@ -99,7 +99,12 @@ def parse_yaml(text: str, source: str = "<string>") -> YamlDoc:
     """Parse `text`; raise `YamlProblem` for syntax errors, tags, duplicates, aliases, limits."""
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise YamlProblem(0, f"file is larger than {MAX_BYTES // 1000} kB")
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as exc:  # a NUL or other control character: checked before parsing
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else 0
+        raise YamlProblem(line, f"character {exc.character:#06x} is not allowed in YAML "
+                                "(is this a binary file?)") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -113,6 +118,10 @@ def parse_yaml(text: str, source: str = "<string>") -> YamlDoc:
         if "could not determine a constructor for the tag" in problem:
             problem = problem.replace("could not determine a constructor for the tag", "tag not allowed:")
             problem += " (YAML tags are never executed; remove it)"
+        elif problem == "but found another document":
+            problem = "a second YAML document ('---'): a file holds one document"
+        elif "'\\t'" in problem:
+            problem += " (indent with spaces: YAML does not allow tabs there)"
         raise YamlProblem(line, problem) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(0, str(exc)) from None

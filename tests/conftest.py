@@ -3,6 +3,8 @@ and one `Loop` (one `ModelCache`) is shared by the tests that only need to call 
 
 from __future__ import annotations
 
+pytest_plugins = ["chat_fixtures"]
+
 import contextlib
 import io
 import os

@@ -4,94 +4,15 @@ streaming, image numbering, every chat command, cancelling, bad paths, JSON line
 from __future__ import annotations
 
 import _thread
-import io
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from agent.chat import Chat, Output
-from agent.errors import Cancelled
 from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool, ToolResult
-
-
-class ChatTestPlugin:
-    """A slow tool (for Ctrl-C), a tool whose output reads like a command, and a router that
-    only watches what it is given."""
-
-    def __init__(self):
-        self.seen: list[str] = []
-        self.slow_stopped = threading.Event()
-
-    @hookimpl
-    def register_tools(self, register):
-        def slow(ctx, seconds=30.0):
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                if ctx.cancel.is_set():
-                    self.slow_stopped.set()
-                    raise Cancelled("cancelled")
-                time.sleep(0.02)
-            return ToolResult(tool="slow", text="finished")
-
-        def parrot(ctx, text="draw a red dragon"):
-            return ToolResult(tool="parrot", text=text)
-
-        register(Tool("slow", "takes its time", [Input("seconds", "float", 30.0)], slow))
-        register(Tool("parrot", "says what it is told", [Input("text", "text", positional=True)], parrot))
-
-    @hookimpl
-    def route_message(self, message, session, tools):
-        self.seen.append(message)
-        return None
-
-
-@pytest.fixture(scope="module")
-def plugin():
-    return ChatTestPlugin()
-
-
-@pytest.fixture(scope="module")
-def chat_loop(tiny_config, plugin, tmp_path_factory):
-    from agent.context import Context
-    from agent.loop import Loop
-    from agent.plugins import load_registry
-
-    registry = load_registry(extra=[plugin])
-    lp = Loop(registry, Context.create(tiny_config, tmp_path_factory.mktemp("chat-out")))
-    yield lp
-    lp.close()
-
-
-class Talk:
-    """A chat with captured output: `say(line)` returns what it printed."""
-
-    def __init__(self, loop, json_mode=False, stream=False):
-        self.out, self.err = io.StringIO(), io.StringIO()
-        self.chat = Chat(loop.registry, loop, output=Output(json_mode, stream, self.out, self.err))
-
-    def say(self, line: str) -> tuple[str, str]:
-        o, e = self.out.tell(), self.err.tell()
-        assert self.chat.handle(line) is True
-        return self.out.getvalue()[o:], self.err.getvalue()[e:]
-
-
-@pytest.fixture
-def talk(chat_loop):
-    return Talk(chat_loop)
-
-
-@pytest.fixture
-def pics(tmp_path, example_image):
-    paths = []
-    for name in ("one.png", "two.png"):
-        shutil.copy(example_image, tmp_path / name)
-        paths.append(str(tmp_path / name))
-    return paths
+from chat_fixtures import Talk
 
 
 def test_question_streams_and_follow_up_has_the_earlier_turn(chat_loop, pics):

@@ -7,47 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
-
-import pytest
-import yaml
 
 from conftest import run_subprocess
-
-SLOW_PLUGIN = textwrap.dedent('''
-    import time
-    from agent.errors import Cancelled
-    from agent.hookspecs import hookimpl
-    from agent.tools import Input, Tool, ToolResult
-
-    def slow(ctx, seconds=30.0):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if ctx.cancel.is_set():
-                raise Cancelled("cancelled")
-            time.sleep(0.02)
-        return ToolResult(tool="slow", text="finished")
-
-    @hookimpl
-    def register_tools(register):
-        register(Tool("slow", "takes its time", [Input("seconds", "float", 30.0)], slow))
-''')
-
-
-@pytest.fixture
-def env(tmp_path):
-    """History and watch ledgers under the test's folder, not the user's."""
-    return {"XDG_DATA_HOME": str(tmp_path / "data"), "VISIONLOOP_STATE_DIR": str(tmp_path / "state"),
-            "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
-
-
-def config_with(session_config_file, tmp_path, **extra) -> str:
-    data = yaml.safe_load(session_config_file.read_text())
-    data.update(extra)
-    path = tmp_path / "chat-config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
-
 
 def test_piped_plain_text(example_image, env):
     lines = f"hello\nwhat's in nope.png?\n/image {example_image}\n/images\nread the text\n/reset\n/images\n"

@@ -7,21 +7,13 @@ import io
 import os
 import shutil
 
-import pytest
-
 from agent.chat.engine import MAX_LINE
 from agent.chat.repl import run_lines
 from agent.chat.router import route
 from agent.chat.session import Session
 from agent.tools import ToolCall
-from test_chat import Talk, chat_loop, pics, plugin  # noqa: F401  (shared fixtures)
 
 LONG_WORD = "x" * 300  # longer than any file name may be (255 bytes)
-
-
-@pytest.fixture
-def talk(chat_loop):
-    return Talk(chat_loop)
 
 
 def one_line(err: str) -> bool:

@@ -6,22 +6,18 @@ import _thread
 import shutil
 import threading
 import time
+from types import SimpleNamespace
 
-import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.output import DummyOutput
 
-from agent.chat.repl import ChatCompleter, history_path, run_terminal
-from test_chat import Talk, chat_loop, plugin  # noqa: F401  (shared fixtures)
+from agent.chat.repl import ChatCompleter, history_path, key_bindings, run_terminal
+from chat_fixtures import Talk
 
 ENTER, CTRL_C, CTRL_D, ALT_ENTER, UP = "\r", "\x03", "\x04", "\x1b\r", "\x1b[A"
-
-
-@pytest.fixture
-def talk(chat_loop):
-    return Talk(chat_loop)
 
 
 def type_keys(talk, keys: str, history) -> str:
@@ -120,3 +116,11 @@ def test_completes_paths_numbers_and_workflows(talk, tmp_path, example_image):
     talk.chat.session.attach(str(example_image))
     assert completions(talk, "describe #") == ["#1"]
     assert "alt-text" in completions(talk, "/run al")
+
+
+def test_a_colour_code_typed_at_the_prompt_is_not_read_as_a_mouse_report():
+    # prompt_toolkit takes ESC[31m for a mouse report, and its own handler fails on it
+    # ("Unhandled exception in event loop", then a "Press ENTER" that eats the next line)
+    handlers = key_bindings().get_bindings_for_keys((Keys.Vt100MouseEvent,))
+    assert handlers, "the chat handles mouse reports itself"
+    handlers[-1].handler(SimpleNamespace(data="\x1b[31m", app=None))  # dropped, no exception

@@ -8,7 +8,6 @@ from agent.chat.rules import Rule, route_rules
 from agent.chat.session import Session
 from agent.hookspecs import hookimpl
 from agent.tools import Input, Tool, ToolCall
-from test_router import two_images  # noqa: F401  (shared fixture)
 
 
 class _ShoutRouter:

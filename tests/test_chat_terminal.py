@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from test_chat_cli import SLOW_PLUGIN, config_with, env  # noqa: F401  (shared fixture)
+from chat_fixtures import SLOW_PLUGIN, config_with
 
 
 def test_watch_results_appear_between_turns(session_config_file, tmp_path, example_image, env):

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from test_chat import chat_loop, pics, plugin, talk  # noqa: F401  (shared fixtures)
-
-
 def test_draw_edit_restyle_join_the_list(talk, pics):
     talk.say(f"/image {pics[0]}")
     out, err = talk.say("/draw --seed 1 a tiny red boat")

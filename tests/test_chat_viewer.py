@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
-
 import agent.chat.viewer as viewer
-from test_chat import Talk, chat_loop, plugin, pics  # noqa: F401  (shared fixtures)
-
-
-@pytest.fixture
-def talk(chat_loop):
-    return Talk(chat_loop)
 
 
 def test_open_uses_the_viewer_where_there_is_one(talk, pics, monkeypatch):

@@ -287,3 +287,11 @@ def test_a_failed_write_leaves_no_empty_image_behind(tmp_path, monkeypatch):
     with pytest.raises(VisionloopError, match="cannot write image: No space left on device"):
         save_image(Image.new("RGB", (8, 8)), tmp_path, "full")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_records_of_names_that_are_not_utf8_are_still_written(tmp_path):
+    from agent.images import atomic_write_json
+
+    name = os.fsdecode(b"bad\xff.png")  # what os.listdir gives for such a name
+    atomic_write_json(tmp_path / "r.json", {"input": name, "caption": "café"})
+    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8")) == {"input": name, "caption": "café"}

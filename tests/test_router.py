@@ -1,10 +1,8 @@
 """The built-in router: a table of phrasings -> tools (add to it whenever a phrasing is
-mis-routed), regions, explicit /tool commands and ambiguity. The hook order and plugins' own
-rules: test_chat_router_hook.py."""
+mis-routed), regions and ambiguity. Explicit /tool commands: test_router_commands.py; the hook
+order and plugins' own rules: test_chat_router_hook.py."""
 
 from __future__ import annotations
-
-import shutil
 
 import pytest
 
@@ -197,16 +195,6 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture
-def two_images(tmp_path, example_image):
-    second = tmp_path / "second.png"
-    shutil.copy(example_image, second)
-    session = Session()
-    session.attach(str(example_image))
-    session.attach(str(second))
-    return session
-
-
 def _expand(value, session):
     if isinstance(value, list):
         return [_expand(v, session) for v in value]
@@ -303,35 +291,6 @@ def test_in_the_box_reuses_the_last_box(two_images, registry):
     assert first.args["box"] == "5,6,70,80"
     again = route("put a scarf in the box", two_images, registry.tools)
     assert again.tool == "edit" and again.args["box"] == "5,6,70,80"
-
-
-# --- explicit /tool commands ----------------------------------------------------------------
-
-def test_slash_commands_take_the_cli_options(two_images, registry):
-    tools = registry.tools
-    call = route("/see -q 'what is it?' #1", two_images, tools)
-    assert call == ToolCall("see", {"question": "what is it?", "image": [two_images.image(1).path]})
-    call = route("/see --temperature 0.5 what is it?", two_images, tools)
-    assert call.args == {"temperature": "0.5", "question": "what is it?", "image": [two_images.current.path]}
-    assert route("/caption --detail long #1", two_images, tools).args["detail"] == "long"
-    assert route("/read", two_images, tools) == ToolCall("read-text", {"image": [two_images.current.path]})
-    call = route("/edit --box 10,10,90,90 a red hat", two_images, tools)
-    assert call == ToolCall("edit", {"box": "10,10,90,90", "image": two_images.current.path,
-                                     "prompt": "a red hat"})
-    assert route("/draw --seed 3 --steps 2 a cat", two_images, tools) == \
-        ToolCall("draw", {"seed": "3", "steps": "2", "prompt": "a cat"})
-    assert route("/restyle --strength 0.3 #1 ink wash", two_images, tools) == \
-        ToolCall("restyle", {"strength": "0.3", "image": two_images.image(1).path, "style": "ink wash"})
-
-
-def test_slash_command_mistakes_are_one_line(two_images, registry):
-    tools = registry.tools
-    assert route("/nope x", two_images, tools) == "unknown command /nope (see /help)"
-    assert "unrecognized arguments: --bogus" in route("/see --bogus 1 hi", two_images, tools)
-    assert "missing.png: file not found" in route("/see missing.png what?", two_images, tools)
-    assert "needs the question" in route("/see #1", two_images, tools)
-    assert route("/see --help", two_images, tools).startswith("usage: /see")
-    assert "--question" in route("/see --help", two_images, tools)
 
 
 def test_routing_is_the_same_whatever_tools_exist():

@@ -75,7 +75,7 @@ def test_folder_batch_example_with_a_broken_file(cli, example_image, tmp_path):
     assert result.code == 1
     out = json.loads(result.out)
     assert set(out) == {"workflow", "status", "items", "summary"} and out["status"] == "failed"
-    assert out["summary"] == {"total": 3, "ok": 2, "failed": 1}
+    assert out["summary"] == {"total": 3, "ok": 2, "failed": 1, "skipped": 0}
     items = {Path(i["input"]).name: i for i in out["items"]}
     assert items["broken.png"]["status"] == "failed" and "not a supported image" in items["broken.png"]["error"]
     assert items["a.png"]["status"] == "ok" and items["a.png"]["outputs"]["description"]

@@ -182,11 +182,15 @@ class Chat:
         self._say("\n".join(lines), "help")
 
     def cmd_image(self, rest: str) -> None:
-        paths = [word for word in split_words(rest) if word.strip()]
+        paths = [word for word in split_words(rest, paths=True) if word.strip()]
         if not paths:
             raise VisionloopError("usage: /image PATH")
-        for path in paths:
-            pic = self.session.attach(path)
+        for path in paths:  # each path gets its own line: a bad one does not drop the others
+            try:
+                pic = self.session.attach(path)
+            except VisionloopError as exc:
+                self._error(str(exc))
+                continue
             self._say(f"#{pic.number} {pic.path} ({pic.size[0]}x{pic.size[1]})", "image")
 
     def cmd_images(self, rest: str) -> None:
@@ -200,7 +204,7 @@ class Chat:
         self._say("forgot the conversation and the images", "reset")
 
     def cmd_save(self, rest: str) -> None:
-        words = [word for word in split_words(rest) if word.strip()]
+        words = [word for word in split_words(rest, paths=True) if word.strip()]
         if len(words) != 1:
             raise VisionloopError("usage: /save FILE" + (" (quote a name with spaces)" if words else ""))
         target = self.session.save(words[0])

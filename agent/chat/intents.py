@@ -130,7 +130,8 @@ def _where(req: Request, found) -> Answer:
 
 def _asks(req: Request) -> bool:
     core = req.core
-    return core.endswith("?") or bool(QUESTION.match(core) or AUX_QUESTION.match(core) or ASK_YOU.match(req.text))
+    return core.endswith(("?", "\u061f", "\uff1f")) or bool(  # "?", Arabic "؟", full-width "？"
+        QUESTION.match(core) or AUX_QUESTION.match(core) or ASK_YOU.match(req.text))
 
 
 def _question(req: Request, found) -> Answer:

@@ -14,6 +14,23 @@ LONGEST_WORD = 300
 _LONG_WORD = re.compile(r"\S{%d,}" % (LONGEST_WORD + 1))
 
 
+# Control characters (C0 but newline and tab, DEL, C1): an ANSI escape or a bell in what the user
+# typed, a file name or a model's answer must never reach the terminal raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_JSON_CONTROL = re.compile(r"[\x7f-\x9f]")  # json.dumps escapes the C0 ones itself
+
+
+def visible(text: str) -> str:
+    """`text` with each control character written out (`\\x1b`), so it prints as text."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def json_line(obj) -> str:
+    """One JSON line with every control character escaped (`\\u009b` too: the same text, safe)."""
+    text = json.dumps(obj, ensure_ascii=False, default=str)
+    return _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
 def shorten_words(text: str) -> str:
     """`text` with each word longer than `LONGEST_WORD` cut to its start and end and its length:
     a message quoting what the user typed never echoes a pasted blob whole."""
@@ -46,7 +63,7 @@ class Output:
 
     def _json(self, tool, text="", images=(), data=None, error=None) -> None:
         obj = {"tool": tool, "text": text, "images": list(images), "data": data or {}, "error": error}
-        print(json.dumps(obj, ensure_ascii=False, default=str), file=self.out, flush=True)
+        print(json_line(obj), file=self.out, flush=True)
 
     def say(self, text: str, kind: str = "note") -> None:
         text = shorten_words(text)
@@ -54,7 +71,7 @@ class Output:
             if self.json_mode:
                 self._json(None, text, data={"kind": kind})
             else:
-                print(text, file=self.out, flush=True)
+                print(visible(text), file=self.out, flush=True)
 
     def error(self, text: str) -> None:
         text = shorten_words(text)
@@ -63,12 +80,12 @@ class Output:
                 self._json(None, error=text, data={"kind": "error"})
             else:
                 # in a terminal the answer and the error share the screen; piped, stderr keeps stdout clean
-                print(f"error: {text}", file=self.out if self.stream else self.err, flush=True)
+                print(f"error: {visible(text)}", file=self.out if self.stream else self.err, flush=True)
 
     def token(self, text: str) -> None:
         if self.stream:
             with self.lock:
-                self.out.write(text)
+                self.out.write(visible(text))
                 self.out.flush()
                 self.streamed = True
 
@@ -77,7 +94,7 @@ class Output:
             if self.json_mode:
                 payload = result.to_json()
                 payload["data"] = {**payload["data"], "image_numbers": numbers}
-                print(json.dumps(payload, ensure_ascii=False, default=str), file=self.out, flush=True)
+                print(json_line(payload), file=self.out, flush=True)
                 return
             streamed, self.streamed = self.streamed, False
             if streamed:
@@ -86,9 +103,9 @@ class Output:
                 self.error(result.error)
                 return
             if not streamed and result.text:
-                print(result.text, file=self.out)
+                print(visible(result.text), file=self.out)
             for number, path in zip(numbers, result.images):
-                print(f"#{number} {path}", file=self.out)
+                print(f"#{number} {visible(path)}", file=self.out)
             for note in result.data.get("notes", []):
-                print(f"note: {note}", file=self.out)
+                print(f"note: {visible(str(note))}", file=self.out)
             self.out.flush()

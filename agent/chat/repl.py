@@ -19,6 +19,8 @@ from prompt_toolkit.completion import Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.key_binding.bindings.mouse import load_mouse_bindings
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from agent.chat.engine import CHAT_COMMANDS, MAX_LINE, Chat
@@ -94,6 +96,19 @@ def key_bindings() -> KeyBindings:
     @kb.add("escape", "enter")
     def _(event):
         event.current_buffer.insert_text("\n")
+
+    # prompt_toolkit reads any `ESC [ digits ; ... m` (a colour code pasted or typed, e.g.
+    # ESC[31m) as a mouse report, and its handler fails on one that is not: "Unhandled exception
+    # in event loop" and a "Press ENTER" that eats the next line. A real report still goes through.
+    mouse = load_mouse_bindings().get_bindings_for_keys((Keys.Vt100MouseEvent,))
+
+    @kb.add(Keys.Vt100MouseEvent)
+    def _(event):
+        try:
+            for binding in mouse[-1:]:
+                binding.handler(event)
+        except (ValueError, KeyError, IndexError, TypeError):  # not a mouse report: dropped
+            pass
 
     return kb
 

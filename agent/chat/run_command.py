@@ -3,9 +3,9 @@ image as the workflow's image input, and the plan or the outcome shown as the ch
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from agent.chat.output import json_line
 from agent.chat.slash_commands import _ArgError, _ChatParser, split_words
 from agent.errors import VisionloopError
 from agent.images import IMAGE_SUFFIXES
@@ -59,7 +59,7 @@ def show_plan(chat, wf, values: dict, out_dir: Path) -> None:
     plan = build_plan(wf, values, chat.config, chat.registry, out_dir)
     if chat.out.json_mode:
         with chat.out.lock:
-            print(json.dumps(plan, ensure_ascii=False, default=str), file=chat.out.out, flush=True)
+            print(json_line(plan), file=chat.out.out, flush=True)
         chat.session.add_turn("note", f"planned workflow {wf.name}")
         return
     chat._say(format_plan(plan), "plan")
@@ -74,7 +74,7 @@ def show_outcome(chat, outcome) -> None:
                 numbers.append(chat.session.attach(item, source=outcome.workflow).number)
     if chat.out.json_mode:
         with chat.out.lock:
-            print(json.dumps({**outcome.to_json(), "image_numbers": numbers}, ensure_ascii=False, default=str),
+            print(json_line({**outcome.to_json(), "image_numbers": numbers}),
                   file=chat.out.out, flush=True)
         return
     if not outcome.ok:

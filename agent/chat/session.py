@@ -93,7 +93,10 @@ class Session:
     def attach(self, path: str, source: str = "you") -> Picture:
         """Add an image (or find it, if already attached) and return it with its number."""
         given = user_path(path)
-        resolved = str(given.resolve())
+        try:
+            resolved = str(given.resolve())
+        except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+            raise ImageError(path, "is a symlink loop, not an image file") from None
         for pic in self.images:
             if str(Path(pic.path).resolve()) == resolved:
                 return pic
@@ -131,6 +134,7 @@ class Session:
         A word is a path only when it looks like one and the file exists (`mentioned_file`); a
         word with an image's suffix that names no usable file raises `ImageError`.
         """
+        message = _close_quote(message)
         pieces: list[str] = []
         last = 0
         for match in _TOKEN.finditer(message):
@@ -223,6 +227,18 @@ class Session:
             raise InputError(f"{path}: cannot write the transcript: {exc.strerror or exc}") from None
         self.saved.add(key)
         return target
+
+
+def _close_quote(message: str) -> str:
+    """`what is in "a b.png`: a quote left open before the name of a file that exists is closed
+    after it (otherwise "b.png" alone would be looked for)."""
+    for quote in ('"', "'"):
+        if message.count(quote) % 2:
+            start = message.rindex(quote) + 1
+            name = message[start:].rstrip(_TRAILING + " \t")
+            if name and mentioned_file(name) is not None:
+                return f"{message[:start]}{name}{quote}{message[start + len(name):]}"
+    return message
 
 
 def missing_image(word: str) -> None:

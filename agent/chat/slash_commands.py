@@ -47,12 +47,34 @@ def tool_parser(tool: Tool) -> argparse.ArgumentParser:
     return p
 
 
-def split_words(text: str) -> list[str]:
-    """Shell-like words (quotes group a path with spaces); an unbalanced quote is an apostrophe."""
+def split_words(text: str, paths: bool = False) -> list[str]:
+    """Shell-like words (quotes group a path with spaces); an unbalanced quote is an apostrophe,
+    or with `paths` (words that are file names) a quote the user did not close: `'a b.png`."""
     try:
         return shlex.split(text)
     except ValueError:  # "what's in it"
-        return text.split()
+        pass
+    if paths:
+        for quote in ("'", '"'):
+            try:
+                return shlex.split(text + quote)
+            except ValueError:
+                continue
+    return text.split()
+
+
+def _values_may_be_negative(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--box -10,0,20,20` as `--box=-10,0,20,20`: argparse takes a value that starts with `-`
+    for an option, so the tool's own check never saw it (and said "expected one argument")."""
+    out: list[str] = []
+    for word in argv:
+        if out and re.match(r"-\d", word) and out[-1].startswith("--") and "=" not in out[-1]:
+            action = parser._option_string_actions.get(out[-1])
+            if action is not None and action.nargs is None:  # an option that takes one value
+                out[-1] = f"{out[-1]}={word}"
+                continue
+        out.append(word)
+    return out
 
 
 def route_command(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
@@ -65,7 +87,7 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
         return f"unknown command /{argv[0]} (see /help)"
     parser = tool_parser(tool)
     try:
-        ns = parser.parse_intermixed_args(argv[1:])
+        ns = parser.parse_intermixed_args(_values_may_be_negative(argv[1:], parser))
     except _ArgError as exc:
         return f"/{argv[0]}: {exc}"
     if ns._help:
@@ -75,11 +97,15 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
     args = tool_values(ns, tool)
     images, words = [], []
     for word in ns.words:
-        ref = re.fullmatch(r"#(\d+)", word)
+        ref = re.fullmatch(r"#(-?\d+)", word)  # "#-1", "#0": said to be no image, not asked about
         if ref:
-            images.append(session.image(ref.group(1)).path)
+            path = session.image(ref.group(1)).path
+            if path not in images:  # "/caption #1 #1" is one caption
+                images.append(path)
         elif mentioned_file(word) is not None:
-            images.append(session.attach(word).path)
+            path = session.attach(word).path
+            if path not in images:
+                images.append(path)
         elif word.lower().endswith(IMAGE_SUFFIXES):
             missing_image(word)  # raises: file not found, a folder, an unknown ~user
         else:

@@ -40,7 +40,28 @@ _FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}{dash_hint(_ARGV.get(), message)}\n(see {self.prog} --help)\n")
+        hint = dash_hint(_ARGV.get(), message) or value_hint(_ARGV.get(), message)
+        self.exit(2, f"{self.prog}: error: {one_line(message)}{one_line(hint)}\n(see {self.prog} --help)\n")
+
+
+#: a value, not an option, though it starts with "-": what argparse takes for an option when
+#: it is not a plain negative number (`--guidance -inf`, `--size -64x64`, `--seed -1e3`)
+_DASH_VALUE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def value_hint(argv: list[str], message: str) -> str:
+    """For `draw cat --guidance -inf`: argparse says the option expected one argument. When the
+    word after it looks like a value, show the spelling that passes it: `--guidance=-inf`."""
+    wanting = re.match(r"argument (\S+): expected one argument", message)
+    if not wanting:
+        return ""
+    end = argv.index("--") if "--" in argv else len(argv)
+    for i, token in enumerate(argv[:end - 1]):
+        value = argv[i + 1]
+        if token in wanting.group(1).split("/") and _DASH_VALUE.match(value):
+            fixed = [*argv[:i], f"{token}={value}", *argv[i + 2:]]
+            return f" (a value that starts with '-' reads as an option; write: visionloop {shlex.join(fixed)})"
+    return ""
 
 
 def dash_hint(argv: list[str], message: str) -> str:
@@ -64,6 +85,24 @@ def dash_hint(argv: list[str], message: str) -> str:
         k = fixed.index("--") if "--" in fixed else len(fixed)
         fixed = [t for t in fixed[:k] if t not in files] + ["--", *files, *fixed[k + 1:]]
     return f" (a name that starts with '-' reads as an option; write: visionloop {shlex.join(fixed)})"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """A message as one safe terminal line: control characters in names it quotes (a newline,
+    an escape sequence) are shown escaped, as Python writes them, never sent to the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+def error_lines(exc: Exception) -> str:
+    """An error's message for the terminal: one line, or one line per problem for an error
+    that lists several (`problems`: a workflow's), each made safe by `one_line`."""
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, list) and problems:
+        return "\n".join(one_line(p) for p in problems)
+    return one_line(exc)
 
 
 def common_options(skip: set[str] = frozenset()) -> argparse.ArgumentParser:
@@ -123,7 +162,7 @@ class App:
             print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False, default=str))
         for r in results:
             if r.error:
-                print(f"error: {r.error}", file=sys.stderr)
+                print(f"error: {one_line(r.error)}", file=sys.stderr)
             elif not self.json:
                 if len(results) > 1 and len(r.data.get("images") or []) == 1:
                     print(f"{r.data['images'][0]}:")
@@ -209,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger().setLevel(logging.ERROR)
         for name, error in registry.broken.items():
             log.warning("plugin %s is broken and was skipped: %s", name, error)
-        if not getattr(args, "command", None):
-            parser.print_help()
+        if not getattr(args, "command", None):  # a usage error: the help goes where errors go
+            parser.print_help(sys.stderr)  # (stdout stays empty, or valid JSON under --json)
             return 2
         app = App(args=args, config=config, registry=registry)
         return int(args.handler(args, app) or 0)
@@ -220,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except VisionloopError as exc:
         if early.verbose:
             log.exception("error")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_lines(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `visionloop tools | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

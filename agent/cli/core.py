@@ -37,7 +37,9 @@ def cmd_tools(args, app) -> int:
 
 def cmd_info(args, app) -> int:
     """Each image's record; a bad one is reported (`{"file", "error"}` under --json) and the
-    others are still shown; exit 1 when any failed. One image alone fails like any command."""
+    others are still shown; exit 1 when any failed. One image alone fails like any command
+    (under --json, with its `{"file", "error"}` record on stdout, as a tool's result would)."""
+    from agent.cli.app import one_line
     from agent.errors import UsageError, VisionloopError
     from agent.images import read_metadata
     from agent.paths import user_path
@@ -49,22 +51,23 @@ def cmd_info(args, app) -> int:
         try:
             records.append(read_metadata(user_path(path, "IMAGE")))
         except VisionloopError as exc:
-            if len(args.image) == 1:
+            if len(args.image) == 1 and not app.json:  # --json: still one JSON document
                 raise
             failed += 1
             records.append({"file": path, "error": str(exc)})
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(exc)}", file=sys.stderr)
     if app.json:
         print(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False, default=str))
         return 1 if failed else 0
     for rec in records:
         if "error" in rec:
             continue
-        print(f"{rec['file']}: {rec['format']} {rec['size']}")
+        # a file name or a foreign PNG's text may hold escape sequences: never sent raw to the terminal
+        print(f"{one_line(rec['file'])}: {rec['format']} {rec['size']}")
         if "parameters" in rec:
-            print(rec["parameters"])
+            print("\n".join(one_line(line) for line in str(rec["parameters"]).split("\n")))
         if "visionloop" in rec:
-            print(visionloop_summary(rec["visionloop"]))
+            print(one_line(visionloop_summary(rec["visionloop"])))
         if "visionloop" not in rec and "parameters" not in rec:
             print("(no generation metadata)")
     return 1 if failed else 0

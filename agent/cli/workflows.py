@@ -100,7 +100,7 @@ def _print_outcome(outcome, app) -> None:
 def cmd_run(args, app) -> int:
     from agent.loop import wait
     from agent.workflows import check_inputs, load_workflow, run_workflow
-    from agent.workflows.batch import batch_input, run_batch
+    from agent.workflows.batch import RunInterrupted, batch_input, run_batch
 
     wf = load_workflow(args.workflow, app.config, app.registry)
     given = parse_inputs(args.inputs)
@@ -114,17 +114,29 @@ def cmd_run(args, app) -> int:
                           app.config, app.registry, out_dir, batch)
         print(json.dumps(plan, ensure_ascii=False) if app.json else format_plan(plan))
         return 0
+    from agent.images import ensure_output_dir
+
+    ensure_output_dir(out_dir)  # once, up front: a bad --out is one error, not one failed item per file
     loop = app.loop
     quiet_steps = batch is not None  # one batch bar, not a diffusers bar per item under it
 
     def run_one(inputs):
+        started: list = []  # the run folder, once there is one
+
         def job(ctx):
             return run_workflow(wf, inputs, dataclasses.replace(ctx, progress=False) if quiet_steps else ctx,
-                                app.registry, out_dir)
-        return wait(loop, loop.submit(job))
+                                app.registry, out_dir, on_run_dir=started.append)
+        try:
+            return wait(loop, loop.submit(job))  # on Ctrl-C: returns once the run has recorded how it ended
+        except KeyboardInterrupt:
+            raise RunInterrupted(started[0] if started else None) from None
 
     if batch is None:
-        outcome = run_one(values)
+        try:
+            outcome = run_one(values)
+        except RunInterrupted as exc:
+            _print_interrupted(wf, exc.run_dir, app)
+            raise
         if app.json:
             print(json.dumps(outcome.to_json(), ensure_ascii=False, default=str))
         else:
@@ -139,10 +151,30 @@ def cmd_run(args, app) -> int:
             if item.status == "ok":
                 print(f"ok      {item.input} -> {item.run_dir}")
             else:
-                print(f"failed  {item.input}: {item.error}")
+                print(f"{item.status:<7} {item.input}: {item.error}")
         s = result.summary
-        print(f"{wf.name}: {s['total']} items, {s['ok']} ok, {s['failed']} failed")
+        skipped = f", {s['skipped']} not run (interrupted)" if result.interrupted else ""
+        print(f"{wf.name}: {s['total']} items, {s['ok']} ok, {s['failed']} failed{skipped}")
+    if result.interrupted:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0 if result.status == "ok" else 1
+
+
+def _print_interrupted(wf, run_dir: str | None, app) -> None:
+    """What a single run interrupted by Ctrl-C leaves: with --json still one document, its
+    status "interrupted" and its steps as the manifest recorded them."""
+    manifest = Path(run_dir) / "manifest.json" if run_dir else None
+    if not app.json:
+        if run_dir:
+            print(f"run folder: {run_dir}")
+        return
+    try:
+        steps = json.loads(manifest.read_text(encoding="utf-8")).get("steps") or [] if manifest else []
+    except (OSError, ValueError, AttributeError):
+        steps = []
+    print(json.dumps({"workflow": wf.name, "status": "interrupted", "outputs": {}, "steps": steps,
+                      "manifest": str(manifest) if manifest else None}, ensure_ascii=False, default=str))
 
 
 # --- replay --------------------------------------------------------------------------------
@@ -159,7 +191,10 @@ def cmd_replay(args, app) -> int:
     else:
         if result.identical and result.status != "ok":  # the same, but the same failure: say so
             where = f" at step {result.failed_step}" if result.failed_step else ""
-            print(f"identical to the original run, which failed again{where}: {result.error}")
+            if result.original_status == "failed":
+                print(f"identical to the original run, which failed again{where}: {result.error}")
+            else:  # e.g. "running": the original was killed; its steps are all there is to compare
+                print(f"the same calls gave the same results, but {result.error}")
         elif result.identical:
             print(f"identical: all {len(result.steps)} steps gave the same text and the same pixels")
         else:

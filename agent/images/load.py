@@ -50,6 +50,8 @@ def _sniff(head: bytes) -> str:
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_file_mb: float = DEFAULT_MAX_FILE_MB, mode: str = "RGB") -> Image.Image:
     """Open `path` safely and return a decoded, upright image in `mode` (RGB by default)."""
+    if "\x00" in os.fspath(path):  # from a workflow's YAML or a chat message: an ImageError like the rest
+        raise ImageError(repr(os.fspath(path)), "not a usable file name (it contains a NUL byte)")
     p = user_path(path)
     try:
         st = p.stat()
@@ -57,8 +59,6 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError(p, "file not found") from None
     except OSError as exc:
         raise ImageError(p, f"cannot read file: {exc.strerror or exc}") from None
-    except ValueError:  # a NUL byte, from a workflow's YAML or a chat message
-        raise ImageError(repr(str(p)), "not a usable file name (it contains a NUL byte)") from None
     problem = _not_a_file(st.st_mode)
     if problem:
         raise ImageError(p, problem)
@@ -98,13 +98,22 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageError(p, _bomb_reason(exc, max_pixels)) from None
     except PermissionError:
         raise ImageError(p, "permission denied") from None
-    except (OSError, SyntaxError, struct.error, zlib.error, EOFError) as exc:
-        text = str(exc)
-        if "truncated" in text.lower() or isinstance(exc, EOFError):
-            raise ImageError(p, "truncated image (the file is incomplete)") from None
-        raise ImageError(p, f"cannot decode image: {text or type(exc).__name__}") from None
+    except DECODE_ERRORS as exc:
+        raise ImageError(p, decode_problem(exc)) from None
     except ValueError as exc:  # e.g. oversized PNG text chunks (Pillow raises ValueError)
         raise ImageError(p, f"cannot decode image: {exc}") from None
+
+
+#: what Pillow raises for a file it cannot decode (and ValueError, for oversized text chunks)
+DECODE_ERRORS = (OSError, SyntaxError, struct.error, zlib.error, EOFError)
+
+
+def decode_problem(exc: Exception) -> str:
+    """Why Pillow could not decode a file, in words."""
+    text = str(exc)
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return "truncated image (the file is incomplete)"
+    return f"cannot decode image: {text or type(exc).__name__}"
 
 
 def _not_a_file(mode: int) -> str | None:

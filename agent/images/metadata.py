@@ -51,11 +51,15 @@ def a1111_parameters(record: dict) -> str:
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """What an image carries: `parameters` (text) and `visionloop` (dict), when present."""
-    from agent.images.load import peek
+    from agent.errors import ImageError
+    from agent.images.load import DECODE_ERRORS, decode_problem, peek
 
     p = Path(path)
     with peek(p) as img:
-        text = dict(getattr(img, "text", {}) or {})
+        try:  # a PNG's `text` reads on to the end of the file: a truncated one fails here
+            text = dict(getattr(img, "text", {}) or {})
+        except (*DECODE_ERRORS, ValueError) as exc:
+            raise ImageError(p, decode_problem(exc)) from None
         size = img.size
         fmt = img.format
     out: dict[str, Any] = {"file": str(p), "format": fmt, "size": f"{size[0]}x{size[1]}"}

@@ -39,13 +39,19 @@ def safe_stem(text: str, fallback: str = "image", max_len: int = 60) -> str:
 
 def ensure_output_dir(folder: str | os.PathLike) -> Path:
     """Create `folder` if needed and check it is writable; raise a one-line error otherwise."""
+    if "\x00" in os.fspath(folder):  # a config value, a workflow's YAML
+        raise VisionloopError(f"{os.fspath(folder)!r}: not a usable folder name (it contains a NUL byte)")
     root = user_path(folder)
     try:
         root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file, a device or a link to one (mkdir says only "File exists")
+        what = "a broken symbolic link" if not root.exists() else "not a folder"
+        raise VisionloopError(f"{root}: output path exists and is {what}") from None
+    except NotADirectoryError:
+        raise VisionloopError(f"{root}: cannot create output folder: a part of the path is a file, "
+                              "not a folder") from None
     except OSError as exc:
         raise VisionloopError(f"{root}: cannot create output folder: {exc.strerror or exc}") from None
-    except ValueError:  # a NUL byte (a config value, a workflow's YAML)
-        raise VisionloopError(f"{str(root)!r}: not a usable folder name (it contains a NUL byte)") from None
     if not root.is_dir():
         raise VisionloopError(f"{root}: output path exists and is not a folder")
     try:  # a real write: os.access says yes to root on /sys, to read-only mounts over NFS, ...
@@ -106,7 +112,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode())
+    """`obj` as UTF-8 JSON, atomically. Text that is no valid Unicode (a file name whose bytes are
+    not UTF-8 reaches Python as lone surrogates) is written as `\\udcff` escapes: still valid JSON."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        data = (json.dumps(obj, indent=2, ensure_ascii=True, default=str) + "\n").encode()
+    atomic_write_bytes(Path(path), data)
 
 
 def unique_name(root: Path, stem: str, suffix: str = ".png") -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from agent.errors import ModelError
 from agent.models.loading import quiet_loading
 
 #: Bump when a builder changes, so stale tiny models in users' caches are rebuilt.
@@ -107,6 +108,14 @@ def tiny_model_path(kind: str, cache_dir: Path) -> Path:
     marker = root / ".complete"
     if marker.exists():
         return root
+    try:
+        return _build(kind, root, marker)
+    except OSError as exc:  # cache_dir on a read-only or missing mount, a file in the way, a full disk
+        raise ModelError(f"{root.parent}: cannot build the tiny {kind} model there: {exc.strerror or exc} "
+                         "(cache_dir in the config sets this folder)") from None
+
+
+def _build(kind: str, root: Path, marker: Path) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock", timeout=600):
         if marker.exists():  # another process built it while we waited

@@ -4,7 +4,7 @@
     watcher = Watcher(config.watch, loop, registry, config, announce=print)
     watcher.start() ... watcher.stop()        # or: counts = watcher.run_once()
 
-Modules: `ledger` (sqlite record by sha256 + rule + fingerprint, the per-output lock) and
+Modules: `ledger` (sqlite record by sha256 + rule + fingerprint), `ledger_lock` (the per-output lock, the lost-ledger mark) and
 `ledger_schema` (tables, migration), `rules` (rules resolved and checked), `stability` (name
 filters, the settle gate), `scanner` (full scans, the observer, inotify limits), `events`
 (events as hints, the watched folders' health), `runner` (one file through the loop, retries),

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import filelock
 import platformdirs
 
 from agent.config import APP
 from agent.errors import VisionloopError
 from agent.paths import user_path
-from agent.watch.ledger_schema import LEGACY, STATES, SchemaError, prepare
+from agent.watch.ledger_lock import Locked, OutputLock, lost_ledger, mark
+from agent.watch.ledger_schema import LEGACY, STATES, SchemaError, from_db, prepare, to_db, to_text
 from agent.watch.names import shown
 
 FINAL = ("done", "failed")  # a file in one of these states is left alone until it changes
@@ -70,7 +70,7 @@ class Claim:
 
 
 class Ledger:
-    def __init__(self, output: str | os.PathLike, lock: bool = True):
+    def __init__(self, output: str | os.PathLike, lock: bool = True, lost_ok: bool = False):
         self.output = user_path(output)
         self.path = ledger_path(self.output)
         try:
@@ -78,9 +78,18 @@ class Ledger:
         except OSError as exc:
             raise WatchError(f"{shown(self.path.parent)}: cannot create the ledger folder "
                              f"({exc.strerror or exc}); set VISIONLOOP_STATE_DIR to a folder you can write") from None
-        self._lock: filelock.BaseFileLock | None = None
-        if lock:
-            self._acquire()
+        self._lock = OutputLock(self.path, self.output) if lock else None
+        if self._lock is not None:
+            try:
+                self._lock.acquire()
+            except Locked as exc:
+                raise WatchError(str(exc)) from None
+            if lost_ledger(self.path, self.output) and not lost_ok:
+                self.release()
+                raise WatchError(f"{shown(self.path)}: the ledger of {shown(self.output)} is missing or empty, but "
+                                 f"files were watched into that folder before; refusing to run them all again "
+                                 f"(restore the ledger, or use --reprocess to run every file again)")
+        self._marked = False
         self.db = None
         try:
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -97,30 +106,9 @@ class Ledger:
                              f"afresh (every file in the watched folders would then run again)") from None
         self._mutex = threading.Lock()  # the watcher thread and the loop's worker share the connection
 
-    # --- the lock ------------------------------------------------------------------------------
-    def _acquire(self) -> None:
-        lock_file = self.path.with_suffix(".lock")
-        pid_file = self.path.with_suffix(".pid")
-        self._lock = filelock.FileLock(lock_file, timeout=0, thread_local=False, is_singleton=False)
-        try:
-            self._lock.acquire()
-        except filelock.Timeout:
-            self._lock = None
-            try:
-                holder = pid_file.read_text().strip() or "unknown"
-            except OSError:
-                holder = "unknown"
-            raise WatchError(f"{shown(self.output)}: already being watched by pid {holder} "
-                             f"(lock file {shown(lock_file)})") from None
-        pid_file.write_text(str(os.getpid()))
-
     def release(self) -> None:
         if self._lock is not None:
-            try:
-                self.path.with_suffix(".pid").unlink(missing_ok=True)
-            finally:
-                self._lock.release()
-                self._lock = None
+            self._lock.release()
 
     def close(self) -> None:
         with self._mutex:
@@ -148,14 +136,14 @@ class Ledger:
                        "updated=? WHERE state='running' AND redone>0", (now,))
             db.execute("UPDATE files SET state='queued', redone=1, updated=? WHERE state='running'", (now,))
             for sha, rule, fp, path in db.execute("SELECT sha, rule, fp, path FROM files WHERE state='queued'").fetchall():
-                if not os.path.lexists(path):
+                if not os.path.lexists(from_db(path)):
                     db.execute("DELETE FROM files WHERE sha=? AND rule=? AND fp=?", (sha, rule, fp))
-        return [(Key(sha, rule, fp), path) for sha, rule, fp, path in gave_up]
+        return [(Key(sha, rule, fp), from_db(path)) for sha, rule, fp, path in gave_up]
 
     def claim(self, key: Key, path: Path, reprocess: bool = False) -> Claim:
         """Decide, atomically, whether this file (already hashed) should run. With `reprocess`
         a file already done or failed under this key is put back in line (`--reprocess`)."""
-        now, spath = time.time(), str(path)
+        now, spath = time.time(), to_db(path)
         sha, rule, fp = key
         with self._tx() as db:
             if db.execute("SELECT 1 FROM outputs WHERE sha=?", (sha,)).fetchone():
@@ -166,7 +154,7 @@ class Ledger:
                            (sha, rule, fp, spath, "queued", os.getpid(), now))
                 return Claim("run", key)
             old_path, state, attempts = row
-            takes_over = old_path == spath or not os.path.lexists(old_path)
+            takes_over = old_path == spath or not os.path.lexists(from_db(old_path))
             if reprocess and state in FINAL and takes_over:
                 db.execute("UPDATE files SET state='queued', attempts=0, redone=0, error=NULL, step=NULL, path=?, "
                            "pid=?, updated=? WHERE sha=? AND rule=? AND fp=?", (spath, os.getpid(), now, *key))
@@ -184,7 +172,7 @@ class Ledger:
         """At start (lock held), before `recover`: the run folders of `running` rows, whose
         manifests a dead process left saying "running"."""
         with self._tx() as db:
-            return [r[0] for r in db.execute("SELECT run_dir FROM files WHERE state='running' AND run_dir IS NOT NULL")]
+            return [from_db(r[0]) for r in db.execute("SELECT run_dir FROM files WHERE state='running' AND run_dir IS NOT NULL")]
 
     def start(self, key: Key) -> None:
         """The job is in the loop's hands now (its run folder, from an earlier attempt, is forgotten)."""
@@ -196,7 +184,7 @@ class Ledger:
         """The running job's run folder exists now."""
         with self._tx() as db:
             db.execute("UPDATE files SET run_dir=?, updated=? WHERE sha=? AND rule=? AND fp=?",
-                       (run_dir, time.time(), *key))
+                       (to_db(run_dir), time.time(), *key))
 
     def finish(self, key: Key, state: str, *, path: Path | None = None, error: str | None = None,
                step: str | None = None, run_dir: str | None = None, outputs: list[str] = ()) -> None:
@@ -205,8 +193,11 @@ class Ledger:
         with self._tx() as db:
             db.execute("UPDATE files SET state=?, error=?, step=?, run_dir=COALESCE(?, run_dir), "
                        "path=COALESCE(?, path), updated=? WHERE sha=? AND rule=? AND fp=?",
-                       (state, error, step, run_dir, str(path) if path else None, time.time(), *key))
+                       (state, to_text(error), step, to_db(run_dir), to_db(path), time.time(), *key))
             db.executemany("INSERT OR IGNORE INTO outputs VALUES (?)", [(h,) for h in outputs])
+        if state in FINAL and not self._marked and self._lock is not None:
+            self._marked = True  # a ledger with work in it: if it is lost, the mark says so
+            mark(self.path, self.output)
 
     def state(self, key: Key) -> str | None:
         with self._tx() as db:
@@ -218,17 +209,24 @@ class Ledger:
             row = db.execute("SELECT attempts FROM files WHERE sha=? AND rule=? AND fp=?", key).fetchone()
         return row[0] if row else 0
 
+    def failure(self, key: Key) -> tuple[str, str] | None:
+        """(path, error) of the file that failed under `key`, or None when it did not fail."""
+        with self._tx() as db:
+            row = db.execute("SELECT path, error FROM files WHERE sha=? AND rule=? AND fp=? AND state='failed'",
+                             key).fetchone()
+        return (from_db(row[0]), row[1] or "") if row else None
+
     def failed(self, rule: str, fp: str) -> list[tuple[Key, str]]:
         with self._tx() as db:
             rows = db.execute("SELECT sha, path FROM files WHERE rule=? AND fp=? AND state='failed'", (rule, fp))
-            return [(Key(sha, rule, fp), path) for sha, path in rows.fetchall()]
+            return [(Key(sha, rule, fp), from_db(path)) for sha, path in rows.fetchall()]
 
     def requeue(self, key: Key, path: Path) -> None:
         """`--retry-failed`: back in line with fresh attempts (and looked at again by the scan)."""
         with self._tx() as db:
             db.execute("UPDATE files SET state='queued', attempts=0, redone=0, error=NULL, step=NULL, path=?, "
-                       "updated=? WHERE sha=? AND rule=? AND fp=?", (str(path), time.time(), *key))
-            db.execute("DELETE FROM seen WHERE path=? AND rule=? AND fp=?", (str(path), key.rule, key.fp))
+                       "updated=? WHERE sha=? AND rule=? AND fp=?", (to_db(path), time.time(), *key))
+            db.execute("DELETE FROM seen WHERE path=? AND rule=? AND fp=?", (to_db(path), key.rule, key.fp))
 
     # --- the scan's memory -------------------------------------------------------------------------
     def known(self, path: Path, rule: str, fp: str, size: int, ctime_ns: int) -> bool:
@@ -237,7 +235,7 @@ class Ledger:
         (queued, running, never recorded) is looked at again, so no row can be stuck."""
         with self._tx() as db:
             row = db.execute("SELECT sha FROM seen WHERE path=? AND rule=? AND fp=? AND size=? AND mtime_ns=?",
-                             (str(path), rule, fp, size, ctime_ns)).fetchone()
+                             (to_db(path), rule, fp, size, ctime_ns)).fetchone()
             if row is None:
                 return False
             if db.execute("SELECT 1 FROM outputs WHERE sha=?", row).fetchone():
@@ -249,7 +247,7 @@ class Ledger:
     def mark_seen(self, path: Path, key: Key, size: int, ctime_ns: int) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO seen VALUES (?,?,?,?,?,?)",
-                       (str(path), key.rule, key.fp, size, ctime_ns, key.sha))
+                       (to_db(path), key.rule, key.fp, size, ctime_ns, key.sha))
 
     def forget_seen(self, rule: str, fp: str) -> None:
         """`--reprocess`: the next scan hashes and claims every file again."""
@@ -276,7 +274,7 @@ class Ledger:
             cur = db.execute("SELECT sha, rule, fp, path, state, attempts, redone, error, step, run_dir FROM files"
                              + (" WHERE rule=?" if rule else ""), (rule,) if rule else ())
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+            return [{n: from_db(v) for n, v in zip(names, r)} for r in cur.fetchall()]
 
 
 class _Tx:

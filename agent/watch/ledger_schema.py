@@ -6,10 +6,15 @@ workflow runs every file again instead of skipping it as done. A version-1 ledge
 sha256 and rule only) is migrated in place, in one transaction: its rows get the fingerprint
 `legacy`, which the first rule of that name to open the ledger adopts as its own (the files it
 did before the upgrade stay done). A ledger from a newer visionloop is refused, never rewritten.
+
+Paths are stored as text; a name holding bytes that are not UTF-8 (Linux allows any bytes) is
+stored as those bytes (a BLOB, which sqlite keeps as it is in a TEXT column), so it round-trips
+(`to_db` / `from_db`). Messages that may quote such a name are stored escaped (`to_text`).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 VERSION = 2
@@ -38,6 +43,28 @@ CREATE TABLE IF NOT EXISTS outputs (sha TEXT PRIMARY KEY);
 
 _V1_REQUIRED = {"sha", "rule", "path", "state", "updated"}
 _V1_OPTIONAL = {"attempts": "0", "redone": "0", "error": "NULL", "step": "NULL", "run_dir": "NULL", "pid": "NULL"}
+
+
+def to_db(path) -> str | bytes | None:
+    """A path as sqlite stores it: text, or its bytes when it is not valid UTF-8."""
+    if path is None:
+        return None
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped bytes from the file system
+        return os.fsencode(text)
+    return text
+
+
+def from_db(value):
+    """A path read back from sqlite (a BLOB is a name that was not UTF-8)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def to_text(message: str | None) -> str | None:
+    """A message for sqlite: a name in it that is not UTF-8 is written escaped (`\\udcff`)."""
+    return None if message is None else str(message).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class SchemaError(Exception):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent.images import atomic_write_json, sha256_file
 from agent.watch.ledger import Key
+from agent.watch.ledger_schema import to_text
 from agent.watch.names import one_line, shown
 from agent.watch.rules import RuleState, inside
 
@@ -198,11 +199,12 @@ def record_failed(rs: RuleState, path: Path, key: Key, error: str, step: str | N
               "run_dir": str(run_dir) if run_dir else None, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "pid": os.getpid(), "versions": versions(), "platform": sys.platform, "note": note}
     if spot is not None:
-        try:
-            atomic_write_json(spot.with_name(spot.name + ".error.json"), record)
-        except OSError as exc:  # the failure is still recorded in the ledger
+        try:  # a name that is not UTF-8 is written escaped ("bad\\udcff.png"): JSON is UTF-8 text
+            atomic_write_json(spot.with_name(spot.name + ".error.json"),
+                              {k: to_text(v) if isinstance(v, str) else v for k, v in record.items()})
+        except (OSError, ValueError) as exc:  # the failure is still recorded in the ledger
             log.warning("%s: cannot write its error record in %s (%s)", shown(path), shown(spot.parent),
-                        exc.strerror or exc)
+                        one_line(getattr(exc, "strerror", None) or exc))
     recorded = error if not note else f"{error} ({note})"
     rs.ledger.finish(key, "failed", path=moved or path, error=recorded, step=step,
                      run_dir=str(run_dir) if run_dir else None)
@@ -210,3 +212,25 @@ def record_failed(rs: RuleState, path: Path, key: Key, error: str, step: str | N
     log.warning("%s: failed (%s); %s", shown(path), one_line(error), one_line(where))
     return Result("failed", path, error, run_dir=Path(run_dir) if run_dir else None, job_started=job_started,
                   extra={"moved_to": str(moved) if in_failed else None, "note": note})
+
+
+def record_failed_copy(rs: RuleState, path: Path, key: Key, original: tuple[str, str]) -> Result:
+    """The same bytes as a file that already failed under this rule: they would fail again, so
+    this copy goes to failed/ too, its record naming the first one (its ledger row stays the
+    first file's; `--retry-failed` puts that one back in line)."""
+    first, error = original
+    detail = f"same content as {shown(first)}, which failed: {error}"
+    moved, note = _move(path, rs, rs.failed, "failed")
+    in_failed = moved is not None and moved != path
+    if in_failed:
+        record = {"file": moved.name, "original_path": str(path), "rule": rs.name, "workflow": rs.rule.workflow,
+                  "error": detail, "same_as": first, "sha256": key.sha, "attempts": 0,
+                  "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(), "note": note}
+        try:
+            atomic_write_json(moved.with_name(moved.name + ".error.json"),
+                              {k: to_text(v) if isinstance(v, str) else v for k, v in record.items()})
+        except (OSError, ValueError) as exc:
+            log.warning("%s: cannot write its error record (%s)", shown(moved), one_line(exc))
+    log.warning("%s: failed (%s); %s", shown(path), one_line(detail),
+                f"moved to {shown(moved)}" if in_failed else one_line(note or "left in place"))
+    return Result("failed", path, detail, extra={"moved_to": str(moved) if in_failed else None, "note": note})

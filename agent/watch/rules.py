@@ -86,9 +86,28 @@ def _a_folder_or_nothing(path: Path, what: str, rule: WatchRule, setting: str) -
                      f"move it away or set `{setting}` in the rule")
 
 
-def resolve_rules(rules: list[WatchRule], config, registry, load_workflow) -> tuple[list[RuleState], dict]:
+def _image_input(wf, rule: WatchRule) -> None:
+    """The input the watched file fills must exist and take an image (a text input would get
+    the file's path as its text)."""
+    inputs = getattr(getattr(wf, "spec", None), "inputs", None)
+    if inputs is None:
+        return
+    if rule.input not in inputs:
+        raise WatchError(f"watch rule {rule.name!r}: workflow {rule.workflow!r} has no input {rule.input!r} "
+                         f"(inputs: {', '.join(inputs) or 'none'})")
+    kind = getattr(inputs[rule.input], "type", "image")
+    if kind != "image":
+        images = [name for name, spec in inputs.items() if getattr(spec, "type", None) == "image"]
+        hint = f"set `input` to one of: {', '.join(images)}" if images else "the workflow has no image input"
+        raise WatchError(f"watch rule {rule.name!r}: input {rule.input!r} of workflow {rule.workflow!r} is not an "
+                         f"image (type {kind}); {hint}")
+
+
+def resolve_rules(rules: list[WatchRule], config, registry, load_workflow,
+                  reprocess: bool = False) -> tuple[list[RuleState], dict]:
     """RuleStates for `rules` and the ledgers they opened ({output: Ledger}); on any error the
-    ledgers opened so far are closed (their locks released) before it propagates."""
+    ledgers opened so far are closed (their locks released) before it propagates. A lost
+    ledger is refused unless `reprocess` (every file runs again anyway)."""
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise WatchError(f"watch rule names must be unique (got {', '.join(map(repr, names))})")
@@ -120,16 +139,13 @@ def resolve_rules(rules: list[WatchRule], config, registry, load_workflow) -> tu
             if rule.on_success == "move":
                 _a_folder_or_nothing(processed, "processed", rule, "on_success: keep")
             wf = load_workflow(rule.workflow, config, registry)
-            inputs = getattr(getattr(wf, "spec", None), "inputs", None)
-            if inputs is not None and rule.input not in inputs:
-                raise WatchError(f"watch rule {rule.name!r}: workflow {rule.workflow!r} has no input {rule.input!r} "
-                                 f"(inputs: {', '.join(inputs) or 'none'})")
+            _image_input(wf, rule)
             try:  # e.g. a path under a regular file: one line naming the folder and the rule
                 ensure_output_dir(output)
             except VisionloopError as exc:
                 raise WatchError(f"{exc} (watch rule {rule.name!r})") from None
             if output not in ledgers:
-                ledgers[output] = Ledger(output)
+                ledgers[output] = Ledger(output, lost_ok=reprocess)
             fp = fingerprint(wf, rule)
             ledgers[output].adopt_legacy(rule.name, fp)
             states.append(RuleState(rule, folder, output, failed, processed, wf, ledgers[output], rule.settle,

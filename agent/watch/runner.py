@@ -22,7 +22,13 @@ from pathlib import Path
 from agent.images import sha256_file
 from agent.watch.ledger import Key
 from agent.watch.names import one_line, shown
-from agent.watch.outcome import Result, record_done, record_failed, untouchable
+from agent.watch.outcome import (
+    Result,
+    record_done,
+    record_failed,
+    record_failed_copy,
+    untouchable,
+)
 from agent.watch.rules import RuleState
 from agent.watch.stability import Ready
 
@@ -100,6 +106,9 @@ class Runner:
         if claim.action != "run":
             if claim.action != "busy":  # busy: running right now; looked at again later
                 rs.ledger.mark_seen(path, key, st.st_size, st.st_ctime_ns)
+            failure = rs.ledger.failure(key) if claim.action == "duplicate" else None
+            if failure is not None:  # bytes that failed before: never left silently among the inputs
+                return record_failed_copy(rs, path, key, failure)
             log.info("%s: skipped (%s)", shown(path), claim.action)
             return Result("skipped", path, claim.action)
         self._reprocessed.add(key)

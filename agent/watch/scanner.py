@@ -41,6 +41,19 @@ def scan(folder: Path, patterns: list[str], recursive: bool, skip: set[Path]) ->
             yield entry
 
 
+def unmatched_note(folder: Path, patterns: list[str], recursive: bool, skip: set[Path]) -> str | None:
+    """When a rule takes none of the files in its folder but other files are there (a pattern
+    that matches nothing, e.g. `*.tiff` for `.tif` files), a line saying so; else None."""
+    if any(True for _ in scan(folder, patterns, recursive, skip)):
+        return None
+    others = sorted(e.name for e in scan(folder, ["*"], recursive, skip))
+    if not others:
+        return None
+    shown_names = ", ".join(shown(n) for n in others[:3]) + (", ..." if len(others) > 3 else "")
+    return (f"{shown(folder)}: no file there matches the patterns {' '.join(patterns)} "
+            f"({len(others)} other file(s): {shown_names}); check the rule's `patterns` (--pattern)")
+
+
 def inotify_message(exc: OSError, folder: Path) -> str:
     """One paragraph for the kernel's watch limits (watchdog raises ENOSPC or EMFILE)."""
     if exc.errno == errno.EMFILE:

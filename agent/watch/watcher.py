@@ -23,7 +23,7 @@ from agent.watch.outcome import Result, move_no_clobber, record_failed
 from agent.watch.rules import RuleState, inside, resolve_rules
 from agent.watch.runner import Runner
 from agent.watch.events import FolderEvents
-from agent.watch.scanner import scan
+from agent.watch.scanner import scan, unmatched_note
 from agent.watch.stability import Ready, Tracker
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Watcher:
         self._errors: dict[tuple[Path, str], int] = {}  # unexpected errors per file, for the cap
         self._given_up: set[tuple] = set()  # (rule, path, size, ctime): not looked at again until changed
         self._thread: threading.Thread | None = None
-        self.rules, self.ledgers = resolve_rules(rules, config, registry, load_workflow)
+        self.rules, self.ledgers = resolve_rules(rules, config, registry, load_workflow, reprocess)
         self._by_name = {rs.name: rs for rs in self.rules}
         self.events = FolderEvents(self.rules, self.tracker, poll, self._scan_rule)
         try:
@@ -196,6 +196,11 @@ class Watcher:
             if time.monotonic() - last_scan >= rescan:
                 for rs in self.rules:
                     self._scan_rule(rs)
+                    if last_scan < 0:  # the first scan: a rule that takes none of the files there says so
+                        note = unmatched_note(rs.folder, rs.rule.patterns, rs.rule.recursive,
+                                              {rs.failed, rs.processed, rs.output})
+                        if note:
+                            log.warning("[%s] %s", shown(rs.name), note)
                 last_scan = time.monotonic()
             ready = self.tracker.poll(empty_is_final=until_idle)  # --once: no writer will come back
             if until_idle:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from agent.errors import VisionloopError
 from agent.images import IMAGE_SUFFIXES
 from agent.workflows.engine import WorkflowOutcome
+from agent.workflows.schema import MANIFEST
 from agent.workflows.validate import Workflow, WorkflowError
 from agent.paths import user_path
 
@@ -60,6 +61,15 @@ def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] 
     return name, sorted(files)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during one run: still a `KeyboardInterrupt`, with the run folder when it had one
+    (its manifest says how the run ended)."""
+
+    def __init__(self, run_dir: str | Path | None = None):
+        super().__init__()
+        self.run_dir = str(run_dir) if run_dir else None
+
+
 @dataclass
 class BatchItem:
     input: str
@@ -76,16 +86,26 @@ class BatchItem:
 
 @dataclass
 class BatchOutcome:
+    """Every file of the batch, in order: "ok", "failed", "interrupted" (the run Ctrl-C stopped)
+    or "skipped" (not run, because the batch was interrupted)."""
+
     workflow: str
     items: list[BatchItem]
 
     @property
+    def interrupted(self) -> bool:
+        return any(i.status == "interrupted" for i in self.items)
+
+    @property
     def summary(self) -> dict:
         ok = sum(1 for i in self.items if i.status == "ok")
-        return {"total": len(self.items), "ok": ok, "failed": len(self.items) - ok}
+        skipped = sum(1 for i in self.items if i.status == "skipped")
+        return {"total": len(self.items), "ok": ok, "failed": len(self.items) - ok - skipped, "skipped": skipped}
 
     @property
     def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
         return "ok" if all(i.status == "ok" for i in self.items) else "failed"
 
     def to_json(self) -> dict:
@@ -97,7 +117,10 @@ class BatchOutcome:
 def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path],
               run_one: Callable[[dict[str, Any]], WorkflowOutcome], progress: bool = False) -> BatchOutcome:
     """Run `run_one(inputs)` once per file (the file given as input `name`), continuing past
-    failures. `run_one` decides where it runs (the CLI hands it to the loop)."""
+    failures. `run_one` decides where it runs (the CLI hands it to the loop). Ctrl-C (a
+    `KeyboardInterrupt`, or `RunInterrupted` naming the run folder) ends the batch: the outcome
+    then has that file "interrupted" and the files after it "skipped", so that the caller can
+    still say what was done."""
     items: list[BatchItem] = []
 
     def one(path: Path) -> None:
@@ -107,6 +130,13 @@ def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path]
                                    str(out.run_dir)))
         except VisionloopError as exc:  # e.g. the file vanished before its turn
             items.append(BatchItem(str(path), "failed", error=str(exc)))
+        except KeyboardInterrupt as exc:
+            run_dir = getattr(exc, "run_dir", None)
+            items.append(BatchItem(str(path), "interrupted", error="interrupted (Ctrl-C)",
+                                   manifest=str(Path(run_dir) / MANIFEST) if run_dir else None, run_dir=run_dir))
+            items.extend(BatchItem(str(p), "skipped", error="not run: the batch was interrupted")
+                         for p in files[len(items):])
+            raise
 
     if progress and sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -114,11 +144,17 @@ def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path]
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task(wf.name, total=len(files))
-            for path in files:
-                bar.update(task, description=f"{wf.name}: {path.name}")
-                one(path)
-                bar.advance(task)
+            try:
+                for path in files:
+                    bar.update(task, description=f"{wf.name}: {path.name}")
+                    one(path)
+                    bar.advance(task)
+            except KeyboardInterrupt:
+                pass
     else:
-        for path in files:
-            one(path)
+        try:
+            for path in files:
+                one(path)
+        except KeyboardInterrupt:
+            pass
     return BatchOutcome(wf.name, items)

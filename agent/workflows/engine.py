@@ -26,6 +26,7 @@ from agent.workflows.refs import RefError, Scope, resolve
 from agent.workflows.schema import OUTPUTS
 from agent.workflows.validate import Workflow, WorkflowError
 from agent.workflows.values import input_as_tool_input
+from agent.yamlsource import did_you_mean
 
 
 @dataclass
@@ -67,7 +68,8 @@ def check_inputs(wf: Workflow, given: dict[str, Any], hint: str = "{name}=VALUE"
     declared = wf.spec.inputs
     for name in given:
         if name not in declared:
-            problems.append(f"{wf.source}: unknown input {name!r} (inputs: {', '.join(declared) or 'none'})")
+            problems.append(f"{wf.source}: unknown input {name!r}{did_you_mean(name, declared)} "
+                            f"(inputs: {', '.join(declared) or 'none'})")
     values: dict[str, Any] = {}
     for name, spec in declared.items():
         value = given.get(name)

@@ -81,7 +81,9 @@ def find_refs(value: Any) -> tuple[list[Ref], list[str]]:
         if "${" in _TOKEN.sub("", value):
             problems.append(f"unclosed '${{' in {value!r} (write $${{ for a literal '${{')")
     elif isinstance(value, dict):
-        for v in value.values():
+        for k, v in value.items():
+            if "${" in str(k):  # keys are names, never substituted: say so rather than write it literally
+                problems.append(f"{str(k)!r}: references are filled in values only, not in names (keys)")
             r, p = find_refs(v)
             refs += r
             problems += p

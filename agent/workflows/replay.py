@@ -19,6 +19,10 @@ from agent.paths import user_path
 from agent.workflows.manifest import FORMAT as SUPPORTED
 from agent.workflows.manifest import Recorder, RecordError, hash_or_none
 from agent.workflows.schema import MANIFEST
+from agent.yamlsource import YamlProblem, read_limited
+
+#: A manifest holds the workflow's text (at most 1 MB) and every step's record: far below this.
+MAX_MANIFEST_BYTES = 64_000_000
 
 #: What replay reads from a manifest, by JSON type: the top level, each input, each step.
 _TOP = {"workflow": ("object",), "inputs": ("object", "null"), "status": ("string", "null"),
@@ -42,6 +46,7 @@ class ReplayOutcome:
     steps: list[dict] = field(default_factory=list)
     error: str | None = None  # why the replay failed (for an identical replay: why the original failed too)
     failed_step: str | None = None
+    original_status: str | None = None  # what the original manifest says ("running": it never finished)
 
     def to_json(self) -> dict:
         return {"replay_of": str(self.original), "status": self.status, "identical": self.identical,
@@ -80,6 +85,8 @@ def manifest_problems(data: Any) -> list[str]:
         return [f"format: expected {SUPPORTED!r}, got {data.get('format')!r} (not a visionloop run manifest)"]
     if not isinstance(data.get("steps"), list):
         return ["steps: " + ("missing" if "steps" not in data else f"expected an array, got {_got(data['steps'])}")]
+    if not data["steps"]:  # every workflow has a step: an empty list was cut or edited away
+        return ["steps: empty (no recorded call to replay)"]
     problems = _field_problems(data, _TOP, "")
     for name, entry in (data.get("inputs") or {}).items() if isinstance(data.get("inputs"), dict) else ():
         if not isinstance(entry, dict):
@@ -115,10 +122,12 @@ def read_manifest(path: str | Path) -> dict:
             p = p / MANIFEST
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise VisionloopError(f"{str(p)[:80]}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+    try:  # bounded, and never a FIFO or a device (`replay /dev/zero` must not read forever)
+        data = json.loads(read_limited(p, MAX_MANIFEST_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise VisionloopError(f"{p}: manifest not found") from None
+    except YamlProblem as exc:
+        raise VisionloopError(f"{p}: not a readable run manifest: {exc.message}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VisionloopError(f"{p}: not a readable run manifest: {exc}") from None
     problems = manifest_problems(data)
@@ -184,7 +193,9 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
         raise
     if status == "ok" and old.get("status") != "ok":
         # the original stopped after its steps (e.g. writing its files); the replay cannot say more
-        status, error, failed_step = "failed", old.get("error") or "the original run failed", old.get("failed_step")
+        why = ("the original run failed" if old.get("status") == "failed"
+               else f"the original run did not finish (its status is {old.get('status')!r})")
+        status, error, failed_step = "failed", old.get("error") or why, old.get("failed_step")
     identical = not differences
     rec.manifest["replay"] = {"identical": identical, "differences": differences}
     problem = rec.finish(status, None if status == "ok" else "; ".join(differences) or error or "a step failed",
@@ -192,7 +203,7 @@ def replay(manifest_path: str | Path, ctx, registry, out_dir: Path) -> ReplayOut
     if problem:  # the replay's own manifest could not be written: it cannot count as a success
         status, error = "failed", "; ".join(e for e in (error, problem) if e)
     return ReplayOutcome(rec.path, original_path, rec.run_dir, status, identical, differences,
-                         rec.manifest["steps"], error if status != "ok" else None, failed_step)
+                         rec.manifest["steps"], error if status != "ok" else None, failed_step, old.get("status"))
 
 
 def _compare(old: dict, new: dict) -> list[str]:

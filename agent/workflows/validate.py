@@ -19,38 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from agent.errors import InputError, VisionloopError
+from agent.errors import InputError
 from agent.tools import Tool
+from agent.workflows.problems import Problem, WorkflowError, decode_workflow, schema_problems
 from agent.workflows.refs import Ref, find_refs, whole_ref
-from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, RESERVED_FILES, InputSpec, StepSpec, WorkflowSpec
+from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, RESERVED_FILES, InputSpec, WorkflowSpec
 from agent.workflows.values import (input_as_tool_input, literal_problem, ref_type_problem, result_problem,
                                     template_problem)
-from agent.yamlsource import YamlDoc, YamlProblem, did_you_mean, format_loc, parse_yaml, read_limited
+from agent.yamlsource import YamlDoc, YamlProblem, did_you_mean, parse_yaml, read_limited
 from agent.paths import user_path
 
 SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class Problem:
-    source: str
-    line: int
-    loc: tuple
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source  # 0: no line (e.g. file too large)
-        return f"{where}: {format_loc(self.loc)}: {self.message}"
-
-
-class WorkflowError(VisionloopError):
-    """A workflow file or its inputs are wrong; the message lists every problem, one a line."""
-
-    def __init__(self, problems: list[Problem] | str):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 @dataclass
@@ -69,30 +50,6 @@ class Workflow:
 
     def image_inputs(self) -> list[str]:
         return [n for n, i in self.spec.inputs.items() if i.type == "image"]
-
-
-def _model_fields(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def _schema_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
-    """pydantic errors with the line each path starts on, unknown keys with a suggestion."""
-    out = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        if err["type"] == "extra_forbidden":
-            parent = loc[:-1]
-            model = StepSpec if parent[:1] == ("steps",) else InputSpec if parent[:1] == ("inputs",) else WorkflowSpec
-            message = f"unknown field {loc[-1]!r}{did_you_mean(loc[-1], _model_fields(model))}"
-            out.append(Problem(doc.source, doc.line(loc), parent, message))
-            continue
-        message = err["msg"]
-        if "input" in err and not isinstance(err["input"], (dict, list)):
-            message += f" (got {err['input']!r})"
-            if err["type"] == "string_type" and isinstance(err["input"], (bool, int, float)):
-                message += "; quote the value to keep it as text"
-        out.append(Problem(doc.source, doc.line(loc), loc, message))
-    return out
 
 
 class _Checker:
@@ -120,7 +77,7 @@ class _Checker:
             if ref.name not in inputs:
                 known = ", ".join(sorted(inputs)) or "none declared"
                 self.add(loc, f"{ref}: unknown input {ref.name!r}{did_you_mean(ref.name, inputs)} (inputs: {known})")
-        elif ref.name == this:
+        elif ref.name == this and this not in earlier:  # a duplicated id is reported on its own
             self.add(loc, f"{ref}: a step cannot refer to itself")
         elif ref.name in later:
             self.add(loc, f"{ref}: step {ref.name!r} runs later; a step can only use earlier steps")
@@ -244,7 +201,7 @@ def check_text(text: str, source: str, registry, config=None) -> tuple[WorkflowS
     try:
         spec = WorkflowSpec.model_validate(doc.data)
     except ValidationError as exc:
-        problems += _schema_problems(doc, exc)
+        problems += schema_problems(doc, exc)
     checker = _Checker(doc, registry, config)
     checker.run(doc.data)
     problems += checker.problems
@@ -292,11 +249,11 @@ def load_workflow(path_or_name: str, config, registry) -> Workflow:
     path = find_workflow(str(path_or_name), config)
     try:
         raw = read_limited(path)  # at most MAX_BYTES + 1, checked before decoding; no FIFO, no device
-        text = raw.decode("utf-8")
     except YamlProblem as exc:
         raise WorkflowError([Problem(str(path), 0, (), exc.message)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise WorkflowError(f"{path}: cannot read workflow: {exc}") from None
+    text = decode_workflow(raw, str(path))
     spec, problems = check_text(text, str(path), registry, config)
     if problems:
         raise WorkflowError(problems)
