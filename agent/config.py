@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from agent.errors import ConfigError
 from agent.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
@@ -124,6 +124,8 @@ class Config(Strict):
     profiles: dict[str, Profile] = {}
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # intra-op CPU threads for every job, fixed per process so repeated runs agree; None: physical cores
+    threads: Annotated[StrictInt, Field(ge=1)] | None = None
     output: NonBlank = "visionloop-out"
     workflows: NonBlank = "workflows"
     cache_dir: str | None = None  # where the tiny models are built; default: user cache folder

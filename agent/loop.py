@@ -3,7 +3,9 @@
 Sources (the CLI, the chat, the watcher, a workflow run) only submit jobs; a GPU is one
 resource, so jobs never run side by side. A job is a callable taking the `Context`; a tool
 call is the common case (`submit_call`). `cancel()` asks the job in hand to stop at its next
-checkpoint (a decoded token, a denoising step). `close()` cancels the job in hand, fails the
+checkpoint (a decoded token, a denoising step). Each job runs with the configured intra-op
+thread count set on the worker thread (`agent.models.threads`), whatever the thread that started
+the loop has set, so repeated runs agree. `close()` cancels the job in hand, fails the
 queued ones with `ShuttingDown` (they never run) and joins the worker.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import queue
+import sys
 import threading
 from concurrent.futures import Future
 from typing import Any, Callable
@@ -24,6 +27,7 @@ from agent.tools import ToolCall, ToolResult, run_tool
 log = logging.getLogger(__name__)
 
 _STOP = object()
+CLOSE_WAIT = 30.0  # seconds close() waits for the job in hand to stop
 
 
 class Loop:
@@ -34,6 +38,7 @@ class Loop:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._current: Future | None = None  # the future of the job in hand
         self.busy = threading.Event()
 
     def _ensure_worker(self) -> None:
@@ -53,14 +58,17 @@ class Loop:
             if not future.set_running_or_notify_cancel():
                 continue
             self.busy.set()
+            self._current = future
             self.ctx.cancel.clear()
             if self._closed:  # close() came in between: this job is "the job in hand", cancelled
                 self.ctx.cancel.set()
             try:
+                _pin_threads(self.ctx)
                 future.set_result(job(self.ctx))
             except BaseException as exc:  # handed to whoever waits on the future
                 future.set_exception(exc)
             finally:
+                self._current = None
                 self.busy.clear()
 
     def submit(self, job: Callable[[Context], Any]) -> Future:
@@ -84,8 +92,14 @@ class Loop:
         """Run one tool call and wait for it (Ctrl-C cancels it and re-raises)."""
         return wait(self, self.submit_call(call))
 
-    def cancel(self) -> None:
-        self.ctx.cancel.set()
+    def cancel(self, future: Future | None = None) -> None:
+        """Cancel the job of `future`: one still queued never runs; the one in hand stops at its
+        next checkpoint. Without `future`, the job in hand, whoever submitted it. Another
+        source's job (the watcher's, beside the chat) is never stopped by a cancel aimed at yours."""
+        if future is None or future is self._current:
+            self.ctx.cancel.set()
+        else:
+            future.cancel()  # queued: the worker skips it; already finished: nothing to do
 
     def close(self) -> None:
         """Stop: cancel the job in hand (it stops at its next checkpoint), fail every queued job
@@ -105,7 +119,19 @@ class Loop:
             self.cancel()  # the job in hand, if any; no later job starts
             self._queue.put(_STOP)
         if thread is not threading.current_thread():  # a job that closes its own loop just ends it
-            thread.join()
+            thread.join(CLOSE_WAIT)
+            if thread.is_alive():  # loading a model has no checkpoint; the worker is a daemon thread
+                log.warning("the job in hand has not stopped %g s after the cancel; leaving it", CLOSE_WAIT)
+
+
+def _pin_threads(ctx: Context) -> None:
+    """The configured intra-op thread count on this (the worker) thread, before each job: torch's
+    count is per-thread state that the main thread's setting does not reach. Only once torch is
+    loaded (a job that loads it first pins in the model toolkit, before any work)."""
+    if "torch" in sys.modules:
+        from agent.models.threads import pin
+
+        pin(getattr(ctx, "config", None))  # no config (a bare context): the process default
 
 
 def _refuse(future: Future) -> None:
@@ -118,7 +144,7 @@ def _refuse(future: Future) -> None:
 
 
 def wait(loop: Loop, future: Future):
-    """Wait for `future`; on Ctrl-C cancel the job in hand, wait for it to stop, re-raise.
+    """Wait for `future`; on Ctrl-C cancel its job (not another source's), wait for it to stop, re-raise.
 
     What the job did on its way out is never dropped silently: an error other than the
     `Cancelled` asked for, or a job that does not stop within 30 s, is logged."""
@@ -129,7 +155,9 @@ def wait(loop: Loop, future: Future):
             except concurrent.futures.TimeoutError:  # not the built-in TimeoutError before 3.11
                 continue
     except KeyboardInterrupt:
-        loop.cancel()
+        loop.cancel(future)
+        if future.cancelled():  # still queued: it never runs, nothing to wait for
+            raise
         try:
             future.result(timeout=30)
         except concurrent.futures.TimeoutError:

@@ -56,6 +56,19 @@ def user_path(value: str | os.PathLike, what: str = "") -> Path:
     return path
 
 
+def resolved_path(value: str | os.PathLike, what: str = "") -> Path:
+    """`user_path(value, what)` with every link resolved. A symlink loop (which `Path.resolve`
+    reports as a bare `RuntimeError`) or a path that cannot be resolved is an `InputError`."""
+    path = user_path(value, what)
+    label = f"{what}: " if what else ""
+    try:
+        return path.resolve()
+    except RuntimeError:
+        raise InputError(f"{label}{_short(os.fspath(value))}: a symbolic link loop") from None
+    except OSError as exc:
+        raise InputError(f"{label}{_short(os.fspath(value))}: cannot resolve the path: {exc.strerror or exc}") from None
+
+
 def maybe_user_path(text: str) -> Path | None:
     """`text` as a Path when it could be one (for free words in a chat message): `~` expanded where
     it names a home; None for words that cannot be a path (an unknown `~user`, a NUL byte, a name

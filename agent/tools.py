@@ -148,10 +148,9 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
     the chat or the watcher. Only `Cancelled` propagates, because the caller asked for it.
     """
     try:
-        checked = check_args(tool, args)
+        checked = absolute_images(tool, check_args(tool, args))
     except InputError as exc:
         return [ToolResult(tool=tool.name, error=str(exc))]
-    checked = absolute_images(tool, checked)
     if tool.each and isinstance(checked.get(tool.each), list):
         calls = [{**checked, tool.each: v} for v in checked[tool.each]]
     else:

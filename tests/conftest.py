@@ -118,14 +118,16 @@ def run_subprocess(*args: str, env: dict | None = None, **kwargs):
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models on a busy shared machine: one intra-op thread is ~10x faster than
-    oversubscribed OpenMP threads spinning against other processes. Restored after the module.
+    oversubscribed OpenMP threads spinning against other processes. Jobs pin the process's
+    thread count (`agent.models.threads`) on the thread that runs them, so this sets that
+    process default (the config names none) to 1, restored after the module.
     A test module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
-    import torch
+    from agent.models import threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    before = threads.process_default()
+    threads._decided = 1
     yield
-    torch.set_num_threads(before)
+    threads._decided = before
 
 
 # --- optional dependencies: a skip in CI is a test that never ran ----------------------------

@@ -157,7 +157,6 @@ def test_json_lines_have_the_one_shot_shape(chat_loop, pics):
 
 
 def test_run_workflow_uses_the_current_image(talk, pics):
-    pytest.importorskip("agent.workflows")
     talk.say(f"/image {pics[0]}")
     out, err = talk.say("/run alt-text")
     assert err == "", err
@@ -169,7 +168,6 @@ def test_run_workflow_uses_the_current_image(talk, pics):
 
 
 def test_run_takes_the_cli_syntax_and_dry_run(talk, pics, chat_loop):
-    pytest.importorskip("agent.workflows")
     talk.say(f"/image {pics[0]}")
     before = sorted(p.name for p in chat_loop.ctx.out_dir.iterdir()) if chat_loop.ctx.out_dir.exists() else []
     out, err = talk.say("/run poster --input subject=cat -i seed=3 --dry-run")
@@ -198,7 +196,6 @@ def test_run_takes_the_cli_syntax_and_dry_run(talk, pics, chat_loop):
 
 
 def test_run_workflow_as_json(chat_loop, pics):
-    pytest.importorskip("agent.workflows")
     t = Talk(chat_loop, json_mode=True)
     t.say(f"/image {pics[0]}")
     t.say("/run alt-text")

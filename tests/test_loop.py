@@ -38,18 +38,18 @@ def test_wait_polls_with_the_futures_timeout_error(monkeypatch):
         loop.close()
 
 
-class _InterruptOnce(Future):
-    """A future whose first wait is interrupted by Ctrl-C (as if the user pressed it)."""
+def interrupt_once(future: Future) -> Future:
+    """Make the first wait on `future` be interrupted by Ctrl-C (as if the user pressed it)."""
+    real, calls = future.result, []
 
-    def __init__(self, inner: Future):
-        super().__init__()
-        self.inner, self.interrupted = inner, False
-
-    def result(self, timeout=None):
-        if not self.interrupted:
-            self.interrupted = True
+    def result(timeout=None):
+        if not calls:
+            calls.append(1)
             raise KeyboardInterrupt
-        return self.inner.result(timeout)
+        return real(timeout)
+
+    future.result = result
+    return future
 
 
 def test_ctrl_c_cancels_and_an_error_on_the_way_out_is_logged_not_lost(caplog):
@@ -66,10 +66,38 @@ def test_ctrl_c_cancels_and_an_error_on_the_way_out_is_logged_not_lost(caplog):
         started.wait(10)
         with caplog.at_level(logging.WARNING, logger="agent.loop"):
             with pytest.raises(KeyboardInterrupt):
-                wait(loop, _InterruptOnce(future))
+                wait(loop, interrupt_once(future))
         assert loop.ctx.cancel.is_set()
         assert "disk full while cleaning up" in caplog.text
     finally:
+        loop.close()
+
+
+def test_ctrl_c_cancels_only_the_job_waited_on_not_another_sources():
+    """`chat --watch`: the chat's Ctrl-C must not stop the watcher's job that happens to run."""
+    loop = bare_loop()
+    started, release = threading.Event(), threading.Event()
+
+    def watchers_job(ctx):
+        started.set()
+        release.wait(10)
+        if ctx.cancel.is_set():
+            raise Cancelled("cancelled")
+        return "the watcher's file is done"
+
+    ran = []
+    try:
+        theirs = loop.submit(watchers_job)
+        assert started.wait(10)
+        mine = loop.submit(lambda ctx: ran.append("mine"))
+        with pytest.raises(KeyboardInterrupt):
+            wait(loop, interrupt_once(mine))
+        assert mine.cancelled() and not loop.ctx.cancel.is_set()
+        release.set()
+        assert theirs.result(10) == "the watcher's file is done"
+        assert loop.submit(lambda ctx: "next").result(10) == "next" and ran == []  # mine never ran
+    finally:
+        release.set()
         loop.close()
 
 

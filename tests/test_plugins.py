@@ -145,3 +145,12 @@ def test_empty_values_are_refused_for_any_tools_inputs(tmp_path, cli):
     assert str(err.value) == ("text: must not be empty; pick: must not be empty; n: must not be empty; "
                               "img: expected a file path, got an empty string")
     assert check_args(tool, {"text": " x "})["text"] == " x "  # not blank: kept as given
+
+
+def test_run_tool_turns_an_image_path_with_no_home_into_an_error_result(registry):
+    """`run_tool` promises that only `Cancelled` propagates: a path the user typed that names no
+    home folder is the call's error, not an exception for the chat or the watcher to catch."""
+    from agent.tools import run_tool
+
+    results = run_tool(registry.tool("caption"), {"image": "~nosuchuserzz/x.png"}, None)
+    assert len(results) == 1 and "'~nosuchuserzz' names no home folder" in results[0].error

@@ -55,6 +55,15 @@ def test_config_rule_with_tilde_nosuchuser_is_one_line(env, cli, session_config_
     one_line_error(r, f"watch rule 'inbox': {setting}: ~nosuchuser/x: '~nosuchuser' names no home folder")
 
 
+def test_symlink_loops_for_the_folder_or_the_output_are_one_line(env, cli):
+    (env / "loop-a").symlink_to(env / "loop-b")
+    (env / "loop-b").symlink_to(env / "loop-a")
+    r = cli("watch", env / "loop-a", "--workflow", env / "wf.yaml", "--out", env / "out", "--once")
+    one_line_error(r, f"error: watch FOLDER: {env / 'loop-a'}: a symbolic link loop")
+    r = cli("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "loop-b", "--once")
+    one_line_error(r, "output: ", f"{env / 'loop-b'}: a symbolic link loop")
+
+
 # --- defect 14: the CLI side ----------------------------------------------------------------------------
 def test_a_failed_file_in_the_way_stops_the_start_with_one_line(env, cli):
     (env / "in" / "failed").write_text("a note, not a folder")

@@ -17,7 +17,7 @@ import signal
 import sys
 
 from agent.errors import UsageError
-from agent.paths import user_path
+from agent.paths import resolved_path, user_path
 
 
 def add_commands(sub, common) -> None:
@@ -82,7 +82,7 @@ def _rules(args, app):
     out = getattr(args, "out", None)
     if not args.workflow or not out:
         raise UsageError("watch FOLDER needs --workflow W and --out DIR")
-    fields = {"name": user_path(args.folder, "watch FOLDER").resolve().name or "folder", "folder": args.folder,
+    fields = {"name": resolved_path(args.folder, "watch FOLDER").name or "folder", "folder": args.folder,
               "workflow": args.workflow, "input": "image" if args.input is None else args.input, "output": out,
               "recursive": args.recursive}
     if args.pattern:

@@ -180,10 +180,24 @@ def _print_interrupted(wf, run_dir: str | None, app) -> None:
 # --- replay --------------------------------------------------------------------------------
 
 def cmd_replay(args, app) -> int:
+    import os
+
     from agent.loop import wait
-    from agent.workflows.replay import replay
+    from agent.paths import user_path as _path
+    from agent.workflows.replay import read_manifest, replay
+    from agent.workflows.replay_config import replay_config
 
     out_dir = _out_dir(args, app)
+    # The recorded profile, models, device and dtype, checked before anything runs or is written.
+    data = read_manifest(args.manifest)
+    where = _path(args.manifest)
+    where = where / "manifest.json" if where.is_dir() else where
+    flags = {key: getattr(args, key, None) or os.environ.get(f"VISIONLOOP_{key.upper()}")
+             for key in ("profile", "device", "dtype")}
+    if app._loop is None:  # a one-shot command: its loop is made with the recorded config
+        app.config, warnings = replay_config(data, str(where), app.config, flags)
+        for line in warnings:
+            print(line, file=sys.stderr)
     loop = app.loop
     result = wait(loop, loop.submit(lambda ctx: replay(args.manifest, ctx, app.registry, out_dir)))
     if app.json:

@@ -39,8 +39,6 @@ def safe_stem(text: str, fallback: str = "image", max_len: int = 60) -> str:
 
 def ensure_output_dir(folder: str | os.PathLike) -> Path:
     """Create `folder` if needed and check it is writable; raise a one-line error otherwise."""
-    if "\x00" in os.fspath(folder):  # a config value, a workflow's YAML
-        raise VisionloopError(f"{os.fspath(folder)!r}: not a usable folder name (it contains a NUL byte)")
     root = user_path(folder)
     try:
         root.mkdir(parents=True, exist_ok=True)

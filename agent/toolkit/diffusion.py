@@ -24,7 +24,7 @@ MAX_PROMPT_CHARS = 2000
 #: added below goes here too (tests/test_workflow_returns.py checks).
 DATA_KEYS = ("model", "model_id", "revision", "pipeline", "prompt", "negative_prompt", "steps", "guidance", "seed",
              "seeds", "count", "width", "height", "scheduler", "scheduler_name", "scheduler_options", "strength",
-             "base_model", "loras", "safety_checker", "device", "dtype", "generate_seconds",
+             "base_model", "loras", "safety_checker", "device", "dtype", "threads", "generate_seconds",
              "nsfw_content_detected", "status", "images", "notes")
 
 
@@ -135,6 +135,9 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
         from agent.models.schedulers import resolve_scheduler
 
         resolve_scheduler(scheduler)
+    from agent.models.threads import pin
+
+    threads = pin(ctx.config)  # this thread's intra-op count: the configured one, so reruns agree
     backend = ctx.models.diffusion()
     gen = backend.generate(mode, prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                            seeds=seeds, width=width, height=height, scheduler=scheduler, image=image, mask=mask,
@@ -153,7 +156,7 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     data.update(extra or {})
     dedicated = mode == "inpaint" and backend.inpaint_source  # its own UNet carries no LoRA
     data.update({"loras": [] if dedicated else backend.loras, "safety_checker": backend.safety_checker, "device": backend.device,
-                 "dtype": dtype_name(backend.dtype), "generate_seconds": round(gen.seconds, 4),
+                 "dtype": dtype_name(backend.dtype), "threads": threads, "generate_seconds": round(gen.seconds, 4),
                  "nsfw_content_detected": gen.nsfw_content_detected, "status": gen.status})
     notes = list(data.pop("notes", [])) + _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
     paths = []

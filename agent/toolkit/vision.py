@@ -15,7 +15,7 @@ from agent.tools import Input, ToolResult
 #: LLaVA tool's `Tool.data_keys`. A key added below goes here too (tests/test_workflow_returns.py).
 DATA_KEYS = ("model", "model_id", "revision", "question", "prompt", "images", "prompt_tokens", "image_tokens",
              "context_length", "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "new_tokens",
-             "generate_seconds", "device", "history_turns", "notes")
+             "generate_seconds", "device", "threads", "history_turns", "notes")
 
 
 def generation_inputs() -> list[Input]:
@@ -41,7 +41,11 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
     n_new = max_new_tokens or spec.max_new_tokens
     # 1. Check inputs: every image loads (one-line errors) before the model does.
     pictures = [ctx.load_image(path) for path in images]
-    # 2. The shared model, the conversation so far (if any) and the exact prompt.
+    # 2. The shared model, the conversation so far (if any) and the exact prompt; the job's thread
+    #    runs with the configured intra-op thread count (repeated greedy answers agree).
+    from agent.models.threads import pin
+
+    threads = pin(ctx.config)
     llava = ctx.models.llava()
     for mark in llava.placeholders:
         if mark in question:
@@ -75,7 +79,7 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
             "question": question, "prompt": gen.prompt, "images": [str(p) for p in images],
             "prompt_tokens": prompt_tokens, "image_tokens": image_tokens, "context_length": llava.context_length,
             **gen.settings, "new_tokens": gen.new_tokens, "generate_seconds": round(gen.seconds, 4),
-            "device": llava.device}
+            "device": llava.device, "threads": threads}
     if chat_history is not None:
         data["history_turns"] = len(history)
     if dropped:

@@ -26,7 +26,7 @@ import platformdirs
 
 from agent.config import APP
 from agent.errors import VisionloopError
-from agent.paths import user_path
+from agent.paths import resolved_path, user_path
 from agent.watch.ledger_lock import Locked, OutputLock, lost_ledger, mark
 from agent.watch.ledger_schema import LEGACY, STATES, SchemaError, from_db, prepare, to_db, to_text
 from agent.watch.names import shown
@@ -46,7 +46,7 @@ def state_dir() -> Path:
 
 def ledger_path(output: str | os.PathLike) -> Path:
     """The database for one output folder (named by a hash of its resolved path)."""
-    resolved = str(user_path(output).resolve())
+    resolved = str(resolved_path(output))
     digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
     label = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(resolved).name) or "root"
     return state_dir() / "ledgers" / f"{label[:64]}-{digest}.sqlite"

@@ -18,7 +18,7 @@ from typing import Any
 from agent.config import WatchRule
 from agent.errors import VisionloopError
 from agent.images import ensure_output_dir
-from agent.paths import user_path
+from agent.paths import resolved_path
 from agent.watch.ledger import Ledger, WatchError
 from agent.watch.names import shown
 from agent.watch.stability import ceiling_for
@@ -116,19 +116,19 @@ def resolve_rules(rules: list[WatchRule], config, registry, load_workflow,
     try:
         folders = []
         for rule in rules:
-            folder = user_path(rule.folder, f"watch rule {rule.name!r}: folder").resolve()
+            folder = resolved_path(rule.folder, f"watch rule {rule.name!r}: folder")
             if not folder.is_dir():
                 what = "not a folder" if folder.exists() else "folder not found"
                 raise WatchError(f"{shown(rule.folder)}: watch rule {rule.name!r}: {what}")
             folders.append(folder)
         for rule, folder in zip(rules, folders):
-            output = user_path(rule.output, f"watch rule {rule.name!r}: output").resolve()
+            output = resolved_path(rule.output, f"watch rule {rule.name!r}: output")
             for other in folders:  # outputs inside a watched folder would be taken as inputs
                 if inside(output, other):
                     raise WatchError(f"{shown(rule.output)}: watch rule {rule.name!r}: the output folder is inside "
                                      f"the watched folder {shown(other)}; choose an output outside every watched folder")
             if rule.failed:
-                failed = user_path(rule.failed, f"watch rule {rule.name!r}: failed").resolve()
+                failed = resolved_path(rule.failed, f"watch rule {rule.name!r}: failed")
             else:
                 failed = folder / "failed"
             processed = folder / "processed"

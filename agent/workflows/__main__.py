@@ -1,5 +1,6 @@
-"""`python -m agent.workflows [PATH]`: write the JSON Schema of workflow files (default
-`workflows/schema.json`, which `tests/test_workflow_validate.py` checks is up to date)."""
+"""`python -m agent.workflows [PATH]`: write the JSON Schema of workflow files (default: in a
+source checkout `workflows/schema.json`, which `tests/test_workflow_files.py` checks is up to
+date; in an installed copy, standard output)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from agent.images import atomic_write_bytes
 from agent.paths import user_path
 from agent.workflows.schema import schema_text
 
-DEFAULT = Path(__file__).resolve().parents[2] / "workflows" / "schema.json"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# In a source checkout the schema lives beside the example workflows; an installed copy has no
+# such folder (it would be site-packages), so there the default is to print it.
+DEFAULT = str(_CHECKOUT / "workflows" / "schema.json") if (_CHECKOUT / "pyproject.toml").is_file() else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Write the JSON Schema of visionloop workflow files (for editors and CI). "
                     "It is generated from the workflow models, so it always matches what `visionloop validate` "
                     "accepts.")
-    parser.add_argument("path", nargs="?", default=str(DEFAULT), metavar="PATH",
+    parser.add_argument("path", nargs="?", default=DEFAULT, metavar="PATH",
                         help=f"where to write it; '-' prints it (default: {DEFAULT})")
     args = parser.parse_args(argv)
     if args.path == "-":

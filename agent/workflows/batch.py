@@ -46,10 +46,11 @@ def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] 
     if len(batched) > 1:
         raise WorkflowError(f"{wf.source}: only one image input can be a folder or glob (got {', '.join(batched)})")
     name = batched[0]
-    value = str(user_path(inputs[name]))
-    if Path(value).is_dir():
+    folder = user_path(inputs[name], f"input {name!r}")
+    value = str(folder)
+    if _is_dir(folder):
         try:
-            files = [p for p in Path(value).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                      and not p.name.startswith(".")]
         except OSError as exc:  # e.g. a folder without read permission
             raise WorkflowError(f"{value}: cannot list the folder for input {name!r}: {exc.strerror or exc}") from None

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import Cancelled, ImageError, VisionloopError
+from agent.models.threads import configured
 from agent.images import atomic_write_json, ensure_output_dir, pixels_sha256, safe_stem, sha256_file
-from agent.paths import user_path
+from agent.paths import resolved_path
 from agent.tools import run_tool
 from agent.workflows.refs import StepValues
 from agent.workflows.schema import MANIFEST
@@ -87,7 +88,10 @@ def environment(ctx) -> dict:
     models = ctx.models.describe()
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": dict(package_versions()),
             "device": models["device"], "dtype": models["dtype"], "models": models["models"],
-            "profile": ctx.config.profile}
+            "profile": ctx.config.profile, "threads": configured(ctx.config),  # intra-op CPU threads per job
+            # what `replay` needs to run the same models again (models, revisions, LoRAs, sizes)
+            "profile_settings": ctx.config.active.model_dump(mode="json"),
+            "settings": {"device": ctx.config.device, "dtype": ctx.config.dtype}}
 
 
 def _refresh_models(env: dict, ctx) -> None:
@@ -157,7 +161,7 @@ class Recorder:
 
     def __init__(self, out_dir: Path, label: str, ctx, manifest: dict):
         # absolute, like the image paths the tools return: `run --json` and the manifest name it
-        self.run_dir = new_run_dir(user_path(out_dir).resolve(), label)
+        self.run_dir = new_run_dir(resolved_path(out_dir), label)
         self.ctx = dataclasses.replace(ctx, out_dir=self.run_dir)  # same models, same cancel flag
         self.path = self.run_dir / MANIFEST
         self.started = time.perf_counter()
@@ -198,7 +202,7 @@ class Recorder:
             values.data = results[0].data if len(results) == 1 else {"results": [r.data for r in results]}
             record["error"] = "; ".join(errors) or None
             data = results[0].data if results else {}
-            for key in ("model", "model_id", "revision", "seed", "device", "dtype"):
+            for key in ("model", "model_id", "revision", "seed", "device", "dtype", "threads"):
                 if key in data:
                     record[key] = data[key]
             record["data"] = values.data

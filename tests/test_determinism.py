@@ -1,0 +1,114 @@
+"""Repeated runs agree by construction: every job runs with one intra-op thread count, decided
+once per process (the `threads:` setting, else the physical cores), set on the thread that runs
+it whatever the main thread has set, and recorded in `data["threads"]` and in run manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.tools import ToolCall
+
+
+def config_with(session_config_file, tmp_path, monkeypatch, **settings) -> Path:
+    """The session's tiny config plus `settings`, made the one every load reads."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(session_config_file.read_text()), **settings}))
+    monkeypatch.setenv("VISIONLOOP_CONFIG", str(path))
+    return path
+
+
+def one(loop, tool, **args):
+    (result,) = loop.call(ToolCall(tool, args))
+    assert result.ok, result.error
+    return result
+
+
+def test_jobs_run_with_the_configured_thread_count_not_the_main_threads(session_config_file, tmp_path,
+                                                                        monkeypatch, registry):
+    import torch
+
+    from agent.config import load_config
+    from agent.context import Context
+    from agent.loop import Loop
+
+    config = load_config(str(config_with(session_config_file, tmp_path, monkeypatch, threads=3)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the main thread differs from the configured count
+    loop = Loop(registry, Context.create(config, tmp_path / "out"))
+    try:
+        assert loop.submit(lambda ctx: torch.get_num_threads()).result() == 3
+        torch.set_num_threads(2)  # a later change on the main thread does not reach the jobs either
+        assert loop.submit(lambda ctx: torch.get_num_threads()).result() == 3
+        assert torch.get_num_threads() == 2  # and the jobs leave the main thread alone
+    finally:
+        loop.close()
+        torch.set_num_threads(before)
+
+
+def test_the_default_is_decided_once_from_the_cpus_this_process_may_use(tiny_config):
+    from agent.models import threads
+
+    n = threads.process_default()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
+    assert threads.configured(tiny_config) == n == threads.process_default()
+
+
+def test_caption_and_draw_record_the_thread_count(loop, example_image, tiny_config):
+    from agent.models.threads import configured
+
+    expected = configured(tiny_config)
+    assert one(loop, "caption", image=[str(example_image)]).data["threads"] == expected
+    assert one(loop, "draw", prompt="a lighthouse", seed=3, steps=2, size="64x64").data["threads"] == expected
+
+
+def test_a_manifest_records_the_thread_count(cli, session_config_file, example_image, tmp_path, monkeypatch):
+    config_with(session_config_file, tmp_path, monkeypatch, threads=3)
+    flow = tmp_path / "describe.yaml"
+    flow.write_text(yaml.safe_dump({"name": "describe", "inputs": {"image": {"type": "image"}},
+                                    "steps": [{"id": "describe", "tool": "caption",
+                                               "with": {"image": "${inputs.image}"}}]}))
+    result = cli("run", flow, "--input", f"image={example_image}", "--out", tmp_path / "runs", "--json")
+    assert result.code == 0, result.err
+    manifest = json.loads(Path(json.loads(result.out)["manifest"]).read_text())
+    assert manifest["environment"]["threads"] == 3
+    (step,) = manifest["steps"]
+    assert step["threads"] == 3 and step["data"]["threads"] == 3
+
+
+def test_repeated_greedy_captions_agree_while_another_process_loads_the_cpu(loop, example_image):
+    one(loop, "caption", image=[str(example_image)])  # loaded before the load starts
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(max(1, len(os.sched_getaffinity(0))))]
+    try:
+        answers = {one(loop, "caption", image=[str(example_image)], temperature=0.0).text for _ in range(20)}
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+    assert len(answers) == 1, answers
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, "four", True])
+def test_threads_setting_is_validated(session_config_file, tmp_path, monkeypatch, value):
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    path = config_with(session_config_file, tmp_path, monkeypatch, threads=value)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    message = str(caught.value)
+    assert "\n" not in message and "threads" in message and str(path) in message
+    assert "unknown key" not in message  # the setting exists; the value is what is wrong
+
+
+def test_a_valid_threads_setting_loads(session_config_file, tmp_path, monkeypatch):
+    from agent.config import load_config
+
+    assert load_config(str(config_with(session_config_file, tmp_path, monkeypatch, threads=2))).threads == 2
