@@ -40,6 +40,7 @@ def _isolated_env(session_config_file, monkeypatch, tmp_path):
     monkeypatch.setenv("VISIONLOOP_CONFIG", str(session_config_file))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))  # watcher ledgers
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # no user workflows of the machine's
     for var in ("VISIONLOOP_PROFILE", "VISIONLOOP_DEVICE", "VISIONLOOP_DTYPE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -34,7 +34,7 @@ def add_commands(sub, common) -> None:
     p.add_argument("manifest", metavar="MANIFEST", help="a manifest.json, or the run folder holding it")
     p.set_defaults(handler=cmd_replay)
 
-    p = sub.add_parser("workflows", parents=[common()], help="list the workflows in the configured folder")
+    p = sub.add_parser("workflows", parents=[common()], help="list the workflows `run NAME` finds, and where each comes from")
     p.set_defaults(handler=cmd_workflows)
 
 
@@ -222,35 +222,45 @@ def cmd_replay(args, app) -> int:
 # --- workflows -----------------------------------------------------------------------------
 
 def cmd_workflows(args, app) -> int:
+    """The workflows `run NAME` can find, folder by folder in its search order (the config's,
+    the user's, the bundled examples), each marked with where it comes from; a name an earlier
+    folder already has is listed as shadowed by that file."""
     from agent.workflows import WorkflowError, load_workflow
-    from agent.workflows.validate import SUFFIXES
+    from agent.workflows.library import list_workflows, workflow_folders
 
-    folder = user_path(app.config.workflows, "workflows")
     try:
-        files = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES) if folder.is_dir() else []
+        entries = list_workflows(app.config)
     except OSError as exc:  # e.g. a folder without read permission
-        raise VisionloopError(f"{folder}: cannot list the workflows folder: {exc.strerror or exc}") from None
+        raise VisionloopError(f"{exc.filename}: cannot list the workflows folder: {exc.strerror or exc}") from None
     listing = []
-    for path in files:
+    for e in entries:
+        where = {"name": e.name, "file": str(e.path), "source": e.source,
+                 "shadowed_by": str(e.shadowed_by) if e.shadowed_by else None}
         try:
-            wf = load_workflow(str(path), app.config, app.registry)
+            wf = load_workflow(str(e.path), app.config, app.registry)
         except WorkflowError as exc:
-            listing.append({"name": path.stem, "file": str(path), "valid": False, "error": str(exc.problems[0])})
+            listing.append({**where, "valid": False, "error": str(exc.problems[0])})
             continue
         inputs = [{"name": n, "type": i.type, "required": i.is_required, "default": i.default,
                    "description": i.description} for n, i in wf.spec.inputs.items()]
-        listing.append({"name": path.stem, "file": str(path), "valid": True, "description": wf.spec.description,
+        listing.append({**where, "valid": True, "description": wf.spec.description,
                         "inputs": inputs, "steps": [s.tool for s in wf.spec.steps]})
     if app.json:
         print(json.dumps(listing, ensure_ascii=False, default=str))
         return 0
     if not listing:
-        print(f"no workflows in {folder}", file=sys.stderr)
+        folders = ", ".join(str(f.path) for f in workflow_folders(app.config))
+        print(f"no workflows in {folders}", file=sys.stderr)
     for entry in listing:
+        mark = f"[{entry['source']}]"
+        if entry["shadowed_by"]:
+            mark = f"[{entry['source']}, shadowed by {entry['shadowed_by']}]"
         if not entry["valid"]:
-            print(f"{entry['name']}  (invalid: {entry['error']})")
+            print(f"{entry['name']}  (invalid: {entry['error']})  {mark}")
             continue
-        print(f"{entry['name']}  {entry['description']}")
+        print(f"{entry['name']}  {entry['description']}  {mark}")
+        if entry["shadowed_by"]:
+            continue  # `run NAME` never gets here; its inputs are the other file's business
         for inp in entry["inputs"]:
             need = "required" if inp["required"] else f"default {inp['default']!r}"
             print(f"    --input {inp['name']}=...  {inp['type']}, {need}  {inp['description']}")

@@ -30,8 +30,7 @@ from agent.workflows.values import (input_as_tool_input, literal_problem, ref_ty
                                     template_problem)
 from agent.yamlsource import YamlDoc, YamlProblem, did_you_mean, parse_yaml, read_limited
 from agent.paths import user_path
-
-SUFFIXES = (".yaml", ".yml")
+from agent.workflows.library import SUFFIXES, bundled_folder, find_in_folders, workflow_folders
 
 
 @dataclass
@@ -209,13 +208,14 @@ def check_text(text: str, source: str, registry, config=None) -> tuple[WorkflowS
     return (spec if not problems else None), problems
 
 
-#: The example workflows beside the package (a source or editable install).
-BUNDLED = Path(__file__).resolve().parents[2] / "workflows"
+#: The example workflows that ship with visionloop (None when missing); `agent.workflows.library`.
+BUNDLED = bundled_folder()
 
 
 def find_workflow(path_or_name: str, config) -> Path:
-    """A path as given, else NAME or NAME.yaml in the configured workflows folder; a
-    `WorkflowError` (one line) when it is none of these or cannot be a path at all."""
+    """A path as given, else NAME, NAME.yaml or NAME.yml in the first of the folders that
+    `agent.workflows.library.workflow_folders` lists (the config's, the user's, the bundled
+    examples); a `WorkflowError` (one line) when it is none of these or cannot be a path at all."""
     if not path_or_name.strip():
         raise WorkflowError("the workflow name is empty (give a workflow file, or the name of one)")
     try:
@@ -230,17 +230,12 @@ def _find(path_or_name: str, config) -> Path:
     given = user_path(path_or_name, "workflow")
     if given.is_file():
         return given
-    folders = [user_path(config.workflows)]
-    if not folders[0].is_absolute() and getattr(config, "source", None):
-        folders.append(Path(config.source).parent / folders[0])
-    if BUNDLED.is_dir() and BUNDLED not in [f.resolve() for f in folders]:
-        folders.append(BUNDLED)  # the examples that ship with visionloop, last
+    folders = workflow_folders(config)
     if "/" not in path_or_name and "\\" not in path_or_name:
-        for folder in folders:
-            for name in (path_or_name, *(path_or_name + s for s in SUFFIXES)):
-                if (folder / name).is_file():
-                    return folder / name
-    searched = ", ".join(str(f) for f in folders)
+        found = find_in_folders(path_or_name, folders)
+        if found is not None:
+            return found
+    searched = ", ".join(str(f.path) for f in folders)
     raise WorkflowError(f"{path_or_name}: workflow not found (not a file, and not a workflow in {searched})")
 
 
