@@ -10,6 +10,7 @@ and `--profile`, `--device` and `--dtype` override both.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal
 import platformdirs
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, UsageError
 from agent.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
 from agent.paths import user_path
 
@@ -202,10 +203,6 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-def _fields(model: type[BaseModel] | None) -> list[str]:
-    return list(model.model_fields) if model is not None else []
-
-
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that holds the field at `loc`, for 'did you mean' hints."""
     model: Any = Config
@@ -225,9 +222,47 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model if isinstance(model, type) else None
 
 
+#: what `device` and `dtype` accept, in words (pydantic's would show the regex or every quote)
+ACCEPTED = {"device": "must be auto, cpu, mps, cuda or cuda:N", "dtype": "must be auto, float32, float16 or bfloat16"}
+
+
+def _unknown_profile(name: str, profiles) -> str:
+    names = sorted(map(str, profiles))  # a YAML key may be a number
+    match = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {match[0]!r}? " if match else ""
+    return f"({hint}profiles: {', '.join(names)})"
+
+
+def _check_flags(device: str | None, dtype: str | None) -> None:
+    """A bad `--device` or `--dtype` is a usage error (exit 2), checked before any file is read."""
+    for key, value in (("device", device), ("dtype", dtype)):
+        if value:
+            try:
+                Config.model_validate({key: value})
+            except ValidationError:
+                raise UsageError(f"--{key} {value!r}: {ACCEPTED[key]}") from None
+
+
+def _problem(error: dict, where: str) -> str:
+    """One pydantic error as `WHERE: path: message`, in words a user can act on."""
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        message = f"unknown key {loc[-1]!r}{did_you_mean(loc[-1], list(model.model_fields) if model else [])}"
+    else:
+        message = ACCEPTED.get(loc[0], "") if loc in (("device",), ("dtype",)) else ""
+        message = message or error["msg"].removeprefix("Value error, ")
+        if "input" in error and not isinstance(error["input"], (dict, list)):
+            message += f" (got {error['input']!r})"
+    return f"{where}: {format_loc(loc)}: {message}"
+
+
 def load_config(path: str | None = None, profile: str | None = None, device: str | None = None,
                 dtype: str | None = None) -> Config:
-    """Find, read, merge and validate the configuration; raise ConfigError with file:line."""
+    """Find, read, merge and validate the configuration. A bad `profile`, `device` or `dtype`
+    (the command-line flags) raises UsageError; anything else wrong raises one ConfigError that
+    lists every problem, each with its source (`FILE:LINE`, `$VISIONLOOP_...`)."""
+    _check_flags(device, dtype)
     file, named_by = _locate(path)
     raw: dict = {}
     doc = None
@@ -249,38 +284,39 @@ def load_config(path: str | None = None, profile: str | None = None, device: str
         raw = doc.data or {}
     merged = _merge({"profiles": DEFAULT_PROFILES}, raw)
     overridden: dict[str, str] = {}  # key -> where its value came from, for error messages
-    for env, key in (("VISIONLOOP_PROFILE", "profile"), ("VISIONLOOP_DEVICE", "device"), ("VISIONLOOP_DTYPE", "dtype")):
-        if _env(env):
-            merged[key] = os.environ[env]
-            overridden[key] = f"${env}"
-    for key, value in (("profile", profile), ("device", device), ("dtype", dtype)):
+    for key, value, source in (*((k, _env(f"VISIONLOOP_{k.upper()}"), f"$VISIONLOOP_{k.upper()}")
+                                   for k in ("profile", "device", "dtype")),
+                               ("device", device, "--device"), ("dtype", dtype, "--dtype")):
         if value:  # command-line flags win over the environment and the file
-            merged[key] = value
-            overridden[key] = f"--{key}"
+            merged[key], overridden[key] = value, source
+    profiles = merged.get("profiles")
+    if profile:
+        if isinstance(profiles, dict) and profile not in profiles:
+            raise UsageError(f"--profile {profile!r}: no such profile {_unknown_profile(profile, profiles)}")
+        merged["profile"] = profile
+        overridden["profile"] = "--profile"
+    problems: list[tuple[int, str]] = []  # (line, message): those without a line (env, defaults) first
     try:
         config = Config.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        if loc and loc[0] in overridden:
-            where = overridden[loc[0]]
-        else:
-            where = f"{file}:{doc.line(loc) if doc else 0}" if file else "built-in defaults"
-        if first["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}{did_you_mean(loc[-1], _fields(_model_at(loc)))}"
-        else:
-            message = first["msg"].removeprefix("Value error, ")
-            if first["type"] == "string_pattern_mismatch" and loc == ("device",):  # not the regex
-                message = "must be auto, cpu, mps, cuda or cuda:N"
-            if "input" in first and not isinstance(first["input"], (dict, list)):
-                message += f" (got {first['input']!r})"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {format_loc(loc)}: {message}{more}") from None
+        config = None
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = doc.line(loc) if doc and loc[:1] and loc[0] not in overridden else 0
+            where = overridden.get(loc[0]) if loc else None
+            where = where or (f"{file}:{line}" if file else "built-in defaults")
+            problems.append((line, _problem(error, where)))
+    name = merged.get("profile", "default")
+    if isinstance(profiles, dict) and isinstance(name, str) and name not in profiles:
+        line = doc.line(("profile",)) if doc and "profile" not in overridden else 0
+        where = overridden.get("profile") or (f"{file}:{line}: profile" if doc else "profile")
+        problems.append((line, f"{where}: unknown profile {name!r} {_unknown_profile(name, profiles)}"))
+    if problems:  # every one, one a line (the CLI prints `problems` each on its own line)
+        lines = [text for _, text in sorted(problems, key=lambda p: p[0])]
+        error = ConfigError("\n".join(lines))
+        error.problems = lines
+        raise error
     if file is not None:
         _resolve_relative_to(config, file.parent)
-    if config.profile not in config.profiles:
-        where = overridden.get("profile") or (f"{file}:{doc.line(('profile',))}: profile" if doc else "profile")
-        raise ConfigError(
-            f"{where}: unknown profile {config.profile!r} (profiles: {', '.join(sorted(config.profiles))})")
     config.source = str(file) if file else None
     return config

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
-from agent.errors import ConfigError
+from agent.errors import ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_python_tag_is_refused(tmp_path):
 def test_missing_config_and_unknown_profile(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         load_config(str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigError, match=r"unknown profile 'huge' \(profiles: default, tiny\)"):
+    with pytest.raises(UsageError, match=r"^--profile 'huge': no such profile \(profiles: default, tiny\)$"):
         load_config(str(write(tmp_path, "{}\n")), profile="huge")
 
 
@@ -132,12 +132,12 @@ def test_device_and_dtype_flags_override_environment_and_file(tmp_path, monkeypa
     monkeypatch.setenv("VISIONLOOP_DEVICE", "cuda")
     cfg = load_config(str(write(tmp_path, "device: mps\ndtype: float16\n")), device="cpu", dtype="float32")
     assert (cfg.device, cfg.dtype) == ("cpu", "float32")
-    with pytest.raises(ConfigError, match=r"^--dtype: dtype: "):
+    with pytest.raises(UsageError, match=r"^--dtype 'float8': must be auto, float32, float16 or bfloat16$"):
         load_config(str(write(tmp_path, "{}\n")), dtype="float8")
     result = cli("caption", example_image, "--device", "cpu", "--dtype", "float32", "--json")
     assert result.code == 0, result.err
     bad = cli("caption", example_image, "--device", "gpu")
-    assert bad.code == 1 and bad.err.startswith("error: --device: device: ")
+    assert bad.code == 2 and bad.err == "error: --device 'gpu': must be auto, cpu, mps, cuda or cuda:N\n"
 
 
 def test_config_from_dev_zero_is_refused_quickly_in_one_line(tmp_path):
@@ -198,14 +198,15 @@ def test_environment_variables_are_named_as_the_source(tmp_path, monkeypatch):
     with pytest.raises(ConfigError,
                        match=r"^\$VISIONLOOP_PROFILE: unknown profile 'huge' \(profiles: default, tiny\)$"):
         load_config(str(write(tmp_path, "{}\n")))
-    with pytest.raises(ConfigError, match=r"^--profile: unknown profile 'big'"):
+    with pytest.raises(UsageError, match=r"^--profile 'big': no such profile \(profiles: default, tiny\)$"):
         load_config(str(write(tmp_path, "{}\n")), profile="big")
     monkeypatch.delenv("VISIONLOOP_PROFILE")
     path = write(tmp_path, "device: cpu\nprofile: mine\n")
     with pytest.raises(ConfigError, match=rf"^{path}:2: profile: unknown profile 'mine'"):
         load_config(str(path))
     monkeypatch.setenv("VISIONLOOP_DTYPE", "float8")
-    with pytest.raises(ConfigError, match=r"^\$VISIONLOOP_DTYPE: dtype: "):
+    with pytest.raises(ConfigError, match=r"^\$VISIONLOOP_DTYPE: dtype: must be auto, float32, float16 or bfloat16 "
+                                          r"\(got 'float8'\)$"):
         load_config(str(write(tmp_path, "{}\n")))
     monkeypatch.delenv("VISIONLOOP_DTYPE")
     monkeypatch.setenv("VISIONLOOP_CONFIG", str(tmp_path / "gone.yaml"))
@@ -225,3 +226,41 @@ def test_blank_paths_and_model_names_are_refused(tmp_path, text, loc):
         load_config(str(path))
     line = text.count("\n")
     assert str(err.value).startswith(f"{path}:{line}: {loc}: must not be empty (got ")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--dtype", "float17"], "--dtype 'float17': must be auto, float32, float16 or bfloat16"),
+    (["--device", "cuda9x"], "--device 'cuda9x': must be auto, cpu, mps, cuda or cuda:N"),
+    (["--profile", "tnyi"], "--profile 'tnyi': no such profile (did you mean 'tiny'? profiles: default, mine, tiny)"),
+    (["--profile", "zzz"], "--profile 'zzz': no such profile (profiles: default, mine, tiny)"),
+])
+def test_a_bad_global_flag_is_a_usage_error_naming_flag_value_and_choices(cli, tmp_path, args, line):
+    path = write(tmp_path, "profiles:\n  mine: {}\n")
+    for argv in (["--config", path, *args, "tools"], ["--config", path, "tools", *args]):
+        result = cli(*argv)
+        assert (result.code, result.out, result.err) == (2, "", f"error: {line}\n"), argv
+
+
+def test_the_same_bad_values_from_the_file_or_environment_are_config_errors(cli, tmp_path, monkeypatch):
+    path = write(tmp_path, "device: cpu\nprofile: tnyi\n")
+    result = cli("--config", path, "tools")
+    assert (result.code, result.err) == (
+        1, f"error: {path}:2: profile: unknown profile 'tnyi' (did you mean 'tiny'? profiles: default, tiny)\n")
+    monkeypatch.setenv("VISIONLOOP_DTYPE", "float17")
+    result = cli("--config", write(tmp_path, "{}\n", "e.yaml"), "tools")
+    assert (result.code, result.err) == (
+        1, "error: $VISIONLOOP_DTYPE: dtype: must be auto, float32, float16 or bfloat16 (got 'float17')\n")
+
+
+def test_every_config_problem_is_shown_one_a_line(cli, tmp_path):
+    path = write(tmp_path, "device: gpu\nimages:\n  max_pixels: lots\nwatch: []\nocr:\n  engin: x\n")
+    expected = [f"{path}:1: device: must be auto, cpu, mps, cuda or cuda:N (got 'gpu')",
+                f"{path}:3: images.max_pixels: Input should be a valid integer, unable to parse string as an "
+                "integer (got 'lots')",
+                f"{path}:6: ocr.engin: unknown key 'engin' (did you mean 'engine'?)"]
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path))
+    assert str(err.value).splitlines() == expected
+    result = cli("--config", path, "tools")
+    assert result.code == 1 and result.out == ""
+    assert result.err.splitlines() == ["error: " + expected[0], *expected[1:]]

@@ -4,8 +4,8 @@ One sub-command per registered tool is generated from the tool's declared inputs
 from a third-party plugin gets its command with no CLI code. Other commands (tools, info,
 validate, run, watch, chat, ...) live in their own modules and plug in through `COMMANDS`.
 
-Exit codes: 0 success; 1 a tool, input or config error (one line on stderr, the traceback only
-under -v); 2 a usage error.
+Exit codes: 0 success; 1 a tool, input or config error (one line on stderr per problem, the
+traceback only under -v); 2 a usage error (a bad value of a global flag, such as `--dtype`, too).
 """
 
 from __future__ import annotations
