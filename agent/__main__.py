@@ -2,6 +2,6 @@
 
 import sys
 
-from agent.cli.app import main
+from visionloop.cli.app import main
 
 sys.exit(main())

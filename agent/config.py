@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 import platformdirs
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from agent.errors import ConfigError, UsageError
-from agent.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
-from agent.paths import user_path
+from visionloop.errors import ConfigError, UsageError
+from visionloop.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
+from visionloop.paths import user_path
 
 APP = "visionloop"
 

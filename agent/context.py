@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from agent.config import Config
-from agent.images import load_image
-from agent.models.cache import ModelCache
-from agent.paths import user_path
+from visionloop.config import Config
+from visionloop.images import load_image
+from visionloop.models.cache import ModelCache
+from visionloop.paths import user_path
 
 
 @dataclass

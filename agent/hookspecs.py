@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) registered under the ``visionloop`` entry-point group, or a
 ``.py`` file in one of the folders listed in ``plugins.paths`` in the config. It implements
-any of these hooks with ``@agent.hookimpl``. The built-in tools in ``plugins/`` are registered
+any of these hooks with ``@visionloop.hookimpl``. The built-in tools in ``plugins/`` are registered
 exactly this way.
 """
 
@@ -18,7 +18,7 @@ hookimpl = pluggy.HookimplMarker("visionloop")
 def register_tools(register):
     """Register the tools this plugin provides.
 
-    Call ``register(tool)`` once per :class:`agent.tools.Tool`. Two tools with one name are an
+    Call ``register(tool)`` once per :class:`visionloop.tools.Tool`. Two tools with one name are an
     error that names both plugins; nothing is silently overridden.
 
     :return: ignored.
@@ -30,15 +30,15 @@ def route_message(message, session, tools):
     """Turn one chat message, in the user's own words, into a tool call.
 
     :param str message: what the user typed (never text that came out of an image).
-    :param session: the :class:`agent.chat.session.Session` (attached images, last result).
+    :param session: the :class:`visionloop.chat.session.Session` (attached images, last result).
     :param dict tools: the registered tools by name.
-    :return: a :class:`agent.tools.ToolCall`, a ``str`` question to ask the user back when the
+    :return: a :class:`visionloop.tools.ToolCall`, a ``str`` question to ask the user back when the
         message is ambiguous, or ``None`` to let the next router try. The first non-``None``
         result wins; the built-in router runs last.
 
     To add phrasings for a tool without writing a router, return
-    ``agent.chat.rules.route_rules(RULES, message, session, tools)`` with a list of
-    :class:`agent.chat.rules.Rule` (a pattern, the tool, and a function giving its arguments):
+    ``visionloop.chat.rules.route_rules(RULES, message, session, tools)`` with a list of
+    :class:`visionloop.chat.rules.Rule` (a pattern, the tool, and a function giving its arguments):
     the message is read as the built-in rules read it, and ``None`` comes back when none matches.
     """
 
@@ -47,6 +47,6 @@ def route_message(message, session, tools):
 def startup(config):
     """Check this plugin's own configuration before any tool runs.
 
-    :param config: the validated :class:`agent.config.Config`.
-    :return: ignored. Raise :class:`agent.errors.ConfigError` to stop with a clear message.
+    :param config: the validated :class:`visionloop.config.Config`.
+    :return: ignored. Raise :class:`visionloop.errors.ConfigError` to stop with a clear message.
     """

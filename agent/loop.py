@@ -4,7 +4,7 @@ Sources (the CLI, the chat, the watcher, a workflow run) only submit jobs; a GPU
 resource, so jobs never run side by side. A job is a callable taking the `Context`; a tool
 call is the common case (`submit_call`). `cancel()` asks the job in hand to stop at its next
 checkpoint (a decoded token, a denoising step). Each job runs with the configured intra-op
-thread count set on the worker thread (`agent.models.threads`), whatever the thread that started
+thread count set on the worker thread (`visionloop.models.threads`), whatever the thread that started
 the loop has set, so repeated runs agree. `close()` cancels the job in hand, fails the
 queued ones with `ShuttingDown` (they never run) and joins the worker.
 """
@@ -19,10 +19,10 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from agent.context import Context
-from agent.errors import Cancelled, ShuttingDown
-from agent.plugins import Registry
-from agent.tools import ToolCall, ToolResult, run_tool
+from visionloop.context import Context
+from visionloop.errors import Cancelled, ShuttingDown
+from visionloop.plugins import Registry
+from visionloop.tools import ToolCall, ToolResult, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _pin_threads(ctx: Context) -> None:
     count is per-thread state that the main thread's setting does not reach. Only once torch is
     loaded (a job that loads it first pins in the model toolkit, before any work)."""
     if "torch" in sys.modules:
-        from agent.models.threads import pin
+        from visionloop.models.threads import pin
 
         pin(getattr(ctx, "config", None))  # no config (a bare context): the process default
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.errors import InputError
+from visionloop.errors import InputError
 
 NAME_MAX, PATH_MAX = 255, 4096  # bytes in one file name, and in a whole path, on the common file systems
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pluggy
 
-from agent import hookspecs
-from agent.errors import ConfigError, PluginError
-from agent.tools import Tool
-from agent.paths import user_path
+from visionloop import hookspecs
+from visionloop.errors import ConfigError, PluginError
+from visionloop.tools import Tool
+from visionloop.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def load_registry(paths: list[str | Path] = (), extra: list[object] = ()) -> Reg
 
         def register(tool: Tool, _plugin=plugin_name) -> None:
             if not isinstance(tool, Tool):
-                raise PluginError(f"plugin {_plugin!r} registered {tool!r}, which is not an agent.tools.Tool")
+                raise PluginError(f"plugin {_plugin!r} registered {tool!r}, which is not an visionloop.tools.Tool")
             other = registry.tools.get(tool.name)
             if other is not None:
                 raise PluginError(f"two plugins register the tool {tool.name!r}: {other.plugin!r} and {_plugin!r}")

@@ -12,8 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from agent.errors import Cancelled, InputError, VisionloopError
-from agent.values import absolute_images, check_args
+from visionloop.errors import Cancelled, InputError, VisionloopError
+from visionloop.values import absolute_images, check_args
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ INPUT_TYPES = ("text", "int", "float", "bool", "image", "choice", "box", "size")
 class Input:
     """One declared argument of a tool.
 
-    `image` inputs are file paths (the tool loads them with `agent.images.load_image`);
+    `image` inputs are file paths (the tool loads them with `visionloop.images.load_image`);
     `box` is `(x0, y0, x1, y1)`; `size` is `(width, height)` from `WxH`.
     """
 

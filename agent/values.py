@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import InputError
+from visionloop.errors import InputError
 
 if TYPE_CHECKING:
-    from agent.tools import Input, Tool
+    from visionloop.tools import Input, Tool
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -134,7 +134,7 @@ def check_args(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
 def absolute_images(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     """Image paths as absolute paths, so that every record (`data`, PNG metadata, manifests)
     can be replayed from any folder. Symlinks are kept: the user named that path."""
-    from agent.paths import user_path
+    from visionloop.paths import user_path
 
     out = dict(args)
     for inp in tool.inputs:

@@ -36,9 +36,9 @@ def parser(doc: str, rounds: int) -> argparse.ArgumentParser:
 def setup(config_path: str | None, profile: str, out_dir: str | Path | None = None):
     """The config, the plugin registry and a Context writing under `out_dir` (a new temporary
     folder when not given). Imports are inside so `--help` stays fast."""
-    from agent.config import load_config
-    from agent.context import Context
-    from agent.plugins import load_registry
+    from visionloop.config import load_config
+    from visionloop.context import Context
+    from visionloop.plugins import load_registry
 
     config = load_config(config_path, profile)
     registry = load_registry(config.plugins.paths)

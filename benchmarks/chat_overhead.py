@@ -24,9 +24,9 @@ MESSAGES = ["what is in #1?", "describe it", "read the text", "draw a cat", "mak
 def main() -> None:
     args = parser(__doc__, rounds=30).parse_args()
 
-    from agent.chat import Chat, Output
-    from agent.loop import Loop
-    from agent.chat.router import route
+    from visionloop.chat import Chat, Output
+    from visionloop.loop import Loop
+    from visionloop.chat.router import route
 
     _, registry, ctx = setup(args.config, args.profile)
     loop = Loop(registry, ctx)

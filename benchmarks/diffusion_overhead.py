@@ -68,7 +68,7 @@ def same_pixels(saved: list[str], raw_images) -> None:
 def overhead(args) -> dict:
     import torch
 
-    from agent.tools import run_tool
+    from visionloop.tools import run_tool
 
     _threads(args)
     config, registry, ctx = setup(args.config, args.profile)
@@ -114,7 +114,7 @@ def memory_child(args) -> dict:
     steps = args.steps or config.active.diffusion.steps
     image = args.image
     if args.mode == "shared":
-        from agent.tools import run_tool
+        from visionloop.tools import run_tool
 
         for name, call in (("draw", {"prompt": "a cat"}),
                            ("restyle", {"image": image, "prompt": "a cat", "style": "ink"}),

@@ -16,8 +16,8 @@ from _common import alternate, checked_raw, parser, report, setup
 def main() -> None:
     args = parser(__doc__, rounds=30).parse_args()
 
-    from agent.loop import Loop
-    from agent.tools import ToolCall
+    from visionloop.loop import Loop
+    from visionloop.tools import ToolCall
 
     _, registry, ctx = setup(args.config, args.profile)
     loop = Loop(registry, ctx)

@@ -185,11 +185,11 @@ def engines(folder: Path, config_path: str | None) -> dict:
     import numpy as np
     from rapidocr_onnxruntime import RapidOCR
 
-    from agent.config import load_config
-    from agent.context import Context
-    from agent.models.ocr import tesseract_path
-    from agent.plugins import load_registry
-    from agent.tools import run_tool
+    from visionloop.config import load_config
+    from visionloop.context import Context
+    from visionloop.models.ocr import tesseract_path
+    from visionloop.plugins import load_registry
+    from visionloop.tools import run_tool
 
     config = load_config(config_path, "tiny")
     registry = load_registry(config.plugins.paths)

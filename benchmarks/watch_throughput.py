@@ -68,8 +68,8 @@ def main() -> int:
 def run(args) -> int:
     from PIL import Image
 
-    from agent.loop import Loop
-    from agent.workflows import load_workflow, run_workflow
+    from visionloop.loop import Loop
+    from visionloop.workflows import load_workflow, run_workflow
 
     root = Path(tempfile.mkdtemp(prefix="vl-watch-bench-"))
     os.environ["VISIONLOOP_STATE_DIR"] = str(root / "state")
@@ -107,8 +107,8 @@ def rounds(args, rnd, root, loop, registry, config, wf, sample, raw, rates, per_
     """One round: raw engine calls, a burst into a fresh watcher, then single files into it idle."""
     from PIL import Image
 
-    from agent.watch import Watcher
-    from agent.workflows import run_workflow
+    from visionloop.watch import Watcher
+    from visionloop.workflows import run_workflow
 
     for _ in range(10):  # raw engine calls, alternating with the watcher rounds
         t0 = time.perf_counter()

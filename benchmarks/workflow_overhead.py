@@ -61,7 +61,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from agent.workflows import load_workflow, run_workflow
+    from visionloop.workflows import load_workflow, run_workflow
 
     config, registry, ctx = setup(args.config, args.profile)
     work = ctx.out_dir

@@ -1,8 +1,8 @@
 """`caption`: describe an image, briefly or in detail. Several files give one result each."""
 
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool
-from agent.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool
+from visionloop.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
 PROMPTS = {
     "short": "Describe this image in one sentence.",

@@ -1,10 +1,10 @@
 """`draw`: text to image with Stable Diffusion."""
 
-from agent.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
+from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
                                       generate, pick_seeds, pick_size)
-from agent.errors import InputError
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool
+from visionloop.errors import InputError
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool
 
 
 def draw(ctx, prompt, negative_prompt=None, width=None, height=None, size=None, steps=None, guidance=None,

@@ -4,11 +4,11 @@ alpha channel instead (painted = repaint), with a note. The result has the input
 the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
 picture is upscaled and composited into the original (`composited: true`)."""
 
-from agent.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
+from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
                                       generate, pick_seeds, pick_size)
-from agent.errors import InputError
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool
+from visionloop.errors import InputError
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool
 
 
 def mask_channel(rgba, mask, notes) -> tuple:

@@ -7,11 +7,11 @@ holds each line's text, box and confidence plus the engine actually used. Severa
 one call share one loaded engine (`ctx.models.ocr`).
 """
 
-from agent.config import OcrSettings
-from agent.hookspecs import hookimpl
-from agent.models.ocr import ENGINES, check_lang  # light: the engines themselves import inside functions
-from agent.tools import Input, Tool, ToolResult
-from agent.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
+from visionloop.config import OcrSettings
+from visionloop.hookspecs import hookimpl
+from visionloop.models.ocr import ENGINES, check_lang  # light: the engines themselves import inside functions
+from visionloop.tools import Input, Tool, ToolResult
+from visionloop.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
 LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line by line. Write nothing else."
 #: engine -> what produced the text, as a manifest should name it (with the version)

@@ -2,11 +2,11 @@
 describes the image and the prompt becomes "<description>, <style>": this is where LLaVA
 hands its words to Stable Diffusion (as data: cleaned, length-capped text, never a command)."""
 
-from agent.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
+from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
                                       generate, pick_seeds, pick_size)
-from agent.errors import InputError
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool
+from visionloop.errors import InputError
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool
 
 DESCRIBE = "Describe this image in one sentence."
 MAX_CAPTION_CHARS = 300
@@ -38,7 +38,7 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     if given:
         subject = given
     else:
-        from agent.toolkit.vision import ask_llava
+        from visionloop.toolkit.vision import ask_llava
 
         described = ask_llava(ctx, "restyle", [image], DESCRIBE)
         subject = full = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]

@@ -1,9 +1,9 @@
 """`see`: answer one question about one or more images together (LLaVA takes several images
 in one prompt)."""
 
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool
-from agent.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool
+from visionloop.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
 
 def see(ctx, image, question, max_new_tokens=None, temperature=None, top_p=None, seed=None):

@@ -14,11 +14,11 @@ import time
 import pytest
 import yaml
 
-from agent.chat import Chat, Output
-from agent.chat.session import Session
-from agent.errors import Cancelled
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool, ToolResult
+from visionloop.chat import Chat, Output
+from visionloop.chat.session import Session
+from visionloop.errors import Cancelled
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool, ToolResult
 
 
 class ChatTestPlugin:
@@ -59,9 +59,9 @@ def plugin():
 
 @pytest.fixture(scope="module")
 def chat_loop(tiny_config, plugin, tmp_path_factory):
-    from agent.context import Context
-    from agent.loop import Loop
-    from agent.plugins import load_registry
+    from visionloop.context import Context
+    from visionloop.loop import Loop
+    from visionloop.plugins import load_registry
 
     registry = load_registry(extra=[plugin])
     lp = Loop(registry, Context.create(tiny_config, tmp_path_factory.mktemp("chat-out")))
@@ -108,9 +108,9 @@ def two_images(tmp_path, example_image):
 
 SLOW_PLUGIN = textwrap.dedent('''
     import time
-    from agent.errors import Cancelled
-    from agent.hookspecs import hookimpl
-    from agent.tools import Input, Tool, ToolResult
+    from visionloop.errors import Cancelled
+    from visionloop.hookspecs import hookimpl
+    from visionloop.tools import Input, Tool, ToolResult
 
     def slow(ctx, seconds=30.0):
         end = time.monotonic() + seconds

@@ -48,14 +48,14 @@ def _isolated_env(session_config_file, monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_config(session_config_file):
-    from agent.config import load_config
+    from visionloop.config import load_config
 
     return load_config(str(session_config_file))
 
 
 @pytest.fixture(scope="session")
 def registry():
-    from agent.plugins import load_registry
+    from visionloop.plugins import load_registry
 
     return load_registry()
 
@@ -63,8 +63,8 @@ def registry():
 @pytest.fixture(scope="session")
 def loop(tiny_config, registry, tmp_path_factory):
     """One loop, one ModelCache, shared across tests: models load once per session."""
-    from agent.context import Context
-    from agent.loop import Loop
+    from visionloop.context import Context
+    from visionloop.loop import Loop
 
     ctx = Context.create(tiny_config, tmp_path_factory.mktemp("out"))
     lp = Loop(registry, ctx)
@@ -87,7 +87,7 @@ class CliResult:
 @pytest.fixture
 def cli():
     """Run `visionloop ARGS...` in this process; returns exit code, stdout and stderr."""
-    from agent.cli.app import main
+    from visionloop.cli.app import main
 
     def run(*args: str) -> CliResult:
         import logging
@@ -112,7 +112,7 @@ def run_subprocess(*args: str, env: dict | None = None, **kwargs):
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "agent", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "visionloop", *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=300, **kwargs)
 
 
@@ -120,10 +120,10 @@ def run_subprocess(*args: str, env: dict | None = None, **kwargs):
 def one_torch_thread():
     """Tiny models on a busy shared machine: one intra-op thread is ~10x faster than
     oversubscribed OpenMP threads spinning against other processes. Jobs pin the process's
-    thread count (`agent.models.threads`) on the thread that runs them, so this sets that
+    thread count (`visionloop.models.threads`) on the thread that runs them, so this sets that
     process default (the config names none) to 1, restored after the module.
     A test module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
-    from agent.models import threads
+    from visionloop.models import threads
 
     before = threads.process_default()
     threads._decided = 1
@@ -210,14 +210,14 @@ def pytest_make_collect_report(collector):
 def fakes():
     """The registry with the fake tools of `tests/workflow_fakes.py` (echo, paint, boom, ...)."""
     import workflow_fakes
-    from agent.plugins import load_registry
+    from visionloop.plugins import load_registry
 
     return load_registry(extra=[workflow_fakes])
 
 
 @pytest.fixture
 def ctx(tiny_config, tmp_path):
-    from agent.context import Context
+    from visionloop.context import Context
 
     return Context.create(tiny_config, tmp_path / "ctx-out")
 

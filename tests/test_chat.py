@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.hookspecs import hookimpl
+from visionloop.hookspecs import hookimpl
 from chat_fixtures import Talk
 
 
@@ -215,7 +215,7 @@ def test_a_router_plugin_that_raises_gets_one_line_and_the_chat_goes_on(talk, ch
     broken = BrokenRouter()
     chat_loop.registry.pm.register(broken, name="broken-router")
     try:
-        with caplog.at_level("INFO", logger="agent.chat.engine"):
+        with caplog.at_level("INFO", logger="visionloop.chat.engine"):
             out, err = talk.say("hello there")
     finally:
         chat_loop.registry.pm.unregister(broken)

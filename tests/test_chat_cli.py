@@ -41,7 +41,7 @@ def test_piped_mistakes_get_one_line_each_and_the_chat_goes_on(env):
              b"/image ~nosuchuser/x.png",
              b"draw ~5 cats",  # `~5` names no home: it is text
              b"/images"]
-    proc = subprocess.run([sys.executable, "-m", "agent", "chat"], input=b"\n".join(lines) + b"\n",
+    proc = subprocess.run([sys.executable, "-m", "visionloop", "chat"], input=b"\n".join(lines) + b"\n",
                           capture_output=True, env={**os.environ, **env}, timeout=300)
     out, err = proc.stdout.decode(), proc.stderr.decode(errors="replace")
     assert proc.returncode == 0 and "Traceback" not in err, err

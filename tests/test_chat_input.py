@@ -7,11 +7,11 @@ import io
 import os
 import shutil
 
-from agent.chat.engine import MAX_LINE
-from agent.chat.repl import run_lines
-from agent.chat.router import route
-from agent.chat.session import Session
-from agent.tools import ToolCall
+from visionloop.chat.engine import MAX_LINE
+from visionloop.chat.repl import run_lines
+from visionloop.chat.router import route
+from visionloop.chat.session import Session
+from visionloop.tools import ToolCall
 
 LONG_WORD = "x" * 300  # longer than any file name may be (255 bytes)
 
@@ -115,12 +115,12 @@ def test_save_refuses_to_overwrite_a_picture_and_reports_a_failed_write(talk, tm
     _, err = talk.say(f"/save {picture}")
     assert err == f"error: {picture}: a transcript is text; give a .txt or .json name\n"
     assert picture.read_bytes() == b"precious"
-    import agent.images
+    import visionloop.images
 
     def full_disk(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(agent.images, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(visionloop.images, "atomic_write_bytes", full_disk)
     _, err = talk.say(f"/save {tmp_path / 'talk.txt'}")
     assert err == f"error: {tmp_path / 'talk.txt'}: cannot write the transcript: No space left on device\n"
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import shutil
 
-from agent.chat.router import route
-from agent.chat.session import Session
-from agent.tools import ToolCall
+from visionloop.chat.router import route
+from visionloop.chat.session import Session
+from visionloop.tools import ToolCall
 from chat_fixtures import Talk
 
 

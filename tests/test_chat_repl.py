@@ -14,7 +14,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.output import DummyOutput
 
-from agent.chat.repl import ChatCompleter, history_path, key_bindings, run_terminal
+from visionloop.chat.repl import ChatCompleter, history_path, key_bindings, run_terminal
 from chat_fixtures import Talk
 
 ENTER, CTRL_C, CTRL_D, ALT_ENTER, UP = "\r", "\x03", "\x04", "\x1b\r", "\x1b[A"

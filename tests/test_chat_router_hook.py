@@ -1,13 +1,13 @@
 """The `route_message` hook: plugins' routers run before the built-in one, and a plugin adds its
-own routing rules (`agent.chat.rules.Rule`) through it."""
+own routing rules (`visionloop.chat.rules.Rule`) through it."""
 
 from __future__ import annotations
 
-from agent.chat.router import ensure_registered, route
-from agent.chat.rules import Rule, route_rules
-from agent.chat.session import Session
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool, ToolCall
+from visionloop.chat.router import ensure_registered, route
+from visionloop.chat.rules import Rule, route_rules
+from visionloop.chat.session import Session
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool, ToolCall
 
 
 class _ShoutRouter:
@@ -19,7 +19,7 @@ class _ShoutRouter:
 
 
 def test_plugin_routers_run_before_the_built_in_one(two_images):
-    from agent.plugins import load_registry
+    from visionloop.plugins import load_registry
 
     registry = load_registry(extra=[_ShoutRouter()])
     ensure_registered(registry.pm)
@@ -56,7 +56,7 @@ class _UpscalePlugin:
 
 
 def test_a_plugin_adds_a_rule_through_the_hook(two_images):
-    from agent.plugins import load_registry
+    from visionloop.plugins import load_registry
 
     registry = load_registry(extra=[_UpscalePlugin()])
     ensure_registered(registry.pm)

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from agent.errors import ImageError, InputError
-from agent.chat.session import Session
-from agent.tools import ToolResult
+from visionloop.errors import ImageError, InputError
+from visionloop.chat.session import Session
+from visionloop.tools import ToolResult
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def test_watch_results_appear_between_turns(session_config_file, tmp_path, examp
     inbox.mkdir()
     config = config_with(session_config_file, tmp_path, watch=[
         {"name": "alt", "folder": str(inbox), "workflow": "alt-text", "output": str(done), "settle": 0.2}])
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "--config", config, "chat", "--watch"],
+    proc = subprocess.Popen([sys.executable, "-m", "visionloop", "--config", config, "chat", "--watch"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **env})
     try:
@@ -43,7 +43,7 @@ def test_real_terminal_help_mistakes_draw_ctrl_c_quit(session_config_file, tmp_p
     (plugins / "slow_tool.py").write_text(SLOW_PLUGIN)
     config = config_with(session_config_file, tmp_path, plugins={"paths": [str(plugins)]})
     out_dir = tmp_path / "drawn"
-    child = pexpect.spawn(sys.executable, ["-m", "agent", "--config", config, "chat", "--out", str(out_dir)],
+    child = pexpect.spawn(sys.executable, ["-m", "visionloop", "--config", config, "chat", "--out", str(out_dir)],
                           cwd=str(ROOT),
                           env={**os.environ, **env}, encoding="utf-8", timeout=180, dimensions=(40, 160))
     child.logfile_read = seen = io.StringIO()

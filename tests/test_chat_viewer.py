@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-import agent.chat.viewer as viewer
+import visionloop.chat.viewer as viewer
 
 
 def test_open_uses_the_viewer_where_there_is_one(talk, pics, monkeypatch):

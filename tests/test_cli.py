@@ -10,7 +10,7 @@ def test_help_and_tools_import_no_heavy_library():
     import subprocess
 
     code = ("import sys\n"
-            "from agent.cli.app import main\n"
+            "from visionloop.cli.app import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n")
     for args in (["--help"], ["tools"], ["tools", "--json"], ["caption", "--help"]):
@@ -40,7 +40,7 @@ def test_global_flags_before_or_after_subcommand(cli, example_image, tmp_path):
 def test_see_q_is_question_and_quiet_still_works(cli, example_image, tmp_path, monkeypatch, tiny_config, registry):
     import argparse
 
-    from agent.cli.app import App
+    from visionloop.cli.app import App
 
     result = cli("see", example_image, "-q", "what is this?", "--quiet", "--json")
     assert result.code == 0, result.err

@@ -74,8 +74,8 @@ def test_an_environment_variable_set_to_blanks_is_named(cli, monkeypatch, var):
 
 
 def test_an_unusable_tiny_cache_folder_is_a_model_error_naming_it(tmp_path):
-    from agent.errors import ModelError
-    from agent.models.tiny import tiny_model_path
+    from visionloop.errors import ModelError
+    from visionloop.models.tiny import tiny_model_path
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelError, match=r"^.*/file/tiny: cannot build the tiny sd model there: Not a directory "

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
-from agent.errors import ConfigError, UsageError
+from visionloop.config import load_config
+from visionloop.errors import ConfigError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,7 +159,7 @@ def test_config_from_dev_zero_is_refused_quickly_in_one_line(tmp_path):
 
 
 def test_config_read_stops_at_the_limit_whatever_the_file_reports(tmp_path, monkeypatch):
-    from agent import yamlsource
+    from visionloop import yamlsource
 
     big = tmp_path / "big.yaml"
     big.write_text("# padding\n" * 200_000)  # 2 MB of comments: valid YAML, over the limit

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.tools import ToolCall
+from visionloop.tools import ToolCall
 
 
 def config_with(session_config_file, tmp_path, monkeypatch, **settings) -> Path:
@@ -34,9 +34,9 @@ def test_jobs_run_with_the_configured_thread_count_not_the_main_threads(session_
                                                                         monkeypatch, registry):
     import torch
 
-    from agent.config import load_config
-    from agent.context import Context
-    from agent.loop import Loop
+    from visionloop.config import load_config
+    from visionloop.context import Context
+    from visionloop.loop import Loop
 
     config = load_config(str(config_with(session_config_file, tmp_path, monkeypatch, threads=3)))
     before = torch.get_num_threads()
@@ -53,7 +53,7 @@ def test_jobs_run_with_the_configured_thread_count_not_the_main_threads(session_
 
 
 def test_the_default_is_decided_once_from_the_cpus_this_process_may_use(tiny_config):
-    from agent.models import threads
+    from visionloop.models import threads
 
     n = threads.process_default()
     assert 1 <= n <= len(os.sched_getaffinity(0))
@@ -61,7 +61,7 @@ def test_the_default_is_decided_once_from_the_cpus_this_process_may_use(tiny_con
 
 
 def test_caption_and_draw_record_the_thread_count(loop, example_image, tiny_config):
-    from agent.models.threads import configured
+    from visionloop.models.threads import configured
 
     expected = configured(tiny_config)
     assert one(loop, "caption", image=[str(example_image)]).data["threads"] == expected
@@ -97,8 +97,8 @@ def test_repeated_greedy_captions_agree_while_another_process_loads_the_cpu(loop
 
 @pytest.mark.parametrize("value", [0, -2, 1.5, "four", True])
 def test_threads_setting_is_validated(session_config_file, tmp_path, monkeypatch, value):
-    from agent.config import load_config
-    from agent.errors import ConfigError
+    from visionloop.config import load_config
+    from visionloop.errors import ConfigError
 
     path = config_with(session_config_file, tmp_path, monkeypatch, threads=value)
     with pytest.raises(ConfigError) as caught:
@@ -109,6 +109,6 @@ def test_threads_setting_is_validated(session_config_file, tmp_path, monkeypatch
 
 
 def test_a_valid_threads_setting_loads(session_config_file, tmp_path, monkeypatch):
-    from agent.config import load_config
+    from visionloop.config import load_config
 
     assert load_config(str(config_with(session_config_file, tmp_path, monkeypatch, threads=2))).threads == 2

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import Cancelled, InputError, ModelError, VisionloopError
-from agent.tools import ToolCall
+from visionloop.errors import Cancelled, InputError, ModelError, VisionloopError
+from visionloop.tools import ToolCall
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one intra-op thread
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one int
 
 def make_backend(tiny_config, **changes):
     """A separate backend on the tiny model with some profile settings changed."""
-    from agent.models.cache import ModelCache
+    from visionloop.models.cache import ModelCache
 
     config = tiny_config.model_copy(deep=True)
     spec = config.profiles[config.profile].diffusion
@@ -35,7 +35,7 @@ def gen(backend, mode="text2img", **kw):
 # --- schedulers ------------------------------------------------------------------------------------
 
 def test_scheduler_names():
-    from agent.models.schedulers import SCHEDULERS, resolve_scheduler
+    from visionloop.models.schedulers import SCHEDULERS, resolve_scheduler
 
     assert resolve_scheduler("DPM++ 2M Karras").cls == "DPMSolverMultistepScheduler"
     assert resolve_scheduler("dpmpp_2m_karras").options == {"use_karras_sigmas": True}
@@ -49,7 +49,7 @@ def test_scheduler_names():
 def test_every_scheduler_builds_from_the_model_config(loop):
     import importlib.util
 
-    from agent.models.schedulers import SCHEDULERS
+    from visionloop.models.schedulers import SCHEDULERS
 
     sd = loop.ctx.models.diffusion()
     for name, (cls, _) in SCHEDULERS.items():
@@ -65,8 +65,8 @@ def test_every_scheduler_builds_from_the_model_config(loop):
 
 
 def test_profile_scheduler_is_the_default(tiny_config, registry, tmp_path):
-    from agent.context import Context
-    from agent.tools import run_tool
+    from visionloop.context import Context
+    from visionloop.tools import run_tool
 
     config = tiny_config.model_copy(deep=True)
     config.profiles[config.profile].diffusion.scheduler = "ddim"
@@ -94,7 +94,7 @@ def fake_checker(flags=None, fill=None):
 
 
 def test_flagged_image_is_reported_not_saved(loop, monkeypatch):
-    from agent.images import read_metadata
+    from visionloop.images import read_metadata
 
     sd = loop.ctx.models.diffusion()
     monkeypatch.setattr(sd.text2img, "run_safety_checker", fake_checker([True, False]))
@@ -219,8 +219,8 @@ def test_dedicated_inpaint_checkpoint_shares_text_encoder_and_vae(tiny_config):
 
 
 def test_edit_records_the_dedicated_inpaint_checkpoint(tiny_config, registry, tmp_path, example_image):
-    from agent.context import Context
-    from agent.tools import run_tool
+    from visionloop.context import Context
+    from visionloop.tools import run_tool
 
     config = tiny_config.model_copy(deep=True)
     config.profiles[config.profile].diffusion.inpaint_model = "tiny"
@@ -247,8 +247,8 @@ def test_lora_without_peft_names_the_package(tiny_config, tmp_path, monkeypatch)
     import importlib.util
     from types import SimpleNamespace
 
-    from agent.config import Lora
-    from agent.models import diffusion
+    from visionloop.config import Lora
+    from visionloop.models import diffusion
 
     def find_spec(name, *args):
         return None if name == "peft" else importlib.util.find_spec(name, *args)
@@ -269,8 +269,8 @@ def test_lora_changes_the_output_with_its_scale(tiny_config, tmp_path):
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from agent.config import Lora
-    from agent.models.tiny import tiny_model_path
+    from visionloop.config import Lora
+    from visionloop.models.tiny import tiny_model_path
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model_path("sd", tiny_config.cache_path),
                                                    use_safetensors=True, local_files_only=True)

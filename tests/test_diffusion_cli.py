@@ -148,7 +148,7 @@ def _dangling(t: Path) -> Path:
 ])
 def test_an_output_folder_that_cannot_be_written_is_refused_before_generating(cli, tmp_path, monkeypatch,
                                                                                 example_image, make_out, needle):
-    from agent.models.cache import ModelCache
+    from visionloop.models.cache import ModelCache
 
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the output folder was checked")
@@ -166,8 +166,8 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_generating(cl
 def test_a_mask_of_another_scale_is_resized_but_another_shape_is_refused(tmp_path):
     from types import SimpleNamespace
 
-    from agent.errors import InputError
-    from plugins.edit import region_mask
+    from visionloop.errors import InputError
+    from visionloop_plugins.edit import region_mask
 
     ctx = SimpleNamespace(load_image=lambda path, mode: Image.open(path).convert(mode))
     picture = Image.new("RGB", (100, 75))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.tools import ToolCall
+from visionloop.tools import ToolCall
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one intra-op thread
@@ -93,7 +93,7 @@ def test_edit_matches_raw_diffusers(loop, example_image):
 
 
 def test_png_record_round_trip(loop, cli):
-    from agent.images import read_metadata
+    from visionloop.images import read_metadata
 
     r = call(loop, "draw", prompt="a tree, autumn", negative_prompt="people", seed=77, steps=2, guidance=5.5,
              scheduler="ddim")
@@ -115,7 +115,7 @@ def test_png_record_round_trip(loop, cli):
 
 
 def test_replaying_a_record_through_the_tool_gives_the_same_pixels(loop):
-    from agent.images import read_metadata
+    from visionloop.images import read_metadata
 
     first = call(loop, "draw", prompt="a bridge", steps=2, scheduler="euler_a")
     rec = read_metadata(first.images[0])["visionloop"]
@@ -126,8 +126,8 @@ def test_replaying_a_record_through_the_tool_gives_the_same_pixels(loop):
 
 def test_one_load_for_draw_restyle_and_edit(tiny_config, registry, tmp_path, example_image):
     """A fresh process-like context: three tools, one load, one set of modules."""
-    from agent.context import Context
-    from agent.loop import Loop
+    from visionloop.context import Context
+    from visionloop.loop import Loop
 
     lp = Loop(registry, Context.create(tiny_config, tmp_path))
     try:
@@ -155,7 +155,7 @@ def test_every_image_of_a_count_batch_is_reproduced_by_its_own_seed(loop):
 
 
 def test_each_image_of_a_count_batch_matches_raw_diffusers_with_its_seed(loop):
-    from agent.images import read_metadata
+    from visionloop.images import read_metadata
 
     r = call(loop, "draw", prompt="a lighthouse", seed=40, count=2, steps=2, scheduler="euler")
     for path in r.images:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.tools import ToolCall
+from visionloop.tools import ToolCall
 
 SHARED_NAMES = {"image", "prompt", "negative_prompt", "width", "height", "size", "steps", "guidance", "seed",
                 "scheduler", "strength", "mask", "box", "style", "count"}
@@ -88,7 +88,7 @@ def test_restyle_at_the_input_size_has_no_size_note(loop, tmp_path):
 
 
 def test_restyle_without_prompt_asks_llava(loop, example_image):
-    from agent.toolkit.diffusion import clean_prompt
+    from visionloop.toolkit.diffusion import clean_prompt
 
     r = call(loop, "restyle", image=str(example_image), style="oil painting", seed=5)
     assert r.ok, r.error
@@ -111,9 +111,9 @@ def test_restyle_without_prompt_asks_llava(loop, example_image):
 def test_restyle_records_the_caption_call_and_it_replays_with_raw_transformers(loop, example_image):
     import torch
 
-    from agent.toolkit.diffusion import clean_prompt
-    from agent.images import read_metadata
-    from plugins.restyle import DESCRIBE
+    from visionloop.toolkit.diffusion import clean_prompt
+    from visionloop.images import read_metadata
+    from visionloop_plugins.restyle import DESCRIBE
 
     r = call(loop, "restyle", image=str(example_image), style="ink", seed=6, steps=2)
     assert r.ok, r.error
@@ -186,7 +186,7 @@ def test_edit_mask_fully_transparent_is_nothing_to_repaint(loop, example_image, 
 
 
 def test_opaque_masks_are_read_by_brightness_without_a_note():
-    from plugins.edit import mask_channel
+    from visionloop_plugins.edit import mask_channel
 
     notes = []
     rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 255))

@@ -8,8 +8,8 @@ import json
 import pytest
 from PIL import Image, ImageFile, PngImagePlugin
 
-from agent.errors import ImageError, VisionloopError
-from agent.images import confined_path, load_image, read_metadata, safe_stem, save_image
+from visionloop.errors import ImageError, VisionloopError
+from visionloop.images import confined_path, load_image, read_metadata, safe_stem, save_image
 
 
 def png_bytes(size=(16, 12), mode="RGB", color=(10, 20, 30)) -> bytes:
@@ -125,7 +125,7 @@ def test_save_is_unique_and_carries_metadata(tmp_path):
     ("SomeFutureScheduler", None, "SomeFutureScheduler"),
 ])
 def test_a1111_sampler_names(scheduler, name, sampler):
-    from agent.images import a1111_parameters
+    from visionloop.images import a1111_parameters
 
     text = a1111_parameters({"prompt": "p", "scheduler": scheduler, "scheduler_name": name, "seed": 1})
     assert text.splitlines()[1] == f"Sampler: {sampler}, Seed: 1"
@@ -164,7 +164,7 @@ def test_saved_files_get_the_usual_mode_not_0600(tmp_path):
     import os
     import stat
 
-    from agent.images import atomic_write_json
+    from visionloop.images import atomic_write_json
 
     old = os.umask(0o022)
     try:
@@ -196,7 +196,7 @@ def test_loader_bomb_message_names_the_size(tmp_path):
 
 @pytest.mark.parametrize("error", [OSError("disk full"), ValueError("bad value"), EOFError("eof")])
 def test_an_error_in_the_callers_block_is_not_blamed_on_the_image(tmp_path, error):
-    from agent.images import peek
+    from visionloop.images import peek
 
     path = tmp_path / "fine.png"
     path.write_bytes(png_bytes())
@@ -252,7 +252,7 @@ def test_info_reports_each_bad_file_and_still_shows_the_good_ones(cli, tmp_path)
 
 
 def test_a_nul_byte_in_a_path_is_a_one_line_image_error(tmp_path):
-    from agent.images import ensure_output_dir
+    from visionloop.images import ensure_output_dir
 
     with pytest.raises(ImageError) as err:
         load_image("a\x00b.png")
@@ -263,7 +263,7 @@ def test_a_nul_byte_in_a_path_is_a_one_line_image_error(tmp_path):
 
 
 def test_fifos_and_devices_are_not_images_and_never_block(tmp_path, cli):
-    from agent.images import peek
+    from visionloop.images import peek
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)  # no writer: opening it would block for ever
@@ -279,7 +279,7 @@ def test_fifos_and_devices_are_not_images_and_never_block(tmp_path, cli):
 def test_a_failed_write_leaves_no_empty_image_behind(tmp_path, monkeypatch):
     import errno
 
-    import agent.images.save as save_mod
+    import visionloop.images.save as save_mod
 
     def full_disk(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -291,7 +291,7 @@ def test_a_failed_write_leaves_no_empty_image_behind(tmp_path, monkeypatch):
 
 
 def test_json_records_of_names_that_are_not_utf8_are_still_written(tmp_path):
-    from agent.images import atomic_write_json
+    from visionloop.images import atomic_write_json
 
     name = os.fsdecode(b"bad\xff.png")  # what os.listdir gives for such a name
     atomic_write_json(tmp_path / "r.json", {"input": name, "caption": "café"})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.context import Context
-from agent.loop import Loop
-from agent.tools import ToolCall
+from visionloop.context import Context
+from visionloop.loop import Loop
+from visionloop.tools import ToolCall
 
 
 def call(loop, tool, **args):
@@ -107,7 +107,7 @@ def test_streaming_callback_receives_the_answer(tiny_config, registry, example_i
 
 
 def test_tiny_model_build_is_deterministic(tmp_path, capfd):
-    from agent.models.tiny import tiny_model_path
+    from visionloop.models.tiny import tiny_model_path
 
     a = tiny_model_path("llava", tmp_path / "a")
     assert "%|" not in capfd.readouterr().err  # a first run shows no "Writing model shards" bar
@@ -141,7 +141,7 @@ def test_two_processes_build_the_tiny_model_once(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from agent.models.tiny import tiny_model_path\n"
+    code = ("import sys; from pathlib import Path; from visionloop.models.tiny import tiny_model_path\n"
             "print(tiny_model_path('llava', Path(sys.argv[1])))\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -209,8 +209,8 @@ def test_llava_next_image_tokens_depend_on_the_image(tmp_path):
     from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
                               LlavaNextImageProcessor, LlavaNextProcessor)
 
-    from agent.models.llava import LlavaBackend
-    from agent.models.tiny import LLAVA_CHAT_TEMPLATE, _make_tokenizer
+    from visionloop.models.llava import LlavaBackend
+    from visionloop.models.tiny import LLAVA_CHAT_TEMPLATE, _make_tokenizer
 
     tok = _make_tokenizer()
     pins = [[32, 64], [64, 32], [64, 64]]

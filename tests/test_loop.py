@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.errors import Cancelled, ShuttingDown, VisionloopError
-from agent.loop import Loop, wait
+from visionloop.errors import Cancelled, ShuttingDown, VisionloopError
+from visionloop.loop import Loop, wait
 
 
 def bare_loop() -> Loop:
@@ -64,7 +64,7 @@ def test_ctrl_c_cancels_and_an_error_on_the_way_out_is_logged_not_lost(caplog):
     try:
         future = loop.submit(job)
         started.wait(10)
-        with caplog.at_level(logging.WARNING, logger="agent.loop"):
+        with caplog.at_level(logging.WARNING, logger="visionloop.loop"):
             with pytest.raises(KeyboardInterrupt):
                 wait(loop, interrupt_once(future))
         assert loop.ctx.cancel.is_set()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from agent.errors import ModelError
+from visionloop.errors import ModelError
 
 #: Run in a child process so that the import order is real. Every socket connection is
 #: recorded and refused; the script prints what it saw as JSON on its last line.
@@ -25,7 +25,7 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 if sys.argv[1] == "hub-first":  # the hub and both model libraries imported before the config is read
     import huggingface_hub, transformers, diffusers  # noqa: F401
-from agent.cli.app import main
+from visionloop.cli.app import main
 code = main(["--config", sys.argv[2], *sys.argv[3:]])
 import huggingface_hub.constants as hc
 mods = {n: getattr(m, "HF_HUB_OFFLINE") for n, m in list(sys.modules.items())
@@ -69,7 +69,7 @@ def test_offline_applies_to_an_already_imported_hub(monkeypatch):
     import huggingface_hub.constants as hc
     from diffusers.utils import hub_utils
 
-    from agent.models.loading import apply_offline
+    from visionloop.models.loading import apply_offline
 
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub_utils, "HF_HUB_OFFLINE", False)
@@ -87,7 +87,7 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.mark.parametrize("revision", [None, "main", "v1.0", "0123456", SHA[:-1] + "g", SHA + "0", " " + SHA])
 def test_trust_remote_code_refuses_anything_but_a_commit_sha(revision):
-    from agent.models.loading import hub_kwargs
+    from visionloop.models.loading import hub_kwargs
 
     with pytest.raises(ModelError) as info:
         hub_kwargs(revision, False, True, key="profiles.default.vision.revision")
@@ -96,7 +96,7 @@ def test_trust_remote_code_refuses_anything_but_a_commit_sha(revision):
 
 
 def test_trust_remote_code_with_a_sha_is_passed_on():
-    from agent.models.loading import hub_kwargs
+    from visionloop.models.loading import hub_kwargs
 
     kwargs = hub_kwargs(SHA, False, True, key="k")
     assert kwargs["trust_remote_code"] is True and kwargs["revision"] == SHA
@@ -123,7 +123,7 @@ def test_trust_remote_code_with_a_branch_from_the_cli(cli, tmp_path, example_ima
 def test_wrong_model_paths_get_one_line_naming_the_key(cli, tmp_path, example_image, tiny_cache, kind):
     """Each wrong `model` gets one line naming the path, the reason and the config key, and
     nothing reaches from_pretrained (which would say 'Repo id must be in the form ...')."""
-    from agent.models.tiny import tiny_model_path
+    from visionloop.models.tiny import tiny_model_path
 
     tool, section = ("caption", "vision") if kind != "llava-folder" else ("draw", "diffusion")
     empty = tmp_path / "empty"
@@ -161,7 +161,7 @@ def test_wrong_inpaint_model_names_its_own_key(cli, tmp_path, example_image, tin
 
 def diffusion_backend(tiny_config, **changes):
     """A separate diffusion backend on the tiny model with some profile settings changed."""
-    from agent.models.cache import ModelCache
+    from visionloop.models.cache import ModelCache
 
     config = tiny_config.model_copy(deep=True)
     for key, value in changes.items():
@@ -174,7 +174,7 @@ def diffusion_backend(tiny_config, **changes):
 def test_a_wrong_lora_path_is_one_line_naming_the_key(tiny_config, tmp_path, kind):
     """Nothing reaches the hub or `torch.load`: a missing path, a pickle file, a folder with no
     safetensors, a damaged file and a malformed hub id each get their own one-line reason."""
-    from agent.config import Lora
+    from visionloop.config import Lora
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "style.bin").write_bytes(b"\x80\x02junk")
@@ -197,7 +197,7 @@ def test_pickle_only_model_is_refused(tiny_config, tmp_path):
     """A model folder without safetensors weights is refused with a one-line message."""
     import shutil
 
-    from agent.models.tiny import tiny_model_path
+    from visionloop.models.tiny import tiny_model_path
 
     src = tiny_model_path("sd", tiny_config.cache_path)
     dst = tmp_path / "pickled"
@@ -216,15 +216,15 @@ def test_third_party_warnings_while_loading_are_hidden_unless_verbose(caplog):
     import logging
     import warnings
 
-    from agent.models.loading import quiet_loading
+    from visionloop.models.loading import quiet_loading
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        caplog.set_level(logging.WARNING, logger="agent")
+        caplog.set_level(logging.WARNING, logger="visionloop")
         with quiet_loading():
             warnings.warn("local_dir_use_symlinks is deprecated", UserWarning)
         assert seen == []  # hidden at the default level
-        caplog.set_level(logging.INFO, logger="agent")  # -v
+        caplog.set_level(logging.INFO, logger="visionloop")  # -v
         with quiet_loading():
             warnings.warn("local_dir_use_symlinks is deprecated", UserWarning)
         assert [str(w.message) for w in seen] == ["local_dir_use_symlinks is deprecated"]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from agent.errors import ModelError
-from agent.models import ocr
-from agent.tools import ToolCall
+from visionloop.errors import ModelError
+from visionloop.models import ocr
+from visionloop.tools import ToolCall
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -161,9 +161,9 @@ def test_llava_engine_matches_raw_generate_with_the_recorded_prompt(loop, tmp_pa
 
 
 def test_the_configured_engine_is_the_default(loop, tmp_path, monkeypatch):
-    from agent.config import OcrSettings
-    from agent.context import Context
-    from plugins.read_text import read_text
+    from visionloop.config import OcrSettings
+    from visionloop.context import Context
+    from visionloop_plugins.read_text import read_text
 
     config = loop.ctx.config.model_copy(update={"ocr": OcrSettings(engine="tesseract", lang="de")})
     monkeypatch.setattr(ocr, "tesseract_path", lambda: None)

@@ -2,7 +2,7 @@
 
 import math
 
-from agent.models.reading_order import TextBox, lines_text, order_lines, skew_angle
+from visionloop.models.reading_order import TextBox, lines_text, order_lines, skew_angle
 
 
 def box(text, x0, y0, x1, y1, conf=0.9):

@@ -6,12 +6,12 @@ import textwrap
 
 import pytest
 
-from agent.errors import PluginError
-from agent.plugins import load_registry
+from visionloop.errors import PluginError
+from visionloop.plugins import load_registry
 
 PLUGIN = textwrap.dedent('''
-    from agent import hookspecs
-    from agent.tools import Input, Tool, ToolResult
+    from visionloop import hookspecs
+    from visionloop.tools import Input, Tool, ToolResult
 
     def shout(ctx, text, times=1):
         return ToolResult(tool="shout", text=(text.upper() + "!") * times, data={"times": times})
@@ -74,7 +74,7 @@ def test_two_tools_with_one_name_is_an_error(tmp_path):
 
 
 def test_hookimpl_with_unknown_argument_is_reported_by_name(tmp_path):
-    bad = "from agent import hookspecs\n@hookspecs.hookimpl\ndef register_tools(register, colour):\n    pass\n"
+    bad = "from visionloop import hookspecs\n@hookspecs.hookimpl\ndef register_tools(register, colour):\n    pass\n"
     registry = load_registry([plugin_folder(tmp_path, {"badargs.py": bad})])
     (error,) = [e for n, e in registry.broken.items() if "badargs" in n]
     assert "colour" in error and "\n" not in error
@@ -86,7 +86,7 @@ def test_missing_plugin_folder_is_reported(tmp_path):
 
 
 def test_startup_hook_config_error_stops_with_its_message(tmp_path, cli):
-    strict = ("from agent import hookspecs\nfrom agent.errors import ConfigError\n"
+    strict = ("from visionloop import hookspecs\nfrom visionloop.errors import ConfigError\n"
               "@hookspecs.hookimpl\ndef startup(config):\n"
               "    if 'strict' not in config.plugins.settings:\n"
               "        raise ConfigError('plugins.settings.strict: missing (the strict plugin needs a token)')\n")
@@ -128,9 +128,9 @@ def test_broken_plugin_warning_is_silenced_by_quiet(tmp_path):
 def test_empty_values_are_refused_for_any_tools_inputs(tmp_path, cli):
     """A third-party tool's text input: empty or blank is refused from the CLI and from raw
     values (workflows, the chat) alike, naming the input."""
-    from agent.errors import InputError
-    from agent.tools import Input, Tool, ToolResult
-    from agent.values import check_args
+    from visionloop.errors import InputError
+    from visionloop.tools import Input, Tool, ToolResult
+    from visionloop.values import check_args
 
     folder = plugin_folder(tmp_path, {"shout.py": PLUGIN})
     cfg = tmp_path / "c.yaml"
@@ -150,7 +150,7 @@ def test_empty_values_are_refused_for_any_tools_inputs(tmp_path, cli):
 def test_run_tool_turns_an_image_path_with_no_home_into_an_error_result(registry):
     """`run_tool` promises that only `Cancelled` propagates: a path the user typed that names no
     home folder is the call's error, not an exception for the chat or the watcher to catch."""
-    from agent.tools import run_tool
+    from visionloop.tools import run_tool
 
     results = run_tool(registry.tool("caption"), {"image": "~nosuchuserzz/x.png"}, None)
     assert len(results) == 1 and "'~nosuchuserzz' names no home folder" in results[0].error

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.chat.router import REGIONS, RULES, route, wants_help
-from agent.chat.rules import Request, first_match
-from agent.chat.session import Session
-from agent.tools import ToolCall
+from visionloop.chat.router import REGIONS, RULES, route, wants_help
+from visionloop.chat.rules import Request, first_match
+from visionloop.chat.session import Session
+from visionloop.tools import ToolCall
 
 # phrase -> (tool, expected arguments that must be present with these values)
 # "#1"/"#2" in the expectations stand for the path of that image.
@@ -230,7 +230,7 @@ def test_phrase_routes_to_tool(phrase, tool, expected, two_images, registry):
     for key, value in expected.items():
         assert call.args.get(key) == _expand(value, two_images), key
     # every routed call is valid for the tool as declared
-    from agent.values import check_args
+    from visionloop.values import check_args
 
     check_args(registry.tools[tool], call.args)
 
@@ -246,7 +246,7 @@ def test_the_registry_has_exactly_the_six_built_in_tools(registry):
     builtin = {"see", "caption", "read_text", "draw", "edit", "restyle"}
     assert not builtin & set(registry.broken), registry.broken
     for name in registry.tools:  # each comes from its own plugins/ module
-        assert registry.tools[name].run.__module__ == "plugins." + name.replace("-", "_")
+        assert registry.tools[name].run.__module__ == "visionloop_plugins." + name.replace("-", "_")
 
 
 def test_no_image_yet_asks_which(registry):

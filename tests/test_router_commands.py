@@ -3,8 +3,8 @@ them (plain words: test_router.py)."""
 
 from __future__ import annotations
 
-from agent.chat.router import route
-from agent.tools import ToolCall
+from visionloop.chat.router import route
+from visionloop.tools import ToolCall
 
 
 def test_slash_commands_take_the_cli_options(two_images, registry):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.watch import Ledger, WatchError, Watcher
+from visionloop.watch import Ledger, WatchError, Watcher
 from watch_helpers import make_rule, png, wait_for, watch_folder
 
 #: Every partial-download, sync-tool, OS-junk and hidden name the issue lists.
@@ -36,7 +36,7 @@ def manifest_text(run: Path) -> str:
 @pytest.fixture(scope="module")
 def warm_loop(loop, example_image_path=Path(__file__).resolve().parent.parent / "examples" / "lighthouse.png"):
     """Load the tiny models before any timed wait (the first job would otherwise pay for it)."""
-    from agent.tools import ToolCall
+    from visionloop.tools import ToolCall
 
     assert loop.call(ToolCall("caption", {"image": [str(example_image_path)]}))[0].ok
     return loop
@@ -191,16 +191,16 @@ def test_burst_of_200_files_each_once(env, make_watcher):
 
 
 def test_job_left_running_by_a_dead_process_is_redone(env, make_watcher, monkeypatch, registry, tiny_config):
-    from agent.images import sha256_file as file_sha256
+    from visionloop.images import sha256_file as file_sha256
 
     f = png(env / "in" / "a.png", 1)
     old_run = env / "out" / "20240101-000000-alt-a"  # what the killed run left: a manifest saying running
     old_run.mkdir(parents=True)
     (old_run / "manifest.json").write_text(json.dumps({"format": "visionloop-run/1", "status": "running",
                                                        "steps": [], "error": None}))
-    from agent.watch.ledger import Key
-    from agent.watch.rules import fingerprint
-    from agent.workflows import load_workflow
+    from visionloop.watch.ledger import Key
+    from visionloop.watch.rules import fingerprint
+    from visionloop.workflows import load_workflow
 
     rule = make_rule(env)
     key = Key(file_sha256(f), "alt", fingerprint(load_workflow(rule.workflow, tiny_config, registry), rule))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from agent.watch import Ledger
+from visionloop.watch import Ledger
 from watch_helpers import watch_folder
 
 
@@ -62,7 +62,7 @@ def test_usage_and_user_errors(env, cli):
 
 
 def test_sigterm_mid_job_exits_0_and_nothing_is_lost(env):
-    cmd = [sys.executable, "-m", "agent", "watch", str(env / "in"), "--workflow", str(env / "wf.yaml"),
+    cmd = [sys.executable, "-m", "visionloop", "watch", str(env / "in"), "--workflow", str(env / "wf.yaml"),
            "--out", str(env / "out"), "--settle", "0.1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
@@ -150,7 +150,7 @@ def test_chat_watch_without_rules_names_the_config(env, cli, session_config_file
 def test_once_json_says_on_stderr_which_files_it_waits_for(env, cli, monkeypatch):
     import threading
 
-    from agent.watch import Watcher
+    from visionloop.watch import Watcher
 
     monkeypatch.setattr(Watcher, "wait_note_after", 0.3)  # 5 s in real use
     (env / "in" / "empty.png").touch()  # settled at 0 bytes: failed at once, not after the 300 s ceiling

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool, ToolResult
-from agent.watch import Watcher, WatchError
-from agent.watch.stability import Ready
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool, ToolResult
+from visionloop.watch import Watcher, WatchError
+from visionloop.watch.stability import Ready
 from watch_helpers import make_rule, png, wait_for, watch_folder
 
 ONE_STEP = """\
@@ -64,7 +64,7 @@ def env(tmp_path):
 
 @pytest.fixture(scope="module")
 def fault_registry():
-    from agent.plugins import load_registry
+    from visionloop.plugins import load_registry
 
     return load_registry(extra=[FaultTools()])
 
@@ -147,7 +147,7 @@ def test_a_file_deleted_during_its_run_gets_no_record_in_the_watched_folder(env,
 
 # --- defect 19: a watched folder deleted and made again ---------------------------------------------
 def test_a_watched_folder_deleted_and_made_again_is_noticed(env, loop, registry, tiny_config, watchers, caplog):
-    caplog.set_level(logging.WARNING, logger="agent.watch")
+    caplog.set_level(logging.WARNING, logger="visionloop.watch")
     done = []
     w = Watcher([rule(env, rescan=3600)], loop, registry, tiny_config, announce=done.append)  # events only
     watchers.append(w)
@@ -164,7 +164,7 @@ def test_a_watched_folder_deleted_and_made_again_is_noticed(env, loop, registry,
 
 # --- defect 10: errors that keep coming are capped and reported ------------------------------------
 def test_an_error_that_keeps_coming_is_given_up_and_said(env, loop, registry, tiny_config, watchers, monkeypatch):
-    from agent.watch.runner import Runner
+    from visionloop.watch.runner import Runner
 
     calls = []
 
@@ -191,7 +191,7 @@ def test_an_error_that_keeps_coming_is_given_up_and_said(env, loop, registry, ti
 
 def test_an_unexpected_error_after_the_claim_is_recorded_not_left_running(env, loop, registry, tiny_config,
                                                                            watchers, monkeypatch):
-    from agent.watch import runner
+    from visionloop.watch import runner
 
     def broken(*args, **kw):
         raise OSError(5, "Input/output error")
@@ -207,10 +207,10 @@ def test_an_unexpected_error_after_the_claim_is_recorded_not_left_running(env, l
 
 # --- defect 11: stopping cancels the job in hand and never waits without bound ----------------------
 def test_stop_with_a_job_that_will_not_stop_is_bounded_and_said(env, fault_registry, tiny_config, caplog):
-    from agent.context import Context
-    from agent.loop import Loop
+    from visionloop.context import Context
+    from visionloop.loop import Loop
 
-    caplog.set_level(logging.WARNING, logger="agent.watch")
+    caplog.set_level(logging.WARNING, logger="visionloop.watch")
     FaultTools.release.clear()
     FaultTools.hanging.clear()
     own_loop = Loop(fault_registry, Context.create(tiny_config, env / "ctx"))
@@ -227,7 +227,7 @@ def test_stop_with_a_job_that_will_not_stop_is_bounded_and_said(env, fault_regis
         assert result == {"clean": False}
         assert own_loop.ctx.cancel.is_set()  # the job in hand was cancelled
         assert "did not stop within 0.2 s of being cancelled" in caplog.text
-        from agent.watch import Ledger
+        from visionloop.watch import Ledger
 
         led = Ledger(env / "out")  # the lock was released
         (row,) = led.rows()

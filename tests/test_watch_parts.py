@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.watch.ledger import Key, Ledger, WatchError, ledger_path
-from agent.watch.outcome import move_no_clobber
-from agent.watch.runner import is_transient
-from agent.watch.scanner import inotify_message, scan
-from agent.watch.stability import Tracker, ignored_name, wanted
+from visionloop.watch.ledger import Key, Ledger, WatchError, ledger_path
+from visionloop.watch.outcome import move_no_clobber
+from visionloop.watch.runner import is_transient
+from visionloop.watch.scanner import inotify_message, scan
+from visionloop.watch.stability import Tracker, ignored_name, wanted
 
 IGNORED = [".syncthing.a.png.tmp", "~syncthing~a.png.tmp", "a.png.part", "a.png.partial", "a.crdownload",
            "a.png.download", "a.png.tmp", ".x.png.tmp", "._a.png", ".DS_Store", "Thumbs.db", ".hidden.png"]
@@ -230,7 +230,7 @@ def test_ledger_refuses_an_unknown_state_with_a_real_check(tmp_path):
         assert led.rows()[0]["state"] == "queued"
     finally:
         led.close()
-    code = ("import sys; from agent.watch.ledger import Key, Ledger; led = Ledger(sys.argv[1]); "
+    code = ("import sys; from visionloop.watch.ledger import Key, Ledger; led = Ledger(sys.argv[1]); "
             "led.claim(Key('h', 'r', 'fp'), sys.argv[1]);\n"
             "try: led.finish(Key('h', 'r', 'fp'), 'dnoe')\nexcept ValueError: print('refused')")
     r = subprocess.run([sys.executable, "-O", "-c", code, str(tmp_path / "out2")], capture_output=True, text=True,

@@ -10,7 +10,7 @@ import os
 import pytest
 from watch_helpers import png, watch_folder
 
-from agent.watch import ledger_path
+from visionloop.watch import ledger_path
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def one_line_error(r, *parts: str) -> None:
 def test_a_name_that_is_not_utf8_is_handled_once_and_never_left_running(env, cli):
     """Run like any other file (its name is written in the run's JSON records as an escape),
     recorded as done, and not run again."""
-    from agent.watch import Ledger
+    from visionloop.watch import Ledger
 
     bad = os.fsdecode(b"bad\xff.png")
     png(env / "in" / bad, 7)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import WatchRule
-from agent.hookspecs import hookimpl
-from agent.tools import Input, Tool, ToolResult
-from agent.watch import Watcher
+from visionloop.config import WatchRule
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Input, Tool, ToolResult
+from visionloop.watch import Watcher
 from watch_helpers import make_rule, png, wait_for, watch_folder
 
 FLAKY = """\
@@ -91,7 +91,7 @@ def test_recursive_rule_takes_a_folder_moved_in_and_on_success_move(env, loop, r
 
 
 def test_transient_error_is_retried_with_backoff(env, loop, tiny_config, watchers):
-    from agent.plugins import load_registry
+    from visionloop.plugins import load_registry
 
     registry = load_registry(extra=[FlakyPlugin()])
     FlakyPlugin.failures.update({"once.png": 1, "always.png": 99})

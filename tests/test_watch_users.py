@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 import yaml
 
-from agent.watch import Ledger, ledger_path
+from visionloop.watch import Ledger, ledger_path
 from watch_helpers import CAPTION_WORKFLOW, png, watch_folder
 
 
@@ -73,8 +73,8 @@ def test_a_failed_file_in_the_way_stops_the_start_with_one_line(env, cli):
 
 
 def test_once_exits_non_zero_when_a_file_is_not_done(env, cli, monkeypatch):
-    from agent.watch import watcher
-    from agent.watch.runner import Runner
+    from visionloop.watch import watcher
+    from visionloop.watch.runner import Runner
 
     monkeypatch.setattr(watcher, "ERROR_RETRIES", 0)  # give up at once (the CLI's backoff is seconds)
     monkeypatch.setattr(Runner, "process", lambda self, rs, ready: (_ for _ in ()).throw(RuntimeError("stuck")))
@@ -142,7 +142,7 @@ def _v1_ledger(env) -> sqlite3.Connection:
 
 
 def test_a_version_1_ledger_is_migrated_and_its_done_files_stay_done(env, cli):
-    from agent.images import sha256_file
+    from visionloop.images import sha256_file
 
     db = _v1_ledger(env)
     db.execute("INSERT INTO files (sha, rule, path, state, attempts, updated) VALUES (?,?,?,?,?,?)",

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import UsageError
-from agent.workflows import WorkflowError, check_inputs, check_text, load_workflow
-from agent.workflows.plan import parse_inputs
-from agent.workflows.schema import schema_text
+from visionloop.errors import UsageError
+from visionloop.workflows import WorkflowError, check_inputs, check_text, load_workflow
+from visionloop.workflows.plan import parse_inputs
+from visionloop.workflows.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = "~nosuchuser-visionloop"
@@ -138,7 +138,7 @@ def test_sidecar_files_cannot_take_the_run_records_names(fakes):
 
 
 def test_validate_applies_the_tools_own_text_limit(registry, tiny_config):
-    from agent.toolkit.diffusion import MAX_PROMPT_CHARS
+    from visionloop.toolkit.diffusion import MAX_PROMPT_CHARS
 
     huge = "a" * 800_000
     found = problems(f"""
@@ -168,7 +168,7 @@ def test_validate_applies_the_tools_own_text_limit(registry, tiny_config):
 
 
 def test_validate_applies_the_tools_own_scheduler_names(registry):
-    from agent.models.schedulers import SCHEDULERS
+    from visionloop.models.schedulers import SCHEDULERS
 
     found = problems("""
         name: x
@@ -188,10 +188,10 @@ def test_the_same_limit_at_run_time_from_the_cli(cli):
     assert one_line_error(result) == "error: prompt: too long (2001 characters; at most 2000)"
 
 
-# --- python -m agent.workflows -------------------------------------------------------------------
+# --- python -m visionloop.workflows -------------------------------------------------------------------
 
 def schema_module(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "agent.workflows", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "visionloop.workflows", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
@@ -214,6 +214,6 @@ def test_schema_module_writes_the_schema_or_says_why_not(tmp_path):
                         ("", "the output path is empty")):
         result = schema_module(bad, cwd=tmp_path)
         assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
-        assert result.stderr.startswith("python -m agent.workflows: error: ") and reason in result.stderr
+        assert result.stderr.startswith("python -m visionloop.workflows: error: ") and reason in result.stderr
         assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my-schema.json"]

@@ -86,7 +86,7 @@ def test_folder_batch_example_with_a_broken_file(cli, example_image, tmp_path):
 
 
 def test_dry_run_prints_the_plan_loads_and_writes_nothing(tmp_path, example_image):
-    code = ("import sys\nfrom agent.cli.app import main\nrc = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom visionloop.cli.app import main\nrc = main(sys.argv[1:])\n"
             "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n"
             "sys.exit(rc)\n")
     out = tmp_path / "never"

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 import workflow_fakes
-from agent.workflows import WorkflowError, check_inputs, load_workflow, run_workflow
-from agent.workflows.batch import batch_input, run_batch
-from agent.workflows.replay import replay
+from visionloop.workflows import WorkflowError, check_inputs, load_workflow, run_workflow
+from visionloop.workflows.batch import batch_input, run_batch
+from visionloop.workflows.replay import replay
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ def test_replay_gives_identical_pixels_and_notices_a_difference(write, ctx, fake
 
 
 def test_replay_refuses_what_is_not_a_manifest(ctx, fakes, tmp_path):
-    from agent.errors import VisionloopError
+    from visionloop.errors import VisionloopError
 
     bad = tmp_path / "manifest.json"
     bad.write_text('{"hello": 1}')
@@ -285,7 +285,7 @@ def test_run_folder_and_manifest_are_absolute_for_a_relative_out_dir(write, ctx,
 
 
 def test_mark_interrupted_rewrites_only_a_running_manifest(write, ctx, fakes, tmp_path):
-    from agent.workflows.manifest import mark_interrupted
+    from visionloop.workflows.manifest import mark_interrupted
 
     wf = write("""
         name: mark

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from agent.errors import VisionloopError
-from agent.workflows import WorkflowError, check_inputs, check_text, load_workflow
-from agent.workflows.batch import BatchOutcome, run_batch
-from agent.workflows.replay import read_manifest
+from visionloop.errors import VisionloopError
+from visionloop.workflows import WorkflowError, check_inputs, check_text, load_workflow
+from visionloop.workflows.batch import BatchOutcome, run_batch
+from visionloop.workflows.replay import read_manifest
 
 HERE = Path(__file__).resolve().parent
 
@@ -120,7 +120,7 @@ def test_an_unknown_input_name_gets_a_suggestion(tmp_path, tiny_config, fakes):
 # --- replay ------------------------------------------------------------------------------------
 
 def test_replay_reads_only_a_regular_file_of_bounded_size(tmp_path, monkeypatch):
-    import agent.workflows.replay as replay_module
+    import visionloop.workflows.replay as replay_module
 
     with pytest.raises(VisionloopError, match=r"^/dev/null: not a readable run manifest: is a device, not a regular file$"):
         read_manifest("/dev/null")
@@ -170,7 +170,7 @@ def test_an_out_that_is_a_file_fails_the_batch_once_before_it_starts(fake_cli, t
 
 
 def test_ctrl_c_in_a_batch_keeps_what_was_done(tmp_path, tiny_config, fakes):
-    from agent.workflows.batch import RunInterrupted
+    from visionloop.workflows.batch import RunInterrupted
 
     wf_path = tmp_path / "wf.yaml"
     wf_path.write_text("name: b\ninputs:\n  photo: {type: image}\nsteps:\n  - {id: a, tool: look, with: {image: "
@@ -183,7 +183,7 @@ def test_ctrl_c_in_a_batch_keeps_what_was_done(tmp_path, tiny_config, fakes):
         if len(done) == 1:
             raise RunInterrupted(tmp_path / "run-2")
         done.append(inputs["photo"])
-        from agent.workflows.engine import WorkflowOutcome
+        from visionloop.workflows.engine import WorkflowOutcome
         return WorkflowOutcome("b", "ok", tmp_path / "run-1", manifest=tmp_path / "run-1" / "manifest.json")
 
     result = run_batch(wf, {}, "photo", files, run_one)
@@ -195,15 +195,15 @@ def test_ctrl_c_in_a_batch_keeps_what_was_done(tmp_path, tiny_config, fakes):
 
 @pytest.mark.parametrize("batch", [False, True])
 def test_ctrl_c_during_a_run_still_prints_one_json_document(fake_cli, tmp_path, monkeypatch, batch):
-    import agent.loop
+    import visionloop.loop
 
-    real_wait = agent.loop.wait
+    real_wait = visionloop.loop.wait
 
     def wait_then_ctrl_c(loop, future):  # Ctrl-C as the job ends: wait() re-raises it after the job stopped
         real_wait(loop, future)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(agent.loop, "wait", wait_then_ctrl_c)
+    monkeypatch.setattr(visionloop.loop, "wait", wait_then_ctrl_c)
     photo = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(photo)
     if batch:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.workflows import WorkflowError, check_text, load_workflow
-from agent.workflows.schema import schema_text
+from visionloop.workflows import WorkflowError, check_text, load_workflow
+from visionloop.workflows.schema import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,7 +64,7 @@ def test_limits_and_nesting(fakes):
 
 
 def test_load_workflow_by_name_and_error_type(tiny_config, fakes, tmp_path):
-    from agent.errors import VisionloopError
+    from visionloop.errors import VisionloopError
 
     wf = load_workflow("alt-text", tiny_config, fakes)
     assert wf.name == "alt-text" and len(wf.sha256) == 64
@@ -86,7 +86,7 @@ def test_validate_command_exit_codes_and_no_model_loaded(tmp_path):
     bad = tmp_path / "poster.yaml"
     bad.write_text("name: poster\nsteps:\n  - id: a\n    tool: caption\n    with: {image: x.png}\n"
                    "  - id: b\n    tool: paint\n")
-    code = ("import sys\nfrom agent.cli.app import main\nrc = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom visionloop.cli.app import main\nrc = main(sys.argv[1:])\n"
             "print('HEAVY', [m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules])\n"
             "sys.exit(rc)\n")
     import subprocess
@@ -102,7 +102,7 @@ def test_validate_command_exit_codes_and_no_model_loaded(tmp_path):
 
 def test_schema_json_is_up_to_date():
     shipped = (ROOT / "workflows" / "schema.json").read_text(encoding="utf-8")
-    assert shipped == schema_text(), "workflows/schema.json is stale: run `python -m agent.workflows`"
+    assert shipped == schema_text(), "workflows/schema.json is stale: run `python -m visionloop.workflows`"
     schema = json.loads(shipped)
     assert schema["additionalProperties"] is False and set(schema["required"]) == {"name", "steps"}
     assert "with" in schema["$defs"]["StepSpec"]["properties"]
@@ -126,8 +126,8 @@ def test_validate_json_path_is_always_a_string(cli, tmp_path):
 def test_named_examples_are_found_from_any_folder(tmp_path, monkeypatch, registry):
     """With no workflows folder where the command runs, a name falls back to the examples
     that ship beside the package."""
-    from agent.config import load_config
-    from agent.workflows.validate import BUNDLED, find_workflow
+    from visionloop.config import load_config
+    from visionloop.workflows.validate import BUNDLED, find_workflow
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("profile: tiny\n")

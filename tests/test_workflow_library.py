@@ -79,8 +79,8 @@ def test_an_earlier_folder_shadows_a_later_one_and_the_listing_says_so(cli, setu
 
 
 def test_the_folders_in_search_order_each_once(setup, tmp_path):
-    from agent.config import load_config
-    from agent.workflows.library import bundled_folder, workflow_folders
+    from visionloop.config import load_config
+    from visionloop.workflows.library import bundled_folder, workflow_folders
 
     config = load_config(str(setup["config"]))
     folders = workflow_folders(config)
@@ -92,7 +92,7 @@ def test_the_folders_in_search_order_each_once(setup, tmp_path):
 
 
 def test_nothing_anywhere_names_every_folder_searched(cli, setup, monkeypatch):
-    import agent.workflows.library as library
+    import visionloop.workflows.library as library
 
     monkeypatch.setattr(library, "bundled_folder", lambda: None)
     result = cli("workflows")
@@ -118,8 +118,10 @@ def test_a_wheel_carries_the_examples_and_the_config(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         for path in [*EXAMPLES, ROOT / "workflows" / "schema.json"]:
-            assert z.read(f"agent/examples/{path.name}") == path.read_bytes()
-        assert z.read("agent/config.yaml") == (ROOT / "config.yaml").read_bytes()
+            assert z.read(f"visionloop/examples/{path.name}") == path.read_bytes()
+        assert z.read("visionloop/config.yaml") == (ROOT / "config.yaml").read_bytes()
     # the packages are listed by name in pyproject.toml: none of the source may be left out
-    source = {p.relative_to(src).as_posix() for d in ("agent", "plugins") for p in (src / d).rglob("*.py")}
+    # (installed under our own import names: agent/ as visionloop/, plugins/ as visionloop_plugins/)
+    renamed = {"agent": "visionloop", "plugins": "visionloop_plugins"}
+    source = {f"{renamed[d]}/{p.relative_to(src / d).as_posix()}" for d in renamed for p in (src / d).rglob("*.py")}
     assert source <= names, sorted(source - names)

@@ -10,10 +10,10 @@ import textwrap
 import pytest
 
 import workflow_fakes
-from agent.errors import VisionloopError
-from agent.workflows import load_workflow, run_workflow
-from agent.workflows import manifest as records
-from agent.workflows.replay import replay
+from visionloop.errors import VisionloopError
+from visionloop.workflows import load_workflow, run_workflow
+from visionloop.workflows import manifest as records
+from visionloop.workflows.replay import replay
 
 CHAIN = """
 name: chain

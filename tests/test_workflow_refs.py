@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.workflows.refs import (Ref, RefError, Scope, StepValues, find_refs, literal_part, parse_ref, resolve,
+from visionloop.workflows.refs import (Ref, RefError, Scope, StepValues, find_refs, literal_part, parse_ref, resolve,
                                   whole_ref)
 
 

@@ -7,8 +7,8 @@ import textwrap
 
 from PIL import Image
 
-from agent.tools import RUN_DATA_KEYS, ToolCall
-from agent.workflows import check_text, load_workflow, run_workflow
+from visionloop.tools import RUN_DATA_KEYS, ToolCall
+from visionloop.workflows import check_text, load_workflow, run_workflow
 
 
 def problems(text, registry):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.workflows import WorkflowError, check_text, load_workflow
+from visionloop.workflows import WorkflowError, check_text, load_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 

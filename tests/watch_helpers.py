@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.config import WatchRule
+from visionloop.config import WatchRule
 
 CAPTION_WORKFLOW = """\
 name: alt

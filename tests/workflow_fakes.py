@@ -6,10 +6,10 @@
 import random
 import time
 
-from agent.errors import InputError
-from agent.hookspecs import hookimpl
-from agent.images import save_image
-from agent.tools import Input, Tool, ToolResult
+from visionloop.errors import InputError
+from visionloop.hookspecs import hookimpl
+from visionloop.images import save_image
+from visionloop.tools import Input, Tool, ToolResult
 
 CALLS: list[tuple[str, dict]] = []  # every call, in order, so tests can see what a tool got
 

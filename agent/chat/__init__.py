@@ -10,7 +10,7 @@
 - `repl`: the prompt_toolkit terminal and the line-by-line pipe mode.
 """
 
-from agent.chat.engine import CHAT_COMMANDS, Chat
-from agent.chat.output import Output
+from visionloop.chat.engine import CHAT_COMMANDS, Chat
+from visionloop.chat.output import Output
 
 __all__ = ["CHAT_COMMANDS", "Chat", "Output"]

@@ -1,4 +1,4 @@
-"""The chat engine: one line in, answers out. The terminal front end (`agent.chat.repl`) and the
+"""The chat engine: one line in, answers out. The terminal front end (`visionloop.chat.repl`) and the
 tests both drive `Chat.handle()`.
 
 Lines starting with one of the chat's own commands (`/help`, `/images`, `/save`, ...) are
@@ -13,13 +13,13 @@ import logging
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from agent.chat.output import Output
-from agent.errors import Cancelled, VisionloopError
-from agent.chat.router import ensure_registered, wants_help
-from agent.chat.session import Session
-from agent.chat.slash_commands import split_words
-from agent.chat.viewer import open_image
-from agent.tools import ToolCall, ToolResult, run_tool
+from visionloop.chat.output import Output
+from visionloop.errors import Cancelled, VisionloopError
+from visionloop.chat.router import ensure_registered, wants_help
+from visionloop.chat.session import Session
+from visionloop.chat.slash_commands import split_words
+from visionloop.chat.viewer import open_image
+from visionloop.tools import ToolCall, ToolResult, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class Chat:
     # -- running -------------------------------------------------------------------------
     def wait(self, future: Future) -> Any:
         """The job's value, or None if the user cancelled it (Ctrl-C) in the meantime."""
-        from agent.loop import wait
+        from visionloop.loop import wait
 
         try:
             return wait(self.loop, future)
@@ -227,8 +227,8 @@ class Chat:
         self._say(f"opened #{pic.number} {pic.path}", "open")
 
     def cmd_run(self, rest: str) -> None:
-        """`/run WORKFLOW [name=value ...]` (`agent.chat.run_command`)."""
-        from agent.chat.run_command import run_command
+        """`/run WORKFLOW [name=value ...]` (`visionloop.chat.run_command`)."""
+        from visionloop.chat.run_command import run_command
 
         run_command(self, rest)
 

@@ -1,6 +1,6 @@
 """The built-in intent rules, in the order they are tried (`RULES`): which words mean which tool,
-and how the words become its arguments. The patterns live in `agent.chat.phrases`; the
-machinery (`Rule`, `Request`) in `agent.chat.rules`.
+and how the words become its arguments. The patterns live in `visionloop.chat.phrases`; the
+machinery (`Rule`, `Request`) in `visionloop.chat.rules`.
 
 1. a caption asked for in so many words ("write alt text for it")   -> caption
 2. draw / paint / generate / imagine ... with no image meant          -> draw
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 
-from agent.chat.phrases import (AUX_QUESTION, ASK_YOU, BARE_STYLE, BOX, CAPTION, COUNT, DETAIL, DRAW, EDIT, FILLER,
+from visionloop.chat.phrases import (AUX_QUESTION, ASK_YOU, BARE_STYLE, BOX, CAPTION, COUNT, DETAIL, DRAW, EDIT, FILLER,
                                 NUMBERS, QUESTION, READ, REGION, RESTYLE, WHERE, clean, edit_prompt, region_box,
                                 style_words)
-from agent.chat.rules import Answer, Request, Rule
-from agent.chat.slash_commands import WHICH_IMAGE
+from visionloop.chat.rules import Answer, Request, Rule
+from visionloop.chat.slash_commands import WHICH_IMAGE
 
 
 def _caption_asked(req: Request) -> bool:

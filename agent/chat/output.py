@@ -7,7 +7,7 @@ import re
 import sys
 import threading
 
-from agent.tools import ToolResult
+from visionloop.tools import ToolResult
 
 # The longest word a message echoes back whole: room for any real path, not for a pasted blob.
 LONGEST_WORD = 300

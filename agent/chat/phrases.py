@@ -1,5 +1,5 @@
 """The router's words: the patterns that recognise each intent, and how the words left over
-become a prompt, a style or a box (`agent.chat.intents` puts them together into rules).
+become a prompt, a style or a box (`visionloop.chat.intents` puts them together into rules).
 
 Every pattern here runs on the user's own words only, after the polite lead-in ("please", "can
 you", ...) is stripped and mentioned paths became `#N`.

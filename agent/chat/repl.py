@@ -23,10 +23,10 @@ from prompt_toolkit.key_binding.bindings.mouse import load_mouse_bindings
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from agent.chat.engine import CHAT_COMMANDS, MAX_LINE, Chat
-from agent.chat.slash_commands import ALIASES
-from agent.errors import VisionloopError
-from agent.paths import user_path
+from visionloop.chat.engine import CHAT_COMMANDS, MAX_LINE, Chat
+from visionloop.chat.slash_commands import ALIASES
+from visionloop.errors import VisionloopError
+from visionloop.paths import user_path
 
 PROMPT = "visionloop> "
 
@@ -50,7 +50,7 @@ class ChatCompleter(Completer):
         return sorted(set(names))
 
     def workflows(self) -> list[str]:
-        from agent.workflows.validate import SUFFIXES  # here: the workflows package loads its engine
+        from visionloop.workflows.validate import SUFFIXES  # here: the workflows package loads its engine
 
         try:
             folder = user_path(self.chat.config.workflows)

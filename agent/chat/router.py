@@ -1,26 +1,26 @@
 """The built-in router: one chat message, in the user's own words, becomes a tool call.
 
-Explicit `/tool args` come first (`agent.chat.slash_commands`: the same options as the CLI, built
-by `agent.toolkit.arguments.add_input_argument` from the tool's inputs). Plain words then go
-through the intent rules of `agent.chat.intents.RULES` (a table of `agent.chat.rules.Rule`:
+Explicit `/tool args` come first (`visionloop.chat.slash_commands`: the same options as the CLI, built
+by `visionloop.toolkit.arguments.add_input_argument` from the tool's inputs). Plain words then go
+through the intent rules of `visionloop.chat.intents.RULES` (a table of `visionloop.chat.rules.Rule`:
 pattern -> tool and argument extractor), tried in order; the first that answers wins.
 
 Anything else gets a short question back rather than a guess. This module is registered as a
 `route_message` hookimpl marked `trylast`, so a plugin's router (or a plugin's own rules, through
-`agent.chat.rules.route_rules`) always gets the first word. The chat only ever passes what the
+`visionloop.chat.rules.route_rules`) always gets the first word. The chat only ever passes what the
 user typed: text that came out of an image never routes.
 """
 
 from __future__ import annotations
 
-from agent.chat.intents import RULES
-from agent.chat.phrases import HELP, HELP_HINT, REGIONS, strip_lead
-from agent.chat.rules import Request, first_match
-from agent.chat.session import Session
-from agent.chat.slash_commands import route_command
-from agent.errors import VisionloopError
-from agent.hookspecs import hookimpl
-from agent.tools import Tool, ToolCall
+from visionloop.chat.intents import RULES
+from visionloop.chat.phrases import HELP, HELP_HINT, REGIONS, strip_lead
+from visionloop.chat.rules import Request, first_match
+from visionloop.chat.session import Session
+from visionloop.chat.slash_commands import route_command
+from visionloop.errors import VisionloopError
+from visionloop.hookspecs import hookimpl
+from visionloop.tools import Tool, ToolCall
 
 __all__ = ["REGIONS", "RULES", "ensure_registered", "route", "route_message", "route_words", "wants_help"]
 
@@ -34,7 +34,7 @@ def route_message(message, session, tools):
 
 def ensure_registered(pm) -> None:
     """Register the built-in router (once); `trylast` keeps plugins' routers ahead of it."""
-    import agent.chat.router as me
+    import visionloop.chat.router as me
 
     if not pm.is_registered(me):
         pm.register(me, name="visionloop-router")

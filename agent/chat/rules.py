@@ -1,13 +1,13 @@
 """Routing rules as data: a `Rule` says when plain words mean a tool, and how the words become
 the tool's arguments.
 
-The built-in rules are the table `agent.chat.intents.RULES`, tried in order; the first rule that
+The built-in rules are the table `visionloop.chat.intents.RULES`, tried in order; the first rule that
 answers wins. A plugin adds rules of its own through the `route_message` hook and the same
 machinery (`route_rules`), so its rules read the message exactly as the built-in ones do (the
 polite lead-in stripped, mentioned paths as `#N`, "it" meaning the current image) and its calls
 are completed from the conversation in the same way:
 
-    from agent.chat.rules import Rule, route_rules
+    from visionloop.chat.rules import Rule, route_rules
 
     RULES = [Rule("upscale", "upscale", r"^(?:upscale|enlarge)\\b", lambda req, found: {"factor": 2})]
 
@@ -25,11 +25,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
-from agent.chat.phrases import EDIT, MEANT, REGION, strip_lead
-from agent.chat.session import Picture, Session
-from agent.chat.slash_commands import fill
-from agent.errors import VisionloopError
-from agent.tools import Tool, ToolCall
+from visionloop.chat.phrases import EDIT, MEANT, REGION, strip_lead
+from visionloop.chat.session import Picture, Session
+from visionloop.chat.slash_commands import fill
+from visionloop.errors import VisionloopError
+from visionloop.tools import Tool, ToolCall
 
 log = logging.getLogger(__name__)
 

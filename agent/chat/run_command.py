@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.chat.output import json_line
-from agent.chat.slash_commands import _ArgError, _ChatParser, split_words
-from agent.errors import VisionloopError
-from agent.images import IMAGE_SUFFIXES
+from visionloop.chat.output import json_line
+from visionloop.chat.slash_commands import _ArgError, _ChatParser, split_words
+from visionloop.errors import VisionloopError
+from visionloop.images import IMAGE_SUFFIXES
 
 
 def run_command(chat, rest: str) -> None:
     """`/run WORKFLOW [name=value ...]`, with the CLI's `--input/-i NAME=VALUE` and
     `--dry-run` (the plan, as `visionloop run --dry-run` prints it; nothing loads)."""
     try:
-        from agent.workflows.plan import add_run_arguments, parse_inputs
-        from agent.workflows import check_inputs, load_workflow, run_workflow
+        from visionloop.workflows.plan import add_run_arguments, parse_inputs
+        from visionloop.workflows import check_inputs, load_workflow, run_workflow
     except ImportError:
         raise VisionloopError("workflows are not available in this installation") from None
 
@@ -53,8 +53,8 @@ def run_command(chat, rest: str) -> None:
         show_outcome(chat, outcome)
 
 def show_plan(chat, wf, values: dict, out_dir: Path) -> None:
-    """The CLI's dry-run plan, built and worded by the same code (`agent.workflows.plan`)."""
-    from agent.workflows.plan import build_plan, format_plan
+    """The CLI's dry-run plan, built and worded by the same code (`visionloop.workflows.plan`)."""
+    from visionloop.workflows.plan import build_plan, format_plan
 
     plan = build_plan(wf, values, chat.config, chat.registry, out_dir)
     if chat.out.json_mode:

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from agent.errors import ImageError, InputError
-from agent.images import IMAGE_SUFFIXES
-from agent.paths import maybe_user_path, user_path
+from visionloop.errors import ImageError, InputError
+from visionloop.images import IMAGE_SUFFIXES
+from visionloop.paths import maybe_user_path, user_path
 
 # A quoted path (spaces allowed) or one whitespace-separated word.
 _TOKEN = re.compile(r"\"([^\"]+)\"|'([^']+)'|(\S+)")
@@ -205,7 +205,7 @@ class Session:
 
     def save(self, path: str) -> Path:
         """Write the transcript: JSON for a `.json` name, plain text otherwise (atomically)."""
-        from agent.images import atomic_write_bytes, atomic_write_json
+        from visionloop.images import atomic_write_bytes, atomic_write_json
 
         target = user_path(path)
         if target.suffix.lower() in IMAGE_SUFFIXES:  # "/save photo.png" would overwrite a picture
@@ -250,7 +250,7 @@ def missing_image(word: str) -> None:
 
 
 def _image_size(path: str) -> tuple[int, int]:
-    from agent.images import load_image
+    from visionloop.images import load_image
 
     with load_image(path) as img:
         return img.size

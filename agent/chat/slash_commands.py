@@ -12,10 +12,10 @@ import argparse
 import re
 import shlex
 
-from agent.images import IMAGE_SUFFIXES
-from agent.chat.session import Session, mentioned_file, missing_image
-from agent.tools import Tool, ToolCall
-from agent.values import coerce_value
+from visionloop.images import IMAGE_SUFFIXES
+from visionloop.chat.session import Session, mentioned_file, missing_image
+from visionloop.tools import Tool, ToolCall
+from visionloop.values import coerce_value
 
 ALIASES = {"read": "read-text"}
 TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
@@ -37,7 +37,7 @@ class _ChatParser(argparse.ArgumentParser):
 def tool_parser(tool: Tool) -> argparse.ArgumentParser:
     """The CLI's options for `tool`, every one of them optional: the chat fills images and
     the main text from the conversation and the free words."""
-    from agent.toolkit.arguments import add_input_argument
+    from visionloop.toolkit.arguments import add_input_argument
 
     p = _ChatParser(prog=f"/{tool.name}", description=tool.description, add_help=False)
     p.add_argument("--help", "-h", action="store_true", dest="_help", help="show this help")
@@ -92,7 +92,7 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
         return f"/{argv[0]}: {exc}"
     if ns._help:
         return parser.format_help().rstrip()
-    from agent.toolkit.arguments import tool_values
+    from visionloop.toolkit.arguments import tool_values
 
     args = tool_values(ns, tool)
     images, words = [], []

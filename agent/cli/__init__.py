@@ -7,5 +7,5 @@
 - `chat`: `chat`.
 
 Nothing below the faces imports from here: what the chat shares with the CLI (a tool's options,
-a workflow's run arguments and plan) lives in `agent.toolkit.arguments` and `agent.workflows.plan`.
+a workflow's run arguments and plan) lives in `visionloop.toolkit.arguments` and `visionloop.workflows.plan`.
 """

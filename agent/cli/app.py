@@ -21,16 +21,16 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
-from agent import __version__
-from agent.errors import UsageError, VisionloopError
-from agent.toolkit.arguments import add_input_argument, tool_values
-from agent.tools import Tool, ToolCall, ToolResult
+from visionloop import __version__
+from visionloop.errors import UsageError, VisionloopError
+from visionloop.toolkit.arguments import add_input_argument, tool_values
+from visionloop.tools import Tool, ToolCall, ToolResult
 
-log = logging.getLogger("agent")
+log = logging.getLogger("visionloop")
 
 #: Modules that add sub-commands: each has `add_commands(subparsers, common)` and the
 #: parsers it adds set `handler=function(args, app) -> int`.
-COMMANDS = ["agent.cli.core", "agent.cli.workflows", "agent.cli.watch", "agent.cli.chat"]
+COMMANDS = ["visionloop.cli.core", "visionloop.cli.workflows", "visionloop.cli.watch", "visionloop.cli.chat"]
 
 #: the command line being parsed, for hints in usage errors
 _ARGV: contextvars.ContextVar[list[str]] = contextvars.ContextVar("argv", default=[])
@@ -148,8 +148,8 @@ class App:
     @property
     def loop(self):
         if self._loop is None:
-            from agent.context import Context
-            from agent.loop import Loop
+            from visionloop.context import Context
+            from visionloop.loop import Loop
 
             progress = sys.stderr.isatty() and not self.json and not getattr(self.args, "quiet", False)
             ctx = Context.create(self.config, getattr(self.args, "out", None), progress=progress)
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     app = None
     try:
         _refuse_blank(early, ("config", "profile", "device", "dtype"))  # "" would mean "the default"
-        from agent.config import load_config
-        from agent.plugins import load_registry, run_startup
+        from visionloop.config import load_config
+        from visionloop.plugins import load_registry, run_startup
 
         config = load_config(early.config, early.profile, early.device, early.dtype)
         registry = load_registry(config.plugins.paths)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.errors import ConfigError, UsageError
+from visionloop.errors import ConfigError, UsageError
 
 
 def add_commands(sub, common) -> None:
@@ -19,8 +19,8 @@ def add_commands(sub, common) -> None:
 
 
 def cmd_chat(args, app) -> int:
-    from agent.chat import Chat, Output
-    from agent.chat.repl import interactive, run_lines, run_terminal
+    from visionloop.chat import Chat, Output
+    from visionloop.chat.repl import interactive, run_lines, run_terminal
 
     if any(not path.strip() for path in args.images):  # Path("") would be "." (the current folder)
         raise UsageError("IMAGE: expected a file path, got an empty string")
@@ -33,7 +33,7 @@ def cmd_chat(args, app) -> int:
         if not app.config.watch:
             where = app.config.source or "built-in defaults (no config file)"  # always name what was read
             raise ConfigError(f"{where}: --watch needs watch rules (a 'watch:' list)")
-        from agent.watch import Watcher
+        from visionloop.watch import Watcher
 
         watcher = Watcher(app.config.watch, app.loop, app.registry, app.config, announce=chat.announce)
         watcher.start()

@@ -39,10 +39,10 @@ def cmd_info(args, app) -> int:
     """Each image's record; a bad one is reported (`{"file", "error"}` under --json) and the
     others are still shown; exit 1 when any failed. One image alone fails like any command
     (under --json, with its `{"file", "error"}` record on stdout, as a tool's result would)."""
-    from agent.cli.app import one_line
-    from agent.errors import UsageError, VisionloopError
-    from agent.images import read_metadata
-    from agent.paths import user_path
+    from visionloop.cli.app import one_line
+    from visionloop.errors import UsageError, VisionloopError
+    from visionloop.images import read_metadata
+    from visionloop.paths import user_path
 
     if any(not path.strip() for path in args.image):  # Path("") would be "." (the current folder)
         raise UsageError("IMAGE: expected a file path, got an empty string")

@@ -16,8 +16,8 @@ import math
 import signal
 import sys
 
-from agent.errors import UsageError
-from agent.paths import resolved_path, user_path
+from visionloop.errors import UsageError
+from visionloop.paths import resolved_path, user_path
 
 
 def add_commands(sub, common) -> None:
@@ -52,7 +52,7 @@ def _rule(fields: dict, where: str):
     """`WatchRule.model_validate(fields)`, a one-line error naming the flag or rule on failure."""
     from pydantic import ValidationError
 
-    from agent.config import WatchRule
+    from visionloop.config import WatchRule
 
     flags = {"settle": "--settle", "patterns": "--pattern", "input": "--input", "output": "--out",
              "workflow": "--workflow", "folder": "FOLDER", "recursive": "--recursive"}
@@ -95,9 +95,9 @@ def _rules(args, app):
 def _fingerprint(rule, app) -> str | None:
     """The rule's current fingerprint, so --status counts this workflow's rows; None (count every
     row of the rule) when the workflow cannot be loaded just now."""
-    from agent.errors import VisionloopError
-    from agent.watch.rules import fingerprint
-    from agent.workflows import load_workflow
+    from visionloop.errors import VisionloopError
+    from visionloop.watch.rules import fingerprint
+    from visionloop.workflows import load_workflow
 
     try:
         return fingerprint(load_workflow(rule.workflow, app.config, app.registry), rule)
@@ -106,7 +106,7 @@ def _fingerprint(rule, app) -> str | None:
 
 
 def _status(rules, app) -> int:
-    from agent.watch import Ledger, ledger_path
+    from visionloop.watch import Ledger, ledger_path
 
     report: dict[str, dict] = {}
     for rule in rules:
@@ -122,7 +122,7 @@ def _status(rules, app) -> int:
     if app.json:
         print(json.dumps(report))
         return 0
-    from agent.watch.names import shown
+    from visionloop.watch.names import shown
 
     for name, counts in report.items():
         line = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing recorded yet"
@@ -131,7 +131,7 @@ def _status(rules, app) -> int:
 
 
 def cmd_watch(args, app) -> int:
-    from agent.watch import WatchError, Watcher
+    from visionloop.watch import WatchError, Watcher
 
     rules = _rules(args, app)
     if not rules:
@@ -162,7 +162,7 @@ def cmd_watch(args, app) -> int:
             # like a batch `run`: cron sees a failure, and a file left not done (unreadable, interrupted)
             return 1 if counts["failed"] or counts["unfinished"] else 0
         if not quiet:
-            from agent.watch.names import shown
+            from visionloop.watch.names import shown
 
             folders = ", ".join(f"{shown(rs.folder)} -> {shown(rs.output)}" for rs in watcher.rules)
             print(f"watching {folders} (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """Workflow sub-commands: `validate`, `run`, `replay` and `workflows`.
 
-Argument parsing and printing only; the work is in `agent.workflows`. A run goes through the
+Argument parsing and printing only; the work is in `visionloop.workflows`. A run goes through the
 loop like any tool call, so the models load once, also across the items of a batch.
 """
 
@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from agent.errors import UsageError, VisionloopError
-from agent.paths import user_path
-from agent.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
+from visionloop.errors import UsageError, VisionloopError
+from visionloop.paths import user_path
+from visionloop.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
 
 
 def add_commands(sub, common) -> None:
@@ -53,7 +53,7 @@ def _note(app, text: str) -> None:
 # --- validate ------------------------------------------------------------------------------
 
 def cmd_validate(args, app) -> int:
-    from agent.workflows import WorkflowError, load_workflow
+    from visionloop.workflows import WorkflowError, load_workflow
 
     report = []
     for name in args.files:
@@ -77,7 +77,7 @@ def cmd_validate(args, app) -> int:
 
 
 def _loc(loc) -> str:
-    from agent.yamlsource import format_loc
+    from visionloop.yamlsource import format_loc
 
     return format_loc(loc)
 
@@ -98,9 +98,9 @@ def _print_outcome(outcome, app) -> None:
 
 
 def cmd_run(args, app) -> int:
-    from agent.loop import wait
-    from agent.workflows import check_inputs, load_workflow, run_workflow
-    from agent.workflows.batch import RunInterrupted, batch_input, run_batch
+    from visionloop.loop import wait
+    from visionloop.workflows import check_inputs, load_workflow, run_workflow
+    from visionloop.workflows.batch import RunInterrupted, batch_input, run_batch
 
     wf = load_workflow(args.workflow, app.config, app.registry)
     given = parse_inputs(args.inputs)
@@ -114,7 +114,7 @@ def cmd_run(args, app) -> int:
                           app.config, app.registry, out_dir, batch)
         print(json.dumps(plan, ensure_ascii=False) if app.json else format_plan(plan))
         return 0
-    from agent.images import ensure_output_dir
+    from visionloop.images import ensure_output_dir
 
     ensure_output_dir(out_dir)  # once, up front: a bad --out is one error, not one failed item per file
     loop = app.loop
@@ -182,10 +182,10 @@ def _print_interrupted(wf, run_dir: str | None, app) -> None:
 def cmd_replay(args, app) -> int:
     import os
 
-    from agent.loop import wait
-    from agent.paths import user_path as _path
-    from agent.workflows.replay import read_manifest, replay
-    from agent.workflows.replay_config import replay_config
+    from visionloop.loop import wait
+    from visionloop.paths import user_path as _path
+    from visionloop.workflows.replay import read_manifest, replay
+    from visionloop.workflows.replay_config import replay_config
 
     out_dir = _out_dir(args, app)
     # The recorded profile, models, device and dtype, checked before anything runs or is written.
@@ -225,8 +225,8 @@ def cmd_workflows(args, app) -> int:
     """The workflows `run NAME` can find, folder by folder in its search order (the config's,
     the user's, the bundled examples), each marked with where it comes from; a name an earlier
     folder already has is listed as shadowed by that file."""
-    from agent.workflows import WorkflowError, load_workflow
-    from agent.workflows.library import list_workflows, workflow_folders
+    from visionloop.workflows import WorkflowError, load_workflow
+    from visionloop.workflows.library import list_workflows, workflow_folders
 
     try:
         entries = list_workflows(app.config)

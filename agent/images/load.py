@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from agent.errors import ImageError
-from agent.paths import user_path
+from visionloop.errors import ImageError
+from visionloop.paths import user_path
 
 #: Pillow format names accepted on input. GIF and TIFF give their first frame/page.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: scheduler (friendly name, as `agent.models.schedulers` knows them) -> the sampler's name in
+#: scheduler (friendly name, as `visionloop.models.schedulers` knows them) -> the sampler's name in
 #: AUTOMATIC1111 (what readers of the PNG `parameters` chunk recognise).
 A1111_NAMES: dict[str, str] = {
     "euler": "Euler", "euler_a": "Euler a", "heun": "Heun", "dpm++_2m": "DPM++ 2M",
@@ -51,8 +51,8 @@ def a1111_parameters(record: dict) -> str:
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """What an image carries: `parameters` (text) and `visionloop` (dict), when present."""
-    from agent.errors import ImageError
-    from agent.images.load import DECODE_ERRORS, decode_problem, peek
+    from visionloop.errors import ImageError
+    from visionloop.images.load import DECODE_ERRORS, decode_problem, peek
 
     p = Path(path)
     with peek(p) as img:

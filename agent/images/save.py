@@ -19,9 +19,9 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from agent.errors import VisionloopError
-from agent.images.metadata import a1111_parameters
-from agent.paths import user_path
+from visionloop.errors import VisionloopError
+from visionloop.images.metadata import a1111_parameters
+from visionloop.paths import user_path
 
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 

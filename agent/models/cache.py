@@ -13,16 +13,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.config import TINY, Config
-from agent.errors import ModelError
-from agent.paths import user_path
+from visionloop.config import TINY, Config
+from visionloop.errors import ModelError
+from visionloop.paths import user_path
 
 log = logging.getLogger(__name__)
 
 
 class ModelCache:
     def __init__(self, config: Config):
-        from agent.models.loading import apply_offline  # light: no hub import
+        from visionloop.models.loading import apply_offline  # light: no hub import
 
         apply_offline(config.offline)  # before any model library is imported, where possible
         self.config = config
@@ -36,7 +36,7 @@ class ModelCache:
     @property
     def device(self) -> str:
         if self._device is None:
-            from agent.models.device import resolve_device
+            from visionloop.models.device import resolve_device
 
             self._device = resolve_device(self.config.device)
         return self._device
@@ -44,7 +44,7 @@ class ModelCache:
     @property
     def dtype(self):
         if self._dtype is None:
-            from agent.models.device import resolve_dtype
+            from visionloop.models.device import resolve_dtype
 
             self._dtype = resolve_dtype(self.config.dtype, self.device)
         return self._dtype
@@ -60,10 +60,10 @@ class ModelCache:
         A local folder must hold the `kind` of model asked for, and anything else must be a
         valid hub id; `key` (e.g. `vision.model`) is named in the one-line error otherwise."""
         if model_id == TINY:
-            from agent.models.tiny import tiny_model_path
+            from visionloop.models.tiny import tiny_model_path
 
             return str(tiny_model_path(kind, self.config.cache_path))
-        from agent.models.loading import check_hub_id, check_model_folder
+        from visionloop.models.loading import check_hub_id, check_model_folder
 
         check = f"(check {self.where(key or ('vision.model' if kind == 'llava' else 'diffusion.model'))})"
         local = user_path(model_id)
@@ -80,7 +80,7 @@ class ModelCache:
         when a hub model is wanted but the hub cannot be reached: the hub client would
         otherwise retry for minutes before giving up (a cached model then loads at once, a
         missing one gets the one-line 'not in the local cache' error)."""
-        from agent.models.loading import hub_reachable, is_offline
+        from visionloop.models.loading import hub_reachable, is_offline
 
         if is_offline(self.config.offline):
             return True
@@ -105,7 +105,7 @@ class ModelCache:
 
     def describe(self) -> dict:
         """Loaded models, device and dtype, for run manifests."""
-        from agent.models.device import dtype_name
+        from visionloop.models.device import dtype_name
 
         out = {"device": self._device, "dtype": dtype_name(self._dtype) if self._dtype is not None else None,
                "models": {}}
@@ -120,8 +120,8 @@ class ModelCache:
         spec = self.config.active.vision
 
         def load():
-            from agent.models.llava import LlavaBackend
-            from agent.models.loading import check_remote_code
+            from visionloop.models.llava import LlavaBackend
+            from visionloop.models.loading import check_remote_code
 
             key = f"{self.config.source}: " if self.config.source else ""
             key += f"profiles.{self.config.profile}.vision.revision"
@@ -140,7 +140,7 @@ class ModelCache:
         spec = self.config.active.diffusion
 
         def load():
-            from agent.models.diffusion import DiffusionBackend
+            from visionloop.models.diffusion import DiffusionBackend
 
             inpaint = self.resolve(spec.inpaint_model, "sd", "diffusion.inpaint_model") if spec.inpaint_model else None
             source = self.resolve(spec.model, "sd")
@@ -152,7 +152,7 @@ class ModelCache:
 
     def ocr(self, engine: str = "auto"):
         """The shared OCR engine (`rapidocr` or `tesseract`; `auto` picks one), loaded once."""
-        from agent.models.ocr import load_engine, resolve_engine
+        from visionloop.models.ocr import load_engine, resolve_engine
 
         name = resolve_engine(engine)
         return self.get(f"ocr:{name}", lambda: load_engine(name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from agent.errors import ModelError
+from visionloop.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from agent.errors import Cancelled, ModelError, VisionloopError
-from agent.models.loading import hub_kwargs, load_guarded, lora_target, quiet_loading, weights_kwargs
-from agent.models.schedulers import SchedulerChoice, build_scheduler, resolve_scheduler
+from visionloop.errors import Cancelled, ModelError, VisionloopError
+from visionloop.models.loading import hub_kwargs, load_guarded, lora_target, quiet_loading, weights_kwargs
+from visionloop.models.schedulers import SchedulerChoice, build_scheduler, resolve_scheduler
 
 log = logging.getLogger(__name__)
 

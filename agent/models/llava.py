@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from agent.errors import Cancelled
-from agent.models.loading import hub_kwargs, load_guarded, quiet_loading, weights_kwargs
+from visionloop.errors import Cancelled
+from visionloop.models.loading import hub_kwargs, load_guarded, quiet_loading, weights_kwargs
 
 log = logging.getLogger(__name__)
 

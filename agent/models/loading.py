@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import urlparse
 
-from agent.errors import ModelError
+from visionloop.errors import ModelError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def lora_target(text: str, allow_pickle: bool, check: str) -> tuple[str, str | N
     """Where `load_lora_weights` should look for the LoRA the config names `text`: a folder or
     hub id, and a file name when `text` is a file. A pickle file is refused unless allowed, a
     missing path is never sent to the hub, and `check` (the config key) ends every message."""
-    from agent.paths import user_path
+    from visionloop.paths import user_path
 
     path = user_path(text)
     if path.is_file():

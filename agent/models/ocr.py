@@ -1,7 +1,7 @@
 """OCR backends for `read-text`: RapidOCR (embedded, the default) and Tesseract (when installed).
 
-Both give `TextBox`es; `agent.models.reading_order` turns them into lines. The `llava` engine
-is not here: it is the shared LLaVA backend, asked through `agent.toolkit.vision.ask_llava`.
+Both give `TextBox`es; `visionloop.models.reading_order` turns them into lines. The `llava` engine
+is not here: it is the shared LLaVA backend, asked through `visionloop.toolkit.vision.ask_llava`.
 
 - RapidOCR (`rapidocr-onnxruntime`) carries the PP-OCRv4 detection and recognition models in its
   wheel, so it works offline with nothing to fetch. Two settings differ from its defaults, both
@@ -23,8 +23,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from agent.errors import InputError, ModelError
-from agent.models.reading_order import Line, TextBox, lines_text, order_lines
+from visionloop.errors import InputError, ModelError
+from visionloop.models.reading_order import Line, TextBox, lines_text, order_lines
 
 log = logging.getLogger(__name__)
 

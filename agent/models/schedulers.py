@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.errors import InputError, ModelError
+from visionloop.errors import InputError, ModelError
 
 #: friendly name -> (diffusers class, config overrides)
 SCHEDULERS: dict[str, tuple[str, dict]] = {

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from agent.errors import ModelError
-from agent.models.loading import quiet_loading
+from visionloop.errors import ModelError
+from visionloop.models.loading import quiet_loading
 
 #: Bump when a builder changes, so stale tiny models in users' caches are rebuilt.
 TINY_VERSION = "2"
@@ -90,8 +90,8 @@ def build_tiny_llava(target: Path) -> None:
 
 
 def build_tiny_sd(target: Path) -> None:
-    """A Stable-Diffusion-1.5-shaped pipeline (see `agent.models.tiny_sd`)."""
-    from agent.models.tiny_sd import build_tiny_sd as build
+    """A Stable-Diffusion-1.5-shaped pipeline (see `visionloop.models.tiny_sd`)."""
+    from visionloop.models.tiny_sd import build_tiny_sd as build
 
     build(target)
 

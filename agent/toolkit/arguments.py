@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from agent.tools import Tool
-from agent.values import coerce_value
+from visionloop.tools import Tool
+from visionloop.values import coerce_value
 
 _METAVARS = {"image": "IMAGE", "int": "N", "float": "F", "text": "TEXT", "box": "x0,y0,x1,y1", "size": "WxH"}
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import secrets
 
-from agent.errors import InputError, VisionloopError
-from agent.images import ensure_output_dir, save_image
-from agent.tools import Input, ToolResult
+from visionloop.errors import InputError, VisionloopError
+from visionloop.images import ensure_output_dir, save_image
+from visionloop.tools import Input, ToolResult
 
 MAX_SEED = 2**63 - 1
 MAX_COUNT = 16
@@ -132,17 +132,17 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     """
     scheduler = scheduler or ctx.config.active.diffusion.scheduler  # None: the model's own
     if scheduler:  # an unknown name fails here, before the model loads
-        from agent.models.schedulers import resolve_scheduler
+        from visionloop.models.schedulers import resolve_scheduler
 
         resolve_scheduler(scheduler)
-    from agent.models.threads import pin
+    from visionloop.models.threads import pin
 
     threads = pin(ctx.config)  # this thread's intra-op count: the configured one, so reruns agree
     backend = ctx.models.diffusion()
     gen = backend.generate(mode, prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                            seeds=seeds, width=width, height=height, scheduler=scheduler, image=image, mask=mask,
                            strength=strength, progress=ctx.progress, cancel=ctx.cancel)
-    from agent.models.device import dtype_name
+    from visionloop.models.device import dtype_name
 
     data = {"model": backend.source, "model_id": backend.model_id, "revision": backend.revision,
             "pipeline": gen.pipeline, "prompt": prompt, "negative_prompt": negative_prompt or "",

@@ -7,8 +7,8 @@ answer in `ToolResult.data`.
 
 from __future__ import annotations
 
-from agent.errors import InputError
-from agent.tools import Input, ToolResult
+from visionloop.errors import InputError
+from visionloop.tools import Input, ToolResult
 
 
 #: Every `data` key `ask_llava` may set (its generation settings included): the start of each
@@ -43,7 +43,7 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
     pictures = [ctx.load_image(path) for path in images]
     # 2. The shared model, the conversation so far (if any) and the exact prompt; the job's thread
     #    runs with the configured intra-op thread count (repeated greedy answers agree).
-    from agent.models.threads import pin
+    from visionloop.models.threads import pin
 
     threads = pin(ctx.config)
     llava = ctx.models.llava()

@@ -1,6 +1,6 @@
 """Folder watching: every new file matching a rule runs a workflow, once, and nothing is lost.
 
-    from agent.watch import Watcher
+    from visionloop.watch import Watcher
     watcher = Watcher(config.watch, loop, registry, config, announce=print)
     watcher.start() ... watcher.stop()        # or: counts = watcher.run_once()
 
@@ -12,7 +12,7 @@ filters, the settle gate), `scanner` (full scans, the observer, inotify limits),
 (the thread that ties them).
 """
 
-from agent.watch.ledger import Ledger, WatchError, ledger_path, state_dir
-from agent.watch.watcher import Watcher
+from visionloop.watch.ledger import Ledger, WatchError, ledger_path, state_dir
+from visionloop.watch.watcher import Watcher
 
 __all__ = ["Watcher", "WatchError", "Ledger", "ledger_path", "state_dir"]

@@ -15,11 +15,11 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-from agent.watch.ledger import WatchError
-from agent.watch.names import one_line, shown
-from agent.watch.rules import RuleState, folder_identity, inside
-from agent.watch.scanner import scan, start_observer
-from agent.watch.stability import Tracker, wanted
+from visionloop.watch.ledger import WatchError
+from visionloop.watch.names import one_line, shown
+from visionloop.watch.rules import RuleState, folder_identity, inside
+from visionloop.watch.scanner import scan, start_observer
+from visionloop.watch.stability import Tracker, wanted
 
 log = logging.getLogger(__name__)
 

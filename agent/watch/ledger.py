@@ -24,12 +24,12 @@ from typing import NamedTuple
 
 import platformdirs
 
-from agent.config import APP
-from agent.errors import VisionloopError
-from agent.paths import resolved_path, user_path
-from agent.watch.ledger_lock import Locked, OutputLock, lost_ledger, mark
-from agent.watch.ledger_schema import LEGACY, STATES, SchemaError, from_db, prepare, to_db, to_text
-from agent.watch.names import shown
+from visionloop.config import APP
+from visionloop.errors import VisionloopError
+from visionloop.paths import resolved_path, user_path
+from visionloop.watch.ledger_lock import Locked, OutputLock, lost_ledger, mark
+from visionloop.watch.ledger_schema import LEGACY, STATES, SchemaError, from_db, prepare, to_db, to_text
+from visionloop.watch.names import shown
 
 FINAL = ("done", "failed")  # a file in one of these states is left alone until it changes
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import filelock
 
-from agent.watch.names import shown
+from visionloop.watch.names import shown
 
 MARK = ".visionloop-ledger"
 

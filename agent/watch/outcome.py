@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.images import atomic_write_json, sha256_file
-from agent.watch.ledger import Key
-from agent.watch.ledger_schema import to_text
-from agent.watch.names import one_line, shown
-from agent.watch.rules import RuleState, inside
+from visionloop.images import atomic_write_json, sha256_file
+from visionloop.watch.ledger import Key
+from visionloop.watch.ledger_schema import to_text
+from visionloop.watch.names import one_line, shown
+from visionloop.watch.rules import RuleState, inside
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def move_no_clobber(src: Path, folder: Path) -> Path:
 
 def versions() -> dict[str, str]:
     """What a failure record names: visionloop, python and the model libraries installed."""
-    from agent import __version__
-    from agent.workflows.manifest import package_versions  # read once per process
+    from visionloop import __version__
+    from visionloop.workflows.manifest import package_versions  # read once per process
 
     installed = package_versions()
     out = {"visionloop": __version__, "python": platform.python_version()}

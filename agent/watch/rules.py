@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.config import WatchRule
-from agent.errors import VisionloopError
-from agent.images import ensure_output_dir
-from agent.paths import resolved_path
-from agent.watch.ledger import Ledger, WatchError
-from agent.watch.names import shown
-from agent.watch.stability import ceiling_for
+from visionloop.config import WatchRule
+from visionloop.errors import VisionloopError
+from visionloop.images import ensure_output_dir
+from visionloop.paths import resolved_path
+from visionloop.watch.ledger import Ledger, WatchError
+from visionloop.watch.names import shown
+from visionloop.watch.stability import ceiling_for
 
 
 @dataclass

@@ -19,18 +19,18 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
-from agent.images import sha256_file
-from agent.watch.ledger import Key
-from agent.watch.names import one_line, shown
-from agent.watch.outcome import (
+from visionloop.images import sha256_file
+from visionloop.watch.ledger import Key
+from visionloop.watch.names import one_line, shown
+from visionloop.watch.outcome import (
     Result,
     record_done,
     record_failed,
     record_failed_copy,
     untouchable,
 )
-from agent.watch.rules import RuleState
-from agent.watch.stability import Ready
+from visionloop.watch.rules import RuleState
+from visionloop.watch.stability import Ready
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Runner:
             return record_failed(rs, path, key, error, None, None)
 
     def _run(self, rs: RuleState, path: Path, key: Key) -> Result:
-        from agent.workflows import run_workflow
+        from visionloop.workflows import run_workflow
 
         started: dict[str, float] = {}
 

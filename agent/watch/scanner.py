@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from agent.watch.ledger import WatchError
-from agent.watch.names import shown
-from agent.watch.stability import ignored_dir, wanted
+from visionloop.watch.ledger import WatchError
+from visionloop.watch.names import shown
+from visionloop.watch.stability import ignored_dir, wanted
 
 log = logging.getLogger(__name__)
 

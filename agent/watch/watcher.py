@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from agent.config import WatchRule
-from agent.watch.ledger import WatchError
-from agent.watch.names import one_line, shown
-from agent.watch.outcome import Result, move_no_clobber, record_failed
-from agent.watch.rules import RuleState, inside, resolve_rules
-from agent.watch.runner import Runner
-from agent.watch.events import FolderEvents
-from agent.watch.scanner import scan, unmatched_note
-from agent.watch.stability import Ready, Tracker
+from visionloop.config import WatchRule
+from visionloop.watch.ledger import WatchError
+from visionloop.watch.names import one_line, shown
+from visionloop.watch.outcome import Result, move_no_clobber, record_failed
+from visionloop.watch.rules import RuleState, inside, resolve_rules
+from visionloop.watch.runner import Runner
+from visionloop.watch.events import FolderEvents
+from visionloop.watch.scanner import scan, unmatched_note
+from visionloop.watch.stability import Ready, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Watcher:
     def __init__(self, rules: list[WatchRule], loop, registry, config, announce: Callable[[str], None] | None = None,
                  poll: bool = False, grace: float = 30.0, backoff: float = 1.0,
                  on_wait: Callable[[str], None] | None = None, reprocess: bool = False, cancel_wait: float = 30.0):
-        from agent.workflows import load_workflow
+        from visionloop.workflows import load_workflow
 
         if not rules:
             raise WatchError("no watch rules: add a `watch:` section to the config or give FOLDER --workflow W --out DIR")
@@ -79,7 +79,7 @@ class Watcher:
     def _recover(self, reprocess: bool) -> None:
         """Jobs that were running when a process died are redone once (their run folders say
         "interrupted"); a second death fails them. `--reprocess` forgets what the scan knew."""
-        from agent.workflows.manifest import mark_interrupted
+        from visionloop.workflows.manifest import mark_interrupted
 
         for ledger in self.ledgers.values():
             for run_dir in ledger.stale_run_dirs():  # their old run folders must not say "running" forever

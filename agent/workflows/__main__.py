@@ -1,4 +1,4 @@
-"""`python -m agent.workflows [PATH]`: write the JSON Schema of workflow files (default: in a
+"""`python -m visionloop.workflows [PATH]`: write the JSON Schema of workflow files (default: in a
 source checkout `workflows/schema.json`, which `tests/test_workflow_files.py` checks is up to
 date; in an installed copy, standard output)."""
 
@@ -8,10 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from agent.errors import VisionloopError
-from agent.images import atomic_write_bytes
-from agent.paths import user_path
-from agent.workflows.schema import schema_text
+from visionloop.errors import VisionloopError
+from visionloop.images import atomic_write_bytes
+from visionloop.paths import user_path
+from visionloop.workflows.schema import schema_text
 
 _CHECKOUT = Path(__file__).resolve().parents[2]
 # In a source checkout the schema lives beside the example workflows; an installed copy has no
@@ -21,7 +21,7 @@ DEFAULT = str(_CHECKOUT / "workflows" / "schema.json") if (_CHECKOUT / "pyprojec
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m agent.workflows",
+        prog="python -m visionloop.workflows",
         description="Write the JSON Schema of visionloop workflow files (for editors and CI). "
                     "It is generated from the workflow models, so it always matches what `visionloop validate` "
                     "accepts.")

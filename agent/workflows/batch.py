@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.errors import VisionloopError
-from agent.images import IMAGE_SUFFIXES
-from agent.workflows.engine import WorkflowOutcome
-from agent.workflows.schema import MANIFEST
-from agent.workflows.validate import Workflow, WorkflowError
-from agent.paths import user_path
+from visionloop.errors import VisionloopError
+from visionloop.images import IMAGE_SUFFIXES
+from visionloop.workflows.engine import WorkflowOutcome
+from visionloop.workflows.schema import MANIFEST
+from visionloop.workflows.validate import Workflow, WorkflowError
+from visionloop.paths import user_path
 
 
 def _is_pattern(value: str) -> bool:

@@ -1,8 +1,8 @@
 """Running a workflow: check the inputs, call each step's tool in order, write the run folder.
 
-A run folder (see `agent.workflows.manifest`) holds the images the steps saved, `outputs.json`,
+A run folder (see `visionloop.workflows.manifest`) holds the images the steps saved, `outputs.json`,
 any sidecar `files:`, and `manifest.json`: everything needed to know what happened and to
-replay it (see `agent.workflows.replay`). A run is `ok` only when every step ran, every output
+replay it (see `visionloop.workflows.replay`). A run is `ok` only when every step ran, every output
 could be resolved and every record was written; otherwise it is `failed`, and its manifest and
 `--json` say why.
 
@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agent.errors import Cancelled, VisionloopError
-from agent.images import atomic_write_bytes, atomic_write_json, confined_path
-from agent.paths import user_path
-from agent.values import coerce_value
-from agent.workflows.manifest import Recorder, RecordError, hash_or_none, write_record
-from agent.workflows.refs import RefError, Scope, resolve
-from agent.workflows.schema import OUTPUTS
-from agent.workflows.validate import Workflow, WorkflowError
-from agent.workflows.values import input_as_tool_input
-from agent.yamlsource import did_you_mean
+from visionloop.errors import Cancelled, VisionloopError
+from visionloop.images import atomic_write_bytes, atomic_write_json, confined_path
+from visionloop.paths import user_path
+from visionloop.values import coerce_value
+from visionloop.workflows.manifest import Recorder, RecordError, hash_or_none, write_record
+from visionloop.workflows.refs import RefError, Scope, resolve
+from visionloop.workflows.schema import OUTPUTS
+from visionloop.workflows.validate import Workflow, WorkflowError
+from visionloop.workflows.values import input_as_tool_input
+from visionloop.yamlsource import did_you_mean
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _resolve_outputs(wf: Workflow, scope: Scope, outcome: WorkflowOutcome) -> No
 def _write_files(wf: Workflow, run_dir: Path, scope: Scope, outcome: WorkflowOutcome) -> list[str]:
     """The workflow's sidecar `files:`: NAME.txt gets text, NAME.json gets JSON. Each file that
     cannot be resolved or written fails the run, by name; the others are still written."""
-    from agent.workflows.refs import as_text
+    from visionloop.workflows.refs import as_text
 
     written = []
     for name, template in wf.spec.files.items():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import platformdirs
 
-from agent.paths import user_path
+from visionloop.paths import user_path
 
 SUFFIXES = (".yaml", ".yml")
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the source tree, in a checkout or editable install
@@ -41,7 +41,7 @@ class Entry:
 
 def _packaged(name: str) -> Path | None:
     """`name` inside the installed `agent` package, when it is a plain file or folder on disk."""
-    found = resources.files("agent") / name
+    found = resources.files("visionloop") / name
     return found if isinstance(found, Path) else None
 
 
@@ -66,7 +66,7 @@ def bundled_config() -> Path | None:
 
 def user_folder() -> Path:
     """The user's own workflows folder, `<user config folder>/workflows` (it may not exist)."""
-    from agent.config import APP
+    from visionloop.config import APP
 
     return Path(platformdirs.user_config_dir(APP)) / "workflows"
 

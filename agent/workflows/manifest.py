@@ -28,13 +28,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from agent.errors import Cancelled, ImageError, VisionloopError
-from agent.models.threads import configured
-from agent.images import atomic_write_json, ensure_output_dir, pixels_sha256, safe_stem, sha256_file
-from agent.paths import resolved_path
-from agent.tools import run_tool
-from agent.workflows.refs import StepValues
-from agent.workflows.schema import MANIFEST
+from visionloop.errors import Cancelled, ImageError, VisionloopError
+from visionloop.models.threads import configured
+from visionloop.images import atomic_write_json, ensure_output_dir, pixels_sha256, safe_stem, sha256_file
+from visionloop.paths import resolved_path
+from visionloop.tools import run_tool
+from visionloop.workflows.refs import StepValues
+from visionloop.workflows.schema import MANIFEST
 
 log = logging.getLogger(__name__)
 

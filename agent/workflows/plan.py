@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.errors import UsageError
+from visionloop.errors import UsageError
 
 
 def add_run_arguments(parser) -> None:
@@ -39,7 +39,7 @@ def parse_inputs(pairs: list[str], bad: str = "--input {pair!r}: expected NAME=V
 
 def build_plan(wf, values: dict, config, registry, out_dir: Path, batch=None) -> dict:
     """What a run would do, with inputs substituted and later steps' values left as references."""
-    from agent.workflows.refs import Scope, resolve
+    from visionloop.workflows.refs import Scope, resolve
 
     class PlanScope(Scope):
         def lookup(self, ref):

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import VisionloopError
-from agent.workflows.schema import NAME_PATTERN, InputSpec, StepSpec, WorkflowSpec
-from agent.yamlsource import YamlDoc, did_you_mean, format_loc
+from visionloop.errors import VisionloopError
+from visionloop.workflows.schema import NAME_PATTERN, InputSpec, StepSpec, WorkflowSpec
+from visionloop.yamlsource import YamlDoc, did_you_mean, format_loc
 
 
 @dataclass(frozen=True)

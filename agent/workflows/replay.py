@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import Cancelled, VisionloopError
-from agent.paths import user_path
-from agent.workflows.manifest import FORMAT as SUPPORTED
-from agent.workflows.manifest import Recorder, RecordError, hash_or_none
-from agent.workflows.schema import MANIFEST
-from agent.yamlsource import YamlProblem, read_limited
+from visionloop.errors import Cancelled, VisionloopError
+from visionloop.paths import user_path
+from visionloop.workflows.manifest import FORMAT as SUPPORTED
+from visionloop.workflows.manifest import Recorder, RecordError, hash_or_none
+from visionloop.workflows.schema import MANIFEST
+from visionloop.yamlsource import YamlProblem, read_limited
 
 #: A manifest holds the workflow's text (at most 1 MB) and every step's record: far below this.
 MAX_MANIFEST_BYTES = 64_000_000

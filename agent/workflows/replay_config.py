@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from agent.config import TINY, Config, Profile
-from agent.errors import VisionloopError
-from agent.paths import maybe_user_path
+from visionloop.config import TINY, Config, Profile
+from visionloop.errors import VisionloopError
+from visionloop.paths import maybe_user_path
 
 #: environment.models key -> (profile section, kind of model, the file a cached copy holds)
 _BACKENDS = {"llava": ("vision", "llava", "config.json"), "diffusion": ("diffusion", "sd", "model_index.json")}
@@ -95,7 +95,7 @@ def _check_device(device: str, where: str) -> None:
         return
     import torch
 
-    from agent.models.device import resolve_device
+    from visionloop.models.device import resolve_device
 
     try:
         resolve_device(device)
@@ -133,7 +133,7 @@ def _unavailable(model_id: str, revision: str | None, marker: str, offline: bool
         return None
     if model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1:
         return "is not there (model folder not found)"
-    from agent.models.loading import hub_reachable, is_offline
+    from visionloop.models.loading import hub_reachable, is_offline
 
     if not is_offline(offline) and hub_reachable():
         return None

@@ -1,5 +1,5 @@
 """The workflow file format as pydantic models: the single source of truth for validation and
-for `workflows/schema.json` (regenerate with `python -m agent.workflows`).
+for `workflows/schema.json` (regenerate with `python -m visionloop.workflows`).
 
 Free text is typed `str` and every model forbids unknown fields, so a typo (`promt:`) is an
 error with a "did you mean" rather than a silently ignored key. Tool arguments (`with:`) are
@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from agent.config import Strict
-from agent.tools import INPUT_TYPES
+from visionloop.config import Strict
+from visionloop.tools import INPUT_TYPES
 
 #: Step ids, input and output names: short identifiers usable inside `${...}` references.
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"

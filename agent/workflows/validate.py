@@ -1,14 +1,14 @@
 """Load a workflow file and check everything that can be checked without loading a model.
 
 Every problem is collected (not just the first) and reported as `FILE:LINE: path: message`:
-YAML syntax, duplicate keys, tags and aliases (from `agent.yamlsource`), unknown fields with a
+YAML syntax, duplicate keys, tags and aliases (from `visionloop.yamlsource`), unknown fields with a
 "did you mean", unknown tools, arguments a tool does not take or of the wrong type or range,
 missing required arguments, references to unknown inputs, unknown or later steps, or to what
 a step's tool declares it never returns, and sidecar file names that are not plain or that
 would overwrite the run's own records.
 
 Whether a value fits an argument (a literal, one whole reference, text with references inside)
-is decided by `agent.workflows.values`, with the tool's own rules (`agent.values.coerce_value`).
+is decided by `visionloop.workflows.values`, with the tool's own rules (`visionloop.values.coerce_value`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.errors import InputError
-from agent.tools import Tool
-from agent.workflows.problems import Problem, WorkflowError, decode_workflow, schema_problems
-from agent.workflows.refs import Ref, find_refs, whole_ref
-from agent.workflows.schema import FILE_PATTERN, NAME_PATTERN, RESERVED_FILES, InputSpec, WorkflowSpec
-from agent.workflows.values import (input_as_tool_input, literal_problem, ref_type_problem, result_problem,
+from visionloop.errors import InputError
+from visionloop.tools import Tool
+from visionloop.workflows.problems import Problem, WorkflowError, decode_workflow, schema_problems
+from visionloop.workflows.refs import Ref, find_refs, whole_ref
+from visionloop.workflows.schema import FILE_PATTERN, NAME_PATTERN, RESERVED_FILES, InputSpec, WorkflowSpec
+from visionloop.workflows.values import (input_as_tool_input, literal_problem, ref_type_problem, result_problem,
                                     template_problem)
-from agent.yamlsource import YamlDoc, YamlProblem, did_you_mean, parse_yaml, read_limited
-from agent.paths import user_path
-from agent.workflows.library import SUFFIXES, bundled_folder, find_in_folders, workflow_folders
+from visionloop.yamlsource import YamlDoc, YamlProblem, did_you_mean, parse_yaml, read_limited
+from visionloop.paths import user_path
+from visionloop.workflows.library import SUFFIXES, bundled_folder, find_in_folders, workflow_folders
 
 
 @dataclass
@@ -208,13 +208,13 @@ def check_text(text: str, source: str, registry, config=None) -> tuple[WorkflowS
     return (spec if not problems else None), problems
 
 
-#: The example workflows that ship with visionloop (None when missing); `agent.workflows.library`.
+#: The example workflows that ship with visionloop (None when missing); `visionloop.workflows.library`.
 BUNDLED = bundled_folder()
 
 
 def find_workflow(path_or_name: str, config) -> Path:
     """A path as given, else NAME, NAME.yaml or NAME.yml in the first of the folders that
-    `agent.workflows.library.workflow_folders` lists (the config's, the user's, the bundled
+    `visionloop.workflows.library.workflow_folders` lists (the config's, the user's, the bundled
     examples); a `WorkflowError` (one line) when it is none of these or cannot be a path at all."""
     if not path_or_name.strip():
         raise WorkflowError("the workflow name is empty (give a workflow file, or the name of one)")

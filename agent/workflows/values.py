@@ -2,7 +2,7 @@
 
 Three kinds of value reach a tool argument:
 
-- a literal (`strength: 0.6`): checked by the tool's own rule, `agent.values.coerce_value`
+- a literal (`strength: 0.6`): checked by the tool's own rule, `visionloop.values.coerce_value`
   (type, range, choices, text length), plus the diffusion tools' size rule against the profile;
 - one whole reference (`${inputs.X}`, `${steps.ID.image}`): it keeps the referenced value's
   type, so that type must fit the argument (`REF_ACCEPTS`), and an input's default must fit it
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.tools import RUN_DATA_KEYS, Input, Tool
-from agent.values import coerce_value
-from agent.workflows.refs import Ref, literal_part
-from agent.workflows.schema import InputSpec
-from agent.yamlsource import did_you_mean
+from visionloop.tools import RUN_DATA_KEYS, Input, Tool
+from visionloop.values import coerce_value
+from visionloop.workflows.refs import Ref, literal_part
+from visionloop.workflows.schema import InputSpec
+from visionloop.yamlsource import did_you_mean
 
 #: Which referenced types an argument of each type takes. A whole reference keeps its value's
 #: type, and `coerce_value` runs only after the models load, so a misfit is caught here. Text
@@ -35,7 +35,7 @@ REF_ACCEPTS = {"text": {"text", "image", "choice", "int", "float", "bool"}, "ima
 
 
 def input_as_tool_input(name: str, spec: InputSpec) -> Input:
-    """A workflow input checked exactly like a tool argument (`agent.values.coerce_value`)."""
+    """A workflow input checked exactly like a tool argument (`visionloop.values.coerce_value`)."""
     return Input(name, spec.type, spec.default, spec.description, choices=tuple(spec.choices),
                  min=spec.min, max=spec.max)
 
@@ -67,14 +67,14 @@ def literal_problem(inp: Input, value: Any, config=None) -> str | None:
 def _diffusion_rules(inp: Input, value: Any, config) -> str | None:
     """The draw/edit/restyle rules for a literal scheduler (`resolve_scheduler`) and, against the
     active profile, width, height or size (`side_problem`, as `pick_size` applies it); only for
-    tools that declare those shared inputs (`agent.toolkit.diffusion.common_inputs`)."""
-    from agent.toolkit.diffusion import common_inputs, side_problem
+    tools that declare those shared inputs (`visionloop.toolkit.diffusion.common_inputs`)."""
+    from visionloop.toolkit.diffusion import common_inputs, side_problem
 
     if inp not in common_inputs():
         return None
     if inp.name == "scheduler":
-        from agent.errors import InputError
-        from agent.models.schedulers import resolve_scheduler
+        from visionloop.errors import InputError
+        from visionloop.models.schedulers import resolve_scheduler
 
         try:
             resolve_scheduler(value)
