@@ -25,7 +25,10 @@ class Context:
     models: ModelCache
     out_dir: Path
     progress: bool = False  # draw progress bars (a terminal, and not --json)
-    on_text: Callable[[str], None] | None = None  # streamed text, for the chat
+    on_text: Callable[[str], None] | None = None  # streamed text (the chat; see/caption on a terminal)
+    # progress lines as the work happens ("loading LLaVA ...", "step 2/3 draw: started"): set by
+    # the CLI on a terminal (stderr; never under --json or -q); None prints nothing
+    report: Callable[[str], None] | None = None
     # The chat's memory for follow-up questions: history(images, fits) returns the earlier
     # (question, answer) turns about `images`, oldest dropped until `fits(turns)` holds, and
     # how many were dropped. Only tools that ask for conversation consult it (`see`).

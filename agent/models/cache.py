@@ -3,12 +3,17 @@
 `see`, `caption` and `read-text --engine llava` get the same `LlavaBackend`; `draw`, `edit`
 and `restyle` get the same `DiffusionBackend`. `loads` counts real loads so tests (and
 curious users, with `-v`) can check that nothing was loaded twice.
+
+A first load can take minutes with real weights: `report`, when set (the CLI sets it on a
+terminal), gets one line as it starts ("loading LLaVA llava-hf/llava-1.5-7b-hf (14.1 GB)…")
+and one when it is done ("loaded LLaVA in 41.2 s").
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +36,7 @@ class ModelCache:
         self.loads: Counter[str] = Counter()
         self._device: str | None = None
         self._dtype = None
+        self.report: Callable[[str], None] | None = None  # progress lines (a terminal's stderr)
 
     # -- device ----------------------------------------------------------------------------
     @property
@@ -91,13 +97,30 @@ class ModelCache:
             return True
         return False
 
-    def get(self, key: str, factory: Callable[[], Any]) -> Any:
-        """The model under `key`, built by `factory()` the first time it is asked for."""
+    def get(self, key: str, factory: Callable[[], Any], label: str | None = None) -> Any:
+        """The model under `key`, built by `factory()` the first time it is asked for; the
+        load is announced through `report` as `label` (e.g. "LLaVA llava-hf/... (14.1 GB)")."""
         with self._lock:
             if key not in self._models:
                 self.loads[key] += 1
+                started = time.perf_counter()
+                self._say(f"loading {label or key} (first use)…")
                 self._models[key] = factory()
+                self._say(f"loaded {(label or key).split(' (')[0]} in {time.perf_counter() - started:.1f} s")
             return self._models[key]
+
+    def _say(self, line: str) -> None:
+        if self.report is not None:
+            self.report(line)
+
+    def label(self, name: str, model_id: str) -> str:
+        """How a load is announced: "LLaVA llava-hf/llava-1.5-7b-hf (14.1 GB)" (the size when
+        the weights are on disk: a local folder or the Hugging Face cache)."""
+        from visionloop.models.loading import weights_size
+
+        shown = "tiny (built-in)" if model_id == TINY else model_id
+        size = None if model_id == TINY else weights_size(model_id)
+        return f"{name} {shown}" + (f" ({size / 1e9:.1f} GB)" if size else "")
 
     def loaded(self) -> dict[str, Any]:
         with self._lock:
@@ -133,7 +156,7 @@ class ModelCache:
                                 allow_pickle=self.config.allow_pickle,
                                 revision_key=key)
 
-        return self.get("llava", load)
+        return self.get("llava", load, self.label("LLaVA", spec.model))
 
     def diffusion(self):
         """The shared Stable Diffusion backend of the active profile (draw, edit, restyle)."""
@@ -148,11 +171,11 @@ class ModelCache:
                                     offline=self.offline_for(source, inpaint),
                                     allow_pickle=self.config.allow_pickle, where=self.where)
 
-        return self.get("diffusion", load)
+        return self.get("diffusion", load, self.label("Stable Diffusion", spec.model))
 
     def ocr(self, engine: str = "auto"):
         """The shared OCR engine (`rapidocr` or `tesseract`; `auto` picks one), loaded once."""
         from visionloop.models.ocr import load_engine, resolve_engine
 
         name = resolve_engine(engine)
-        return self.get(f"ocr:{name}", lambda: load_engine(name))
+        return self.get(f"ocr:{name}", lambda: load_engine(name), f"OCR engine {name}")

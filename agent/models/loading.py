@@ -202,3 +202,28 @@ def quiet_loading():
         for lib, on in zip(libs, was):
             if on:
                 lib.enable_progress_bar()
+
+
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".ckpt", ".gguf")
+
+
+def weights_size(model_id: str) -> int | None:
+    """Bytes of weight files a model will load from disk: a local folder's, or the newest
+    snapshot of a hub id in the Hugging Face cache; None when nothing is on disk yet. Cheap
+    (a directory walk, no hub call); only for the "loading ..." line."""
+    folder = Path(model_id).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub.constants import HF_HUB_CACHE
+        except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+            return None
+        snapshots = Path(HF_HUB_CACHE) / ("models--" + model_id.replace("/", "--")) / "snapshots"
+        found = sorted(snapshots.glob("*"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+        if not found:
+            return None
+        folder = found[-1]
+    try:
+        total = sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in _WEIGHTS and p.is_file())
+    except OSError:
+        return None
+    return total or None
