@@ -78,6 +78,8 @@ class Tool:
     - `data_keys`: every key the tool may put in `ToolResult.data` (not all on every call: the
       union over its code paths); None (the default) leaves it undeclared and unchecked. The
       keys `run_tool` adds itself (`RUN_DATA_KEYS`) need not be listed.
+    - `streams_text`: True when the tool writes its answer through `ctx.on_text` as it is
+      generated (see, caption); the CLI then shows it token by token on a terminal.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Tool:
     plugin: str = ""  # filled in by the registry: which plugin provided the tool
     returns_images: bool | None = None
     data_keys: tuple[str, ...] | None = None
+    streams_text: bool = False
 
     def input(self, name: str) -> Input | None:
         return next((i for i in self.inputs if i.name == name), None)

@@ -29,4 +29,5 @@ def register_tools(register):
         each="image",
         returns_images=False,
         data_keys=(*DATA_KEYS, "detail"),
+        streams_text=True,
     ))

@@ -22,4 +22,5 @@ def register_tools(register):
         run=see,
         returns_images=False,
         data_keys=DATA_KEYS,
+        streams_text=True,
     ))

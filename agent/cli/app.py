@@ -151,8 +151,12 @@ class App:
             from visionloop.context import Context
             from visionloop.loop import Loop
 
-            progress = sys.stderr.isatty() and not self.json and not getattr(self.args, "quiet", False)
-            ctx = Context.create(self.config, getattr(self.args, "out", None), progress=progress)
+            from visionloop.cli.progress import StatusLines, wanted
+
+            progress = wanted(self.args, self.json)  # a terminal's stderr; never --json or -q
+            ctx = Context.create(self.config, getattr(self.args, "out", None), progress=progress,
+                                 report=StatusLines() if progress else None)
+            ctx.models.report = ctx.report
             self._loop = Loop(self.registry, ctx)
         return self._loop
 
@@ -177,9 +181,25 @@ class App:
 
 
 def run_tool_command(args, app: App) -> int:
+    import dataclasses
+
+    from visionloop.cli.progress import TokenStream, streams_tokens
+    from visionloop.loop import wait
+    from visionloop.tools import run_tool
+
     tool = app.registry.tool(args.tool)
     values = tool_values(args, tool)
-    return app.print_results(app.loop.call(ToolCall(tool.name, values)))
+    if not streams_tokens(tool, values, app.json):
+        return app.print_results(app.loop.call(ToolCall(tool.name, values)))
+    tokens = TokenStream()  # see/caption on a terminal: the answer as LLaVA writes it
+    try:
+        results = wait(app.loop, app.loop.submit(
+            lambda ctx: run_tool(tool, values, dataclasses.replace(ctx, on_text=tokens))))
+    finally:
+        tokens.ended()
+    if tokens.streamed:  # shown already: the rest of the result (images, notes, errors) only
+        results = [dataclasses.replace(r, text="") for r in results]
+    return app.print_results(results)
 
 
 def build_parser(registry) -> argparse.ArgumentParser:

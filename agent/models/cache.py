@@ -5,8 +5,8 @@ and `restyle` get the same `DiffusionBackend`. `loads` counts real loads so test
 curious users, with `-v`) can check that nothing was loaded twice.
 
 A first load can take minutes with real weights: `report`, when set (the CLI sets it on a
-terminal), gets one line as it starts ("loading LLaVA llava-hf/llava-1.5-7b-hf (14.1 GB)…")
-and one when it is done ("loaded LLaVA in 41.2 s").
+terminal), gets one line as it starts ("loading LLaVA llava-hf/llava-1.5-7b-hf (14.1 GB)…") and
+one when it is done ("LLaVA llava-hf/llava-1.5-7b-hf loaded in 41.2 s").
 """
 
 from __future__ import annotations
@@ -104,9 +104,9 @@ class ModelCache:
             if key not in self._models:
                 self.loads[key] += 1
                 started = time.perf_counter()
-                self._say(f"loading {label or key} (first use)…")
+                self._say(f"loading {label or key}…")
                 self._models[key] = factory()
-                self._say(f"loaded {(label or key).split(' (')[0]} in {time.perf_counter() - started:.1f} s")
+                self._say(f"{(label or key).split(' (')[0]} loaded in {time.perf_counter() - started:.1f} s")
             return self._models[key]
 
     def _say(self, line: str) -> None:
@@ -118,9 +118,12 @@ class ModelCache:
         the weights are on disk: a local folder or the Hugging Face cache)."""
         from visionloop.models.loading import weights_size
 
-        shown = "tiny (built-in)" if model_id == TINY else model_id
-        size = None if model_id == TINY else weights_size(model_id)
-        return f"{name} {shown}" + (f" ({size / 1e9:.1f} GB)" if size else "")
+        if model_id == TINY:
+            return f"{name} tiny (built-in)"
+        size = weights_size(model_id)
+        if not size:
+            return f"{name} {model_id}"
+        return f"{name} {model_id} ({size / 1e9:.1f} GB)" if size >= 1e9 else f"{name} {model_id} ({size / 1e6:.0f} MB)"
 
     def loaded(self) -> dict[str, Any]:
         with self._lock:

@@ -13,6 +13,7 @@ the loop's models and never runs beside another job.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -179,25 +180,37 @@ def run_workflow(wf: Workflow, inputs: dict[str, Any], ctx, registry, out_dir: P
     scope = Scope(inputs=values)
     outcome = WorkflowOutcome(workflow=wf.name, status="ok", run_dir=rec.run_dir, manifest=rec.path,
                               steps=rec.manifest["steps"])
-    # 3. The steps, in order; the first failure stops the run.
+    # 3. The steps, in order; the first failure stops the run. Each is announced as it starts
+    #    and ends (`ctx.report`: a terminal's stderr), not only in the result.
+    say = getattr(ctx, "report", None) or (lambda line: None)
+    total = len(wf.spec.steps)
     try:
-        for step in wf.spec.steps:
+        for number, step in enumerate(wf.spec.steps, 1):
+            name = f"step {number}/{total} {step.id}" + (f" ({step.tool})" if step.tool != step.id else "")
             try:
                 args = resolve(step.with_, scope)
             except RefError as exc:
                 rec.manifest["steps"].append({"id": step.id, "tool": step.tool, "args": None, "status": "failed",
                                               "error": str(exc)})
                 outcome.fail(str(exc), step.id)
+                say(f"{name}: failed: {exc}")
                 break
+            say(f"{name}: started")
+            started = time.perf_counter()
             try:
                 record, scope.steps[step.id] = rec.call(step.id, step.tool, args, registry)
             except RecordError as exc:  # the step ran, but its record could not be kept: stop here
                 outcome.fail(str(exc), step.id)
+                say(f"{name}: failed: {exc}")
                 break
+            took = f"{time.perf_counter() - started:.1f} s"
             if record["status"] != "ok":
                 outcome.fail(record["error"], step.id)
+                say(f"{name}: failed after {took}: {record['error']}")
                 break
+            say(f"{name}: done in {took}")
     except Cancelled:
+        say("cancelled")
         rec.finish("failed", "cancelled", rec.manifest["steps"][-1]["id"] if rec.manifest["steps"] else None)
         raise
     # 4. Outputs and sidecar files (as much as can be resolved when a step failed).
