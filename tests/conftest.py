@@ -108,7 +108,7 @@ def cli():
 
 
 def run_subprocess(*args: str, env: dict | None = None, **kwargs):
-    """`python -m agent ARGS...` in a child process (for import-time and exit-code checks)."""
+    """`python -m visionloop ARGS...` in a child process (for import-time and exit-code checks)."""
     import subprocess
 
     full_env = {**os.environ, **(env or {})}
