@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,17 +83,27 @@ def test_a_manifest_records_the_thread_count(cli, session_config_file, example_i
     assert step["threads"] == 3 and step["data"]["threads"] == 3
 
 
-def test_repeated_greedy_captions_agree_while_another_process_loads_the_cpu(loop, example_image):
+BUSY_TORCH = "import torch\nx = torch.randn(512, 512)\nwhile True:\n    x = (x @ x).tanh()\n"
+
+
+def test_fifty_greedy_answers_agree_while_other_processes_load_the_cpu(loop, example_image):
+    """The trial that once differed: `see IMAGE -q "what?"` at temperature 0, the first call after
+    a pause, beside a heavy process. Here: 50 calls, with a multi-threaded torch process and
+    plain spinning processes on every CPU this process may use, and a pause before the first."""
     one(loop, "caption", image=[str(example_image)])  # loaded before the load starts
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            for _ in range(max(1, len(os.sched_getaffinity(0))))]
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_TORCH])]
+    busy += [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(max(1, len(os.sched_getaffinity(0))))]
     try:
-        answers = {one(loop, "caption", image=[str(example_image)], temperature=0.0).text for _ in range(20)}
+        time.sleep(1.0)  # the load is on before the first call
+        answers = [one(loop, "see", image=[str(example_image)], question="what?", temperature=0.0,
+                       max_new_tokens=24) for _ in range(50)]
     finally:
         for proc in busy:
             proc.kill()
             proc.wait()
-    assert len(answers) == 1, answers
+    assert len({a.text for a in answers}) == 1, {a.text for a in answers}
+    assert len({a.data["threads"] for a in answers}) == 1
 
 
 @pytest.mark.parametrize("value", [0, -2, 1.5, "four", True])
