@@ -134,12 +134,13 @@ def check_args(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
 def absolute_images(tool: Tool, args: dict[str, Any]) -> dict[str, Any]:
     """Image paths as absolute paths, so that every record (`data`, PNG metadata, manifests)
     can be replayed from any folder. Symlinks are kept: the user named that path."""
+    from visionloop.images.stdin import STDIN  # an image piped in is named, not a path
     from visionloop.paths import user_path
 
     out = dict(args)
     for inp in tool.inputs:
         value = out.get(inp.name)
-        absolute = lambda v: os.path.abspath(user_path(v, inp.name)) if isinstance(v, str) else v  # noqa: E731
+        absolute = lambda v: os.path.abspath(user_path(v, inp.name)) if isinstance(v, str) and v != STDIN else v  # noqa: E731
         if inp.type == "image" and value is not None:
             out[inp.name] = [absolute(v) for v in value] if isinstance(value, list) else absolute(value)
     return out

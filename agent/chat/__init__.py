@@ -7,7 +7,8 @@
 - `slash_commands`: `/tool args` parsed with the CLI's options, and filling a call from the conversation;
 - `session`: the numbered images and the turns;
 - `output`: what the user sees (streamed text, lines, or JSON objects);
-- `repl`: the prompt_toolkit terminal and the line-by-line pipe mode.
+- `repl`: the prompt_toolkit terminal and the line-by-line pipe mode;
+- `live`: what the terminal prints while its prompt is up (above the input line, never in it).
 """
 
 from visionloop.chat.engine import CHAT_COMMANDS, Chat

@@ -10,15 +10,16 @@ question (sent to LLaVA with the earlier turns) is a job on the loop.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future
+import os
+from concurrent.futures import CancelledError, Future
 from typing import Any, Callable
 
 from visionloop.chat.output import Output
 from visionloop.errors import Cancelled, VisionloopError
 from visionloop.chat.router import ensure_registered, wants_help
 from visionloop.chat.session import Session
-from visionloop.chat.slash_commands import split_words
-from visionloop.chat.viewer import open_image
+from visionloop.chat.slash_commands import CHAT_COMMANDS, Refusal, split_words
+from visionloop.chat.viewer import ViewerFailed, open_image
 from visionloop.tools import ToolCall, ToolResult, run_tool
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,12 @@ HELP = {
     "/draw PROMPT": "draw a new picture",
     "/edit [--box x0,y0,x1,y1] PROMPT": "change a region of the current image",
     "/restyle PROMPT": "redraw the current image in a style",
-    "/run WORKFLOW [name=value ...]": "run a workflow (its image input defaults to the current image); "
-                                      "--input NAME=VALUE and --dry-run as in `visionloop run`",
+    "/run WORKFLOW [#N] [name=value ...]": "run a workflow (its image input: #N, or the current image); "
+                                           "--input NAME=VALUE and --dry-run as in `visionloop run`",
     "/reset": "forget the conversation and the images",
     "/save FILE": "save the transcript (.json for JSON)",
     "/quit": "leave (or Ctrl-D); Ctrl-C cancels the job in hand",
 }
-CHAT_COMMANDS = ("/help", "/image", "/images", "/open", "/run", "/reset", "/save", "/quit", "/exit")
 # The longest line the chat reads, in characters: far more than any prompt or question a model
 # takes (tools check their own limits), short enough to route and echo safely.
 MAX_LINE = 32 * 1024
@@ -57,6 +57,7 @@ class Chat:
         self.out = output or Output()
         # the loop's context loads images with the configured limits (pixel count, file size)
         self.session = session or Session(check_image=lambda p: loop.ctx.load_image(p).size)
+        self._job: Future | None = None  # the job being waited for (`cancel`)
         ensure_registered(registry.pm)
 
     # -- one line ------------------------------------------------------------------------
@@ -118,6 +119,8 @@ class Chat:
             return
         if answer is None:
             self._say("I'm not sure what to do with that (/help lists the commands).", "question")
+        elif isinstance(answer, Refusal):  # a mistake (an unknown /command): an error, not a question
+            self._error(str(answer))
         elif isinstance(answer, str):
             self._say(answer, "question")
         elif isinstance(answer, ToolCall):
@@ -130,14 +133,24 @@ class Chat:
         """The job's value, or None if the user cancelled it (Ctrl-C) in the meantime."""
         from visionloop.loop import wait
 
+        self._job = future
         try:
             return wait(self.loop, future)
-        except (KeyboardInterrupt, Cancelled):
-            if self.out.streamed:  # a half-streamed answer: finish its line first
-                self.out.streamed = False
-                print(file=self.out.out)
+        except (KeyboardInterrupt, Cancelled, CancelledError):  # CancelledError: cancelled while queued
+            self.out.end_stream()  # a half-streamed answer: finish its line first
             self._say("cancelled", "cancelled")
             return None
+        finally:
+            self._job = None
+
+    def cancel(self) -> bool:
+        """Ctrl-C: cancel the chat's job in hand or in the queue (never the watcher's beside it);
+        False when the chat is running none."""
+        future = self._job
+        if future is None or future.done():
+            return False
+        self.loop.cancel(future)
+        return True
 
     def submit(self, job: Callable, stream: bool = True, conversation: bool = False) -> Future:
         """Queue `job(ctx)` with streaming into this chat's output while it runs; with
@@ -173,7 +186,7 @@ class Chat:
 
     # -- the chat's own commands -----------------------------------------------------------
     def cmd_help(self, rest: str) -> None:
-        lines = [f"  {name:<34} {text}" for name, text in HELP.items()]
+        lines = [f"  {name:<36} {text}" for name, text in HELP.items()]
         extra = sorted(set(self.registry.tools) - {"see", "caption", "read-text", "draw", "edit", "restyle"})
         if extra:
             lines.append("  other tools: " + ", ".join(f"/{t}" for t in extra))
@@ -217,13 +230,17 @@ class Chat:
         pic = self.session.image(words[0].lstrip("#")) if words else self.session.current
         if pic is None:
             raise VisionloopError("usage: /open #N (no images yet)")
+        where = os.path.abspath(pic.path)
         try:
             opened = open_image(pic.path)
+        except ViewerFailed as exc:  # e.g. xdg-open's exit 3 on a machine with no desktop
+            raise VisionloopError(f"could not open #{pic.number} {pic.path}: no image viewer could open it "
+                                  f"({exc}); the file is at {where}") from None
         except OSError as exc:
             raise VisionloopError(f"could not open #{pic.number} {pic.path}: {exc.strerror or exc}") from None
         if not opened:
-            self._say(f"no image viewer found here; #{pic.number} is at {pic.path}", "open")
-            return
+            raise VisionloopError(f"could not open #{pic.number} {pic.path}: no image viewer found here; "
+                                  f"the file is at {where}")
         self._say(f"opened #{pic.number} {pic.path}", "open")
 
     def cmd_run(self, rest: str) -> None:

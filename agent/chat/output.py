@@ -89,6 +89,15 @@ class Output:
                 self.out.flush()
                 self.streamed = True
 
+    def end_stream(self) -> bool:
+        """End the line of streamed text, if one is open, so that what follows starts on its own
+        line; True when there was one."""
+        with self.lock:
+            streamed, self.streamed = self.streamed, False
+            if streamed:
+                print(file=self.out, flush=True)
+            return streamed
+
     def result(self, result: ToolResult, numbers: list[int]) -> None:
         with self.lock:
             if self.json_mode:
@@ -96,9 +105,7 @@ class Output:
                 payload["data"] = {**payload["data"], "image_numbers": numbers}
                 print(json_line(payload), file=self.out, flush=True)
                 return
-            streamed, self.streamed = self.streamed, False
-            if streamed:
-                print(file=self.out)  # end the streamed line
+            streamed = self.end_stream()
             if result.error:
                 self.error(result.error)
                 return

@@ -17,12 +17,12 @@ from visionloop.chat.intents import RULES
 from visionloop.chat.phrases import HELP, HELP_HINT, REGIONS, strip_lead
 from visionloop.chat.rules import Request, first_match
 from visionloop.chat.session import Session
-from visionloop.chat.slash_commands import route_command
+from visionloop.chat.slash_commands import Refusal, route_command
 from visionloop.errors import VisionloopError
 from visionloop.hookspecs import hookimpl
 from visionloop.tools import Tool, ToolCall
 
-__all__ = ["REGIONS", "RULES", "ensure_registered", "route", "route_message", "route_words", "wants_help"]
+__all__ = ["REGIONS", "RULES", "Refusal", "ensure_registered", "route", "route_message", "route_words", "wants_help"]
 
 
 # --- the hook --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the question, prompt or style). The plain-words router uses `fill()` too.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import shlex
 
@@ -18,8 +19,15 @@ from visionloop.tools import Tool, ToolCall
 from visionloop.values import coerce_value
 
 ALIASES = {"read": "read-text"}
+#: the chat's own commands (`visionloop.chat.engine` handles them); every other `/word` names a tool
+CHAT_COMMANDS = ("/help", "/image", "/images", "/open", "/run", "/reset", "/save", "/quit", "/exit")
 TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
 WHICH_IMAGE = "Which image? Mention its path, or add one with /image PATH."
+
+
+class Refusal(str):
+    """What a router gives back for a user's mistake (an unknown `/command`): a `str`, as a question
+    is, but the chat says it as an error (`error` under --json, stderr in plain mode)."""
 
 
 class _ArgError(Exception):
@@ -43,7 +51,8 @@ def tool_parser(tool: Tool) -> argparse.ArgumentParser:
     p.add_argument("--help", "-h", action="store_true", dest="_help", help="show this help")
     for inp in tool.inputs:
         add_input_argument(p, inp, chat=True)
-    p.add_argument("words", nargs="*", metavar="WORDS", help="#N, image paths and the text (question or prompt)")
+    # named apart from any tool input (a plugin's may be called `words`)
+    p.add_argument("_words", nargs="*", metavar="WORDS", help="#N, image paths and the text (question or prompt)")
     return p
 
 
@@ -77,6 +86,14 @@ def _values_may_be_negative(argv: list[str], parser: argparse.ArgumentParser) ->
     return out
 
 
+def unknown_command(word: str, tools: dict[str, Tool]) -> Refusal:
+    """`/bogus`: an error, with the closest known command when one is close (`/imagse` -> `/images`)."""
+    known = [c[1:] for c in CHAT_COMMANDS] + list(tools) + list(ALIASES)
+    close = difflib.get_close_matches(word.lower(), known, n=1, cutoff=0.7)
+    hint = f"did you mean /{close[0]}? " if close else ""
+    return Refusal(f"unknown command /{word} ({hint}see /help)")
+
+
 def route_command(message: str, session: Session, tools: dict[str, Tool]) -> ToolCall | str:
     argv = split_words(message[1:])
     if not argv:
@@ -84,19 +101,19 @@ def route_command(message: str, session: Session, tools: dict[str, Tool]) -> Too
     name = ALIASES.get(argv[0], argv[0])
     tool = tools.get(name)
     if tool is None:
-        return f"unknown command /{argv[0]} (see /help)"
+        return unknown_command(argv[0], tools)
     parser = tool_parser(tool)
     try:
         ns = parser.parse_intermixed_args(_values_may_be_negative(argv[1:], parser))
-    except _ArgError as exc:
-        return f"/{argv[0]}: {exc}"
+    except _ArgError as exc:  # `/draw --bogus`: the command line is wrong, as with an unknown command
+        return Refusal(f"/{argv[0]}: {exc}")
     if ns._help:
         return parser.format_help().rstrip()
     from visionloop.toolkit.arguments import tool_values
 
-    args = tool_values(ns, tool)
+    args = tool_values(ns, tool, stdin=False)  # the chat's stdin is the conversation, never an image
     images, words = [], []
-    for word in ns.words:
+    for word in ns._words:
         ref = re.fullmatch(r"#(-?\d+)", word)  # "#-1", "#0": said to be no image, not asked about
         if ref:
             path = session.image(ref.group(1)).path

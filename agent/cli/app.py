@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextvars
 import importlib
-import json
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ log = logging.getLogger("visionloop")
 #: Modules that add sub-commands: each has `add_commands(subparsers, common)` and the
 #: parsers it adds set `handler=function(args, app) -> int`.
 COMMANDS = ["visionloop.cli.core", "visionloop.cli.workflows", "visionloop.cli.watch", "visionloop.cli.chat",
-            "visionloop.cli.init_command"]
+            "visionloop.cli.init_command", "visionloop.cli.models", "visionloop.cli.train", "visionloop.cli.serve"]
 
 #: the command line being parsed, for hints in usage errors
 _ARGV: contextvars.ContextVar[list[str]] = contextvars.ContextVar("argv", default=[])
@@ -118,8 +117,12 @@ def common_options(skip: set[str] = frozenset()) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=d, help="output folder for images and runs")
     p.add_argument(*[f for f in ("-v", "--verbose") if f not in skip], action="count", default=d,
                    help="more output; -v shows tracebacks")
+    # A tool may claim -q for one of its own options (`see -q QUESTION`): there quiet is --quiet
+    # only, and its help says so; everywhere else -q is --quiet.
+    quiet_help = "only errors and results" + (
+        " (here -q is taken by this command's own option: write --quiet)" if "-q" in skip else "")
     p.add_argument(*[f for f in ("-q", "--quiet") if f not in skip], action="store_true", default=d,
-                   help="only errors and results")
+                   help=quiet_help)
     return p
 
 
@@ -162,13 +165,21 @@ class App:
         return self._loop
 
     def print_results(self, results: list[ToolResult]) -> int:
+        """A tool call's results. `--json`: one `ToolResult.to_json()` line each, printed as it
+        comes (`results` may be a generator yielding them as they complete), then the summary
+        line (see `visionloop.cli.jsonlines`). Plain: text and images on stdout, errors on stderr."""
+        from visionloop.cli.jsonlines import JsonLines
+
+        out = JsonLines(getattr(self.args, "command", None) or "tool", self.json)
         if self.json:
-            payload = [r.to_json() for r in results]
-            print(json.dumps(payload[0] if len(payload) == 1 else payload, ensure_ascii=False, default=str))
+            for r in results:
+                out.result(r.to_json())  # an error also goes to stderr, one line
+            return out.end(1 if out.counts["failed"] else 0)
+        results = list(results)
         for r in results:
             if r.error:
                 print(f"error: {one_line(r.error)}", file=sys.stderr)
-            elif not self.json:
+            else:
                 if len(results) > 1 and len(r.data.get("images") or []) == 1:
                     print(f"{r.data['images'][0]}:")
                 if r.text:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
+
+from visionloop.cli.jsonlines import json_command
 
 
 def add_commands(sub, common) -> None:
@@ -14,31 +15,50 @@ def add_commands(sub, common) -> None:
     p.set_defaults(handler=cmd_info)
 
 
-def cmd_tools(args, app) -> int:
+@json_command("tools", fields={"broken": []})
+def cmd_tools(args, app, out) -> int:
+    """The registered tools: a table (widths from what it holds), or under --json one line per
+    tool (its `describe()`, `error` null); broken plugins are named in the summary's `broken`."""
     tools = sorted(app.registry.tools.values(), key=lambda t: t.name)
+    broken = [{"plugin": name, "error": error} for name, error in app.registry.broken.items()]
     if app.json:
-        print(json.dumps([t.describe() for t in tools], ensure_ascii=False, default=str))
-        return 0
-    for tool in tools:
-        print(f"{tool.name}  {tool.description}")
-        for inp in tool.inputs:
-            bits = [inp.type + ("..." if inp.multiple else "")]
-            if inp.required:
-                bits.append("required")
-            elif inp.default is not None:
-                bits.append(f"default {inp.default}")
-            if inp.choices:
-                bits.append("|".join(inp.choices))
-            print(f"    {inp.name:<16} {', '.join(bits):<28} {inp.help}")
-    for name, error in app.registry.broken.items():
-        print(f"broken plugin {name}: {error}")
+        for tool in tools:
+            out.result({**tool.describe(), "error": None})
+        return out.end(0, broken=broken)
+    rows = [(tool, [(inp.name, _input_bits(inp), inp.help) for inp in tool.inputs]) for tool in tools]
+    name_w = max((len(t.name) for t in tools), default=0)
+    input_w = max((len(r[0]) for _, inputs in rows for r in inputs), default=0)
+    bits_w = max((len(r[1]) for _, inputs in rows for r in inputs), default=0)
+    for tool, inputs in rows:
+        print(f"{tool.name:<{name_w}}  {tool.description}".rstrip())
+        for name, bits, help_text in inputs:
+            print(f"    {name:<{input_w}}  {bits:<{bits_w}}  {help_text}".rstrip())
+    for b in broken:
+        print(f"broken plugin {b['plugin']}: {b['error']}")
     return 0
 
 
-def cmd_info(args, app) -> int:
-    """Each image's record; a bad one is reported (`{"file", "error"}` under --json) and the
-    others are still shown; exit 1 when any failed. One image alone fails like any command
-    (under --json, with its `{"file", "error"}` record on stdout, as a tool's result would)."""
+def _input_bits(inp) -> str:
+    """An input's type column: `image..., required`, `int, default 1`, `choice, short|long`."""
+    bits = [inp.type + ("..." if inp.multiple else "")]
+    if inp.required:
+        bits.append("required")
+    elif inp.default is not None:
+        bits.append(f"default {inp.default}")
+    if inp.choices:
+        bits.append("|".join(inp.choices))
+    return ", ".join(bits)
+
+
+#: the keys of every `info --json` line, in order (null when the image has no such thing)
+INFO_KEYS = ("file", "format", "width", "height", "parameters", "visionloop", "error")
+
+
+@json_command("info")
+def cmd_info(args, app, out) -> int:
+    """Each image's record; a bad one is reported and the others are still shown; exit 1 when
+    any failed. One image alone fails like any command in plain output. Under --json one line
+    per image, keys `INFO_KEYS` (`width`/`height` integers), the failure in `error`."""
     from visionloop.cli.app import one_line
     from visionloop.errors import UsageError, VisionloopError
     from visionloop.images import read_metadata
@@ -46,22 +66,21 @@ def cmd_info(args, app) -> int:
 
     if any(not path.strip() for path in args.image):  # Path("") would be "." (the current folder)
         raise UsageError("IMAGE: expected a file path, got an empty string")
-    records, failed = [], 0
     for path in args.image:
         try:
-            records.append(read_metadata(user_path(path, "IMAGE")))
+            rec = read_metadata(user_path(path, "IMAGE"))
         except VisionloopError as exc:
-            if len(args.image) == 1 and not app.json:  # --json: still one JSON document
+            if len(args.image) == 1 and not app.json:  # --json: still its line and the summary
                 raise
-            failed += 1
-            records.append({"file": path, "error": str(exc)})
-            print(f"error: {one_line(exc)}", file=sys.stderr)
-    if app.json:
-        print(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False, default=str))
-        return 1 if failed else 0
-    for rec in records:
-        if "error" in rec:
+            out.result({**dict.fromkeys(INFO_KEYS), "file": path, "error": str(exc)})
+            if not app.json:
+                print(f"error: {one_line(exc)}", file=sys.stderr)
             continue
+        if app.json:
+            width, height = (int(n) for n in str(rec.pop("size")).split("x"))
+            out.result({**dict.fromkeys(INFO_KEYS), **rec, "width": width, "height": height, "error": None})
+            continue
+        out.result(rec)
         # a file name or a foreign PNG's text may hold escape sequences: never sent raw to the terminal
         print(f"{one_line(rec['file'])}: {rec['format']} {rec['size']}")
         if "parameters" in rec:
@@ -70,7 +89,7 @@ def cmd_info(args, app) -> int:
             print(one_line(visionloop_summary(rec["visionloop"])))
         if "visionloop" not in rec and "parameters" not in rec:
             print("(no generation metadata)")
-    return 1 if failed else 0
+    return 1 if out.counts["failed"] else 0
 
 
 #: what the plain `info` shows of the visionloop record (--json shows all of it)

@@ -10,10 +10,11 @@ runs on the built-in tiny models).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
+
+from visionloop.cli.jsonlines import json_command
 
 
 def add_commands(sub, common) -> None:
@@ -56,24 +57,13 @@ def config_text(profile: str | None) -> str:
     return text
 
 
-def cmd_init(args, app) -> int:
-    from visionloop.errors import VisionloopError
-
-    try:
-        record = write_config(args, app)
-    except VisionloopError as exc:
-        if not app.json:
-            raise
-        from visionloop.cli.app import one_line
-
-        print(json.dumps({"file": str(getattr(args, "to", None) or ""), "status": "failed", "backup": None,
-                          "error": str(exc)}, ensure_ascii=False))
-        print(json.dumps({"summary": {"command": "init", "results": 1, "ok": 0, "failed": 1, "exit": exc.exit_code}}))
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
+@json_command("init")
+def cmd_init(args, app, out) -> int:
+    """One result line under --json (the file, `created` or `replaced`, the backup); an error
+    (the file exists, a folder, cannot write) ends in the summary's `error`, nothing written."""
+    record = write_config(args, app)
+    out.result(record)
     if app.json:
-        print(json.dumps(record, ensure_ascii=False))
-        print(json.dumps({"summary": {"command": "init", "results": 1, "ok": 1, "failed": 0, "exit": 0}}))
         return 0
     print(f"wrote {record['file']}" + (f" (the old one is {record['backup']})" if record["backup"] else ""))
     if not getattr(args, "quiet", False):

@@ -2,7 +2,7 @@
 
     visionloop watch                                   every rule in the config's `watch:` list
     visionloop watch FOLDER --workflow W --out DIR     one rule from the command line
-    visionloop watch --once [--json]                   process what is there, print the counts, exit
+    visionloop watch --once [--json]                   process what is there, say each file, then the counts
                                                        (exit 1 when any file failed or is not done)
     visionloop watch --status [--json]                 ledger counts per rule
     visionloop watch --retry-failed [--once]           put failed files back in line, then watch
@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
 
+from visionloop.cli.jsonlines import json_command
 from visionloop.errors import UsageError
 from visionloop.paths import resolved_path, user_path
 
@@ -105,45 +105,73 @@ def _fingerprint(rule, app) -> str | None:
         return None
 
 
-def _status(rules, app) -> int:
+def _status(rules, app, out) -> int:
+    """The ledger counts per rule: plain `NAME: done 3, failed 1`, or under --json one line per
+    rule, `{"rule", "output", "counts", "error"}`."""
     from visionloop.watch import Ledger, ledger_path
-
-    report: dict[str, dict] = {}
-    for rule in rules:
-        if not ledger_path(user_path(rule.output, f"watch rule {rule.name!r}: output")).exists():
-            report[rule.name] = {}
-            continue
-        ledger = Ledger(rule.output, lock=False)
-        try:
-            fp = _fingerprint(rule, app)
-            report[rule.name] = ledger.counts({rule.name: fp} if fp else None).get(rule.name, {})
-        finally:
-            ledger.close()
-    if app.json:
-        print(json.dumps(report))
-        return 0
     from visionloop.watch.names import shown
 
-    for name, counts in report.items():
-        line = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing recorded yet"
-        print(f"{shown(name)}: {line}")
+    for rule in rules:
+        output = user_path(rule.output, f"watch rule {rule.name!r}: output")
+        counts: dict = {}
+        if ledger_path(output).exists():
+            ledger = Ledger(rule.output, lock=False)
+            try:
+                fp = _fingerprint(rule, app)
+                counts = ledger.counts({rule.name: fp} if fp else None).get(rule.name, {})
+            finally:
+                ledger.close()
+        out.result({"rule": rule.name, "output": str(output), "counts": counts, "error": None})
+        if not app.json:
+            line = ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing recorded yet"
+            print(f"{shown(rule.name)}: {line}")
     return 0
 
 
-def cmd_watch(args, app) -> int:
-    from visionloop.watch import WatchError, Watcher
+def _announcer(app, out):
+    """`(announce, on_result)` for the watcher and its runner: each file's outcome as the watcher
+    announces it, a plain line on stdout, or under --json that file's line (`Result.to_json`),
+    a failure also on stderr (`on_result` keeps the result the announcement is about)."""
+    if not app.json:
+        return (None if getattr(app.args, "quiet", False) else (lambda line: print(line, flush=True))), None
+    latest: dict = {}  # the result the runner gave last: the one the watcher announces next
+
+    def announce(line: str) -> None:
+        result = latest.pop("result", None)
+        if result is None:  # nothing the runner gave: not a file's outcome
+            return
+        obj = result.to_json(latest["rule"])
+        # a file given up on ("unfinished") is said on stderr by the watcher itself
+        out.result(obj, count={"done": "ok"}.get(obj["status"], obj["status"]),
+                   say=line if obj["status"] == "failed" else False)
+
+    return announce, lambda rs, result: latest.update(rule=rs.name, result=result)
+
+
+@json_command("watch", counts=("ok", "failed", "unfinished", "skipped"))
+def cmd_watch(args, app, out) -> int:
+    from visionloop.watch import WatchError
 
     rules = _rules(args, app)
     if not rules:
         raise WatchError("no watch rules: add a `watch:` section to the config, or give FOLDER --workflow W --out DIR")
     if args.status:
-        return _status(rules, app)
+        return _status(rules, app, out)
+    return _watch(args, rules, app, out)
+
+
+def _watch(args, rules, app, out) -> int:
+    """Watch until a signal, or `--once`; the summary counts what was done (ok, failed, unfinished,
+    and the files left alone as `skipped`); exit 1 from `--once` when any file failed or is not done."""
+    from visionloop.watch import Watcher
+
     quiet = app.json or getattr(args, "quiet", False)
-    announce = None if quiet else (lambda line: print(line, flush=True))
     # --once names the files it waits for (one stderr line each, also under --json: stdout stays JSON)
     on_wait = None if getattr(args, "quiet", False) else (lambda line: print(line, file=sys.stderr, flush=True))
+    announce, on_result = _announcer(app, out)
     watcher = Watcher(rules, app.loop, app.registry, app.config, announce=announce, poll=args.poll, on_wait=on_wait,
                       reprocess=args.reprocess)
+    watcher.runner.on_result = on_result
     # SIGTERM and Ctrl-C ask for a clean stop: the job in hand finishes (or is re-queued), exit 0.
     previous = {sig: signal.signal(sig, lambda *_: watcher.request_stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -153,21 +181,22 @@ def cmd_watch(args, app) -> int:
                 print(f"{n} failed file(s) put back in line", file=sys.stderr)
         if args.once:
             counts = watcher.run_once()
-            if app.json:
-                print(json.dumps(counts))
-            else:
+            if not app.json:
                 unfinished = f", unfinished {counts['unfinished']}" if counts["unfinished"] else ""
                 print(f"processed {counts['processed']}, failed {counts['failed']}, skipped {counts['skipped']}"
                       f"{unfinished}")
             # like a batch `run`: cron sees a failure, and a file left not done (unreadable, interrupted)
-            return 1 if counts["failed"] or counts["unfinished"] else 0
-        if not quiet:
-            from visionloop.watch.names import shown
+            code = 1 if counts["failed"] or counts["unfinished"] else 0
+        else:
+            if not quiet:
+                from visionloop.watch.names import shown
 
-            folders = ", ".join(f"{shown(rs.folder)} -> {shown(rs.output)}" for rs in watcher.rules)
-            print(f"watching {folders} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        watcher.run_forever()
-        return 0
+                folders = ", ".join(f"{shown(rs.folder)} -> {shown(rs.output)}" for rs in watcher.rules)
+                print(f"watching {folders} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            watcher.run_forever()
+            counts, code = watcher.counts, 0
+        return out.end(code, ok=counts["processed"], failed=counts["failed"], unfinished=counts["unfinished"],
+                       skipped=counts["skipped"])
     finally:
         watcher.stop()
         for sig, handler in previous.items():

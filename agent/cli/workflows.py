@@ -1,7 +1,10 @@
-"""Workflow sub-commands: `validate`, `run`, `replay` and `workflows`.
+"""Workflow sub-commands: `validate`, `run`, `replay` and `workflows` (the first and the last
+are in `visionloop.cli.workflow_files`).
 
 Argument parsing and printing only; the work is in `visionloop.workflows`. A run goes through the
-loop like any tool call, so the models load once, also across the items of a batch.
+loop like any tool call, so the models load once, also across the items of a batch. Under
+`--json` a run prints one line per item as it ends, the same for one input and for a folder
+(`BatchItem.to_json()`), then its summary (`visionloop.cli.jsonlines`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from visionloop.errors import UsageError, VisionloopError
+from visionloop.cli.jsonlines import json_command
+from visionloop.cli.workflow_files import cmd_validate, cmd_workflows
+from visionloop.errors import UsageError
 from visionloop.paths import user_path
 from visionloop.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
 
@@ -50,59 +55,44 @@ def _note(app, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-# --- validate ------------------------------------------------------------------------------
-
-def cmd_validate(args, app) -> int:
-    from visionloop.workflows import WorkflowError, load_workflow
-
-    report = []
-    for name in args.files:
-        try:
-            wf = load_workflow(name, app.config, app.registry)
-            report.append({"file": str(wf.source), "ok": True, "name": wf.name, "problems": []})
-        except WorkflowError as exc:
-            # "path" is always a string: "" for a problem with the file as a whole
-            problems = [{"line": getattr(p, "line", 0), "path": _loc(p.loc) if getattr(p, "loc", ()) else "",
-                         "message": getattr(p, "message", str(p)), "text": str(p)} for p in exc.problems]
-            report.append({"file": name, "ok": False, "problems": problems})
-    if app.json:
-        print(json.dumps(report, ensure_ascii=False))
-    else:
-        for entry in report:
-            if entry["ok"]:
-                print(f"{entry['file']}: ok")
-            for p in entry["problems"]:
-                print(p["text"])
-    return 0 if all(e["ok"] for e in report) else 1
-
-
-def _loc(loc) -> str:
-    from visionloop.yamlsource import format_loc
-
-    return format_loc(loc)
-
-
 # --- run -----------------------------------------------------------------------------------
 
+#: what a run's (and a replay's) summary counts: its items by status
+RUN_COUNTS = ("ok", "failed", "interrupted", "skipped")
+
+
 def _print_outcome(outcome, app) -> None:
-    for step in outcome.steps:
-        mark = "ok" if step["status"] == "ok" else "FAILED"
-        seconds = f" {step['seconds']:.2f}s" if step.get("seconds") is not None else ""
-        _note(app, f"  {mark:<6} {step['id']} ({step['tool']}){seconds}")
-    for name, value in outcome.outputs.items():
-        print(f"{name}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
-    print(f"run folder: {outcome.run_dir}")
+    """A single run, plain: its steps (unless a terminal saw them live), the failure, the
+    outputs (of a failed run only those that have a value) and the run folder."""
+    if app.loop.ctx.report is None:  # no live step lines (a pipe): say them now
+        for step in outcome.steps:
+            mark = "ok" if step["status"] == "ok" else "FAILED"
+            seconds = f" {step['seconds']:.2f}s" if step.get("seconds") is not None else ""
+            _note(app, f"  {mark:<6} {step['id']} ({step['tool']}){seconds}")
     if outcome.error:
         where = f" at step {outcome.failed_step}" if outcome.failed_step else ""
         print(f"error: workflow {outcome.workflow} failed{where}: {outcome.error}", file=sys.stderr)
+    for name, value in outcome.outputs.items():
+        if outcome.ok or value not in ("", None, [], {}):
+            print(f"{name}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+    print(f"run folder: {outcome.run_dir}")
 
 
-def cmd_run(args, app) -> int:
+def _input_file(wf, values: dict) -> str | None:
+    """The input file of a single run, for its `file`: the value of its one image input."""
+    images = [values.get(n) for n in wf.image_inputs()]
+    return str(images[0]) if len(images) == 1 and images[0] not in (None, "") else None
+
+
+@json_command("run", counts=RUN_COUNTS, fields={"workflow": None, "status": "failed"})
+def cmd_run(args, app, out) -> int:
     from visionloop.loop import wait
     from visionloop.workflows import check_inputs, load_workflow, run_workflow
-    from visionloop.workflows.batch import RunInterrupted, batch_input, run_batch
+    from visionloop.workflows.batch import BatchItem, RunInterrupted, batch_input, run_batch
 
+    out.fields["workflow"] = args.workflow  # the name asked for, until the file says its own
     wf = load_workflow(args.workflow, app.config, app.registry)
+    out.fields["workflow"] = wf.name
     given = parse_inputs(args.inputs)
     out_dir = _out_dir(args, app)
     batch = batch_input(wf, given)
@@ -112,8 +102,10 @@ def cmd_run(args, app) -> int:
     if args.dry_run:
         plan = build_plan(wf, {**values, batch[0]: str(user_path(given[batch[0]]))} if batch else values,
                           app.config, app.registry, out_dir, batch)
-        print(json.dumps(plan, ensure_ascii=False) if app.json else format_plan(plan))
-        return 0
+        if not app.json:
+            print(format_plan(plan))
+        out.result({**plan, "error": None})
+        return out.end(0, workflow=wf.name, status="planned")
     from visionloop.images import ensure_output_dir
 
     ensure_output_dir(out_dir)  # once, up front: a bad --out is one error, not one failed item per file
@@ -131,55 +123,52 @@ def cmd_run(args, app) -> int:
         except KeyboardInterrupt:
             raise RunInterrupted(started[0] if started else None) from None
 
+    def item_done(item) -> None:  # each item as it is settled: its line at once
+        where = f" at step {item.failed_step}" if item.failed_step else ""
+        said = (f"workflow {wf.name} failed{where}: {item.error}" if batch is None
+                else item.error if str(item.file) in str(item.error) else f"{item.file}: {item.error}")
+        out.result(item.to_json(), count=item.status, say=said if item.status == "failed" else False)
+
     if batch is None:
+        file = _input_file(wf, values)
         try:
             outcome = run_one(values)
         except RunInterrupted as exc:
-            _print_interrupted(wf, exc.run_dir, app)
+            item_done(BatchItem.interrupted(wf.name, file, exc.run_dir))
+            if not app.json and exc.run_dir:
+                print(f"run folder: {exc.run_dir}")
+            out.end(130, workflow=wf.name, status="interrupted")
             raise
         if app.json:
-            print(json.dumps(outcome.to_json(), ensure_ascii=False, default=str))
+            item_done(BatchItem.of(outcome, file))
         else:
             _print_outcome(outcome, app)
-        return 0 if outcome.ok else 1
+        code = 0 if outcome.ok else 1
+        return out.end(code, workflow=wf.name, status=outcome.status)
     name, files = batch
-    result = run_batch(wf, given, name, files, run_one, progress=loop.ctx.progress)
-    if app.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
-    else:
+    result = run_batch(wf, given, name, files, run_one, progress=loop.ctx.progress,
+                       on_item=item_done if app.json else None)
+    code = 130 if result.interrupted else 0 if result.status == "ok" else 1
+    if not app.json:
         for item in result.items:
             if item.status == "ok":
-                print(f"ok      {item.input} -> {item.run_dir}")
+                print(f"ok      {item.file} -> {item.run_dir}")
             else:
-                print(f"{item.status:<7} {item.input}: {item.error}")
+                print(f"{item.status:<7} {item.file}: {item.error}")
         s = result.summary
         skipped = f", {s['skipped']} not run (interrupted)" if result.interrupted else ""
-        print(f"{wf.name}: {s['total']} items, {s['ok']} ok, {s['failed']} failed{skipped}")
+        failed = s["failed"] + s["interrupted"]
+        print(f"{wf.name}: {s['total']} items, {s['ok']} ok, {failed} failed{skipped}")
+    out.end(code, workflow=wf.name, status=result.status)
     if result.interrupted:
         print("interrupted", file=sys.stderr)
-        return 130
-    return 0 if result.status == "ok" else 1
-
-
-def _print_interrupted(wf, run_dir: str | None, app) -> None:
-    """What a single run interrupted by Ctrl-C leaves: with --json still one document, its
-    status "interrupted" and its steps as the manifest recorded them."""
-    manifest = Path(run_dir) / "manifest.json" if run_dir else None
-    if not app.json:
-        if run_dir:
-            print(f"run folder: {run_dir}")
-        return
-    try:
-        steps = json.loads(manifest.read_text(encoding="utf-8")).get("steps") or [] if manifest else []
-    except (OSError, ValueError, AttributeError):
-        steps = []
-    print(json.dumps({"workflow": wf.name, "status": "interrupted", "outputs": {}, "steps": steps,
-                      "manifest": str(manifest) if manifest else None}, ensure_ascii=False, default=str))
+    return code
 
 
 # --- replay --------------------------------------------------------------------------------
 
-def cmd_replay(args, app) -> int:
+@json_command("replay", fields={"workflow": None, "status": "failed", "identical": False})
+def cmd_replay(args, app, out) -> int:
     import os
 
     from visionloop.loop import wait
@@ -200,68 +189,37 @@ def cmd_replay(args, app) -> int:
             print(line, file=sys.stderr)
     loop = app.loop
     result = wait(loop, loop.submit(lambda ctx: replay(args.manifest, ctx, app.registry, out_dir)))
+    code = 0 if result.identical and result.status == "ok" else 1
     if app.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+        workflow = (data.get("workflow") or {}).get("name")
+        out.result(_replay_line(result, workflow), count="ok" if code == 0 else "failed")
+        return out.end(code, workflow=workflow, status=result.status, identical=result.identical)
+    if result.identical and result.status != "ok":  # the same, but the same failure: say so
+        where = f" at step {result.failed_step}" if result.failed_step else ""
+        if result.original_status == "failed":
+            print(f"identical to the original run, which failed again{where}: {result.error}")
+        else:  # e.g. "running": the original was killed; its steps are all there is to compare
+            print(f"the same calls gave the same results, but {result.error}")
+    elif result.identical:
+        print(f"identical: all {len(result.steps)} steps gave the same text and the same pixels")
     else:
-        if result.identical and result.status != "ok":  # the same, but the same failure: say so
-            where = f" at step {result.failed_step}" if result.failed_step else ""
-            if result.original_status == "failed":
-                print(f"identical to the original run, which failed again{where}: {result.error}")
-            else:  # e.g. "running": the original was killed; its steps are all there is to compare
-                print(f"the same calls gave the same results, but {result.error}")
-        elif result.identical:
-            print(f"identical: all {len(result.steps)} steps gave the same text and the same pixels")
-        else:
-            print("not identical:")
-            for line in result.differences:
-                print(f"  {line}")
-        print(f"run folder: {result.run_dir}")
-    return 0 if result.identical and result.status == "ok" else 1
+        print("not identical:")
+        for line in result.differences:
+            print(f"  {line}")
+    print(f"run folder: {result.run_dir}")
+    return code
 
 
-# --- workflows -----------------------------------------------------------------------------
-
-def cmd_workflows(args, app) -> int:
-    """The workflows `run NAME` can find, folder by folder in its search order (the config's,
-    the user's, the bundled examples), each marked with where it comes from; a name an earlier
-    folder already has is listed as shadowed by that file."""
-    from visionloop.workflows import WorkflowError, load_workflow
-    from visionloop.workflows.library import list_workflows, workflow_folders
-
+def _replay_line(result, workflow: str | None) -> dict:
+    """A replay's line: a run's (workflow, file, status, outputs, steps, manifest, error,
+    failed_step), with what it was compared with (`replay_of`, `identical`, `differences`)."""
     try:
-        entries = list_workflows(app.config)
-    except OSError as exc:  # e.g. a folder without read permission
-        raise VisionloopError(f"{exc.filename}: cannot list the workflows folder: {exc.strerror or exc}") from None
-    listing = []
-    for e in entries:
-        where = {"name": e.name, "file": str(e.path), "source": e.source,
-                 "shadowed_by": str(e.shadowed_by) if e.shadowed_by else None}
-        try:
-            wf = load_workflow(str(e.path), app.config, app.registry)
-        except WorkflowError as exc:
-            listing.append({**where, "valid": False, "error": str(exc.problems[0])})
-            continue
-        inputs = [{"name": n, "type": i.type, "required": i.is_required, "default": i.default,
-                   "description": i.description} for n, i in wf.spec.inputs.items()]
-        listing.append({**where, "valid": True, "description": wf.spec.description,
-                        "inputs": inputs, "steps": [s.tool for s in wf.spec.steps]})
-    if app.json:
-        print(json.dumps(listing, ensure_ascii=False, default=str))
-        return 0
-    if not listing:
-        folders = ", ".join(str(f.path) for f in workflow_folders(app.config))
-        print(f"no workflows in {folders}", file=sys.stderr)
-    for entry in listing:
-        mark = f"[{entry['source']}]"
-        if entry["shadowed_by"]:
-            mark = f"[{entry['source']}, shadowed by {entry['shadowed_by']}]"
-        if not entry["valid"]:
-            print(f"{entry['name']}  (invalid: {entry['error']})  {mark}")
-            continue
-        print(f"{entry['name']}  {entry['description']}  {mark}")
-        if entry["shadowed_by"]:
-            continue  # `run NAME` never gets here; its inputs are the other file's business
-        for inp in entry["inputs"]:
-            need = "required" if inp["required"] else f"default {inp['default']!r}"
-            print(f"    --input {inp['name']}=...  {inp['type']}, {need}  {inp['description']}")
-    return 0
+        outputs = json.loads(Path(result.manifest).read_text(encoding="utf-8")).get("outputs") or {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        outputs = {}
+    error = result.error
+    if error is None and not result.identical:
+        error = "not identical: " + "; ".join(result.differences)
+    return {"workflow": workflow, "file": None, "status": result.status, "outputs": outputs, "steps": result.steps,
+            "manifest": str(result.manifest), "error": error, "failed_step": result.failed_step,
+            "replay_of": str(result.original), "identical": result.identical, "differences": result.differences}

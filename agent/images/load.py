@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visionloop.errors import ImageError
+from visionloop.images.stdin import STDIN, claimed as stdin_claimed, stdin_file
 from visionloop.paths import user_path
 
 #: Pillow format names accepted on input. GIF and TIFF give their first frame/page.
@@ -50,6 +51,11 @@ def _sniff(head: bytes) -> str:
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                max_file_mb: float = DEFAULT_MAX_FILE_MB, mode: str = "RGB") -> Image.Image:
     """Open `path` safely and return a decoded, upright image in `mode` (RGB by default)."""
+    if os.fspath(path) == STDIN and stdin_claimed():  # `-` on the command line: the bytes piped in
+        try:
+            return load_image(stdin_file(max_file_mb), max_pixels, max_file_mb, mode)
+        except ImageError as exc:
+            raise ImageError(STDIN, exc.reason) from None
     if "\x00" in os.fspath(path):  # from a workflow's YAML or a chat message: an ImageError like the rest
         raise ImageError(repr(os.fspath(path)), "not a usable file name (it contains a NUL byte)")
     p = user_path(path)

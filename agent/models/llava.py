@@ -1,4 +1,6 @@
-"""The LLaVA backend: one loaded vision-language model, shared by see, caption and read-text.
+"""The transformers LLaVA backend: one vision-language model loaded in this process, shared by
+see, caption, read-text and restyle (a `VisionBackend`; `ollama.py` and `openai_compat.py` are the
+server backends).
 
 `AutoProcessor` + `AutoModelForImageTextToText` cover LLaVA 1.5 and LLaVA-NeXT; the prompt is
 built with the processor's own chat template, so changing the model id in the profile is all
@@ -9,25 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 from visionloop.errors import Cancelled
 from visionloop.models.loading import hub_kwargs, load_guarded, quiet_loading, weights_kwargs
+from visionloop.models.vision_backend import Generation, Turns, VisionBackend
+
+__all__ = ["Generation", "LlavaBackend"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Generation:
-    """One answer: the decoded `text`, the exact `prompt` given to the processor, and the
-    generation `settings` needed to reproduce it."""
-
-    text: str
-    prompt: str
-    settings: dict = field(default_factory=dict)
-    new_tokens: int = 0
-    seconds: float = 0.0
 
 
 def _make_streamer(tokenizer, on_text: Callable[[str], None], cancel):
@@ -46,10 +38,11 @@ def _make_streamer(tokenizer, on_text: Callable[[str], None], cancel):
     return _Callback(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
-class LlavaBackend:
-    """Holds the processor and model; `generate()` answers one prompt about some images."""
+class LlavaBackend(VisionBackend):
+    """The transformers backend: holds the processor and model; `ask()` answers a question
+    about some images (`generate()` one already templated prompt)."""
 
-    kind = "llava"
+    backend = "transformers"
 
     def __init__(self, model_id: str, source: str, revision: str | None, device: str, dtype,
                  offline: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
@@ -127,6 +120,13 @@ class LlavaBackend:
         ids = tokenizer(prompt)["input_ids"]
         marks = {tokenizer.convert_tokens_to_ids(t) for t in self.placeholders} - {None, tokenizer.unk_token_id}
         return len(ids) - sum(1 for i in ids if i in marks) + image_tokens
+
+    def ask(self, images, question: str, history: Turns = (), *, max_new_tokens: int = 256,
+            temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+            on_text: Callable[[str], None] | None = None, cancel=None) -> Generation:
+        prompt = self.build_prompt(question, len(images), history)
+        return self.generate(images, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             seed=seed, on_text=on_text, cancel=cancel)
 
     def generate(self, images, prompt: str, max_new_tokens: int = 256, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, on_text: Callable[[str], None] | None = None,

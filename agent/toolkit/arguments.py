@@ -43,13 +43,19 @@ def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> N
         extra.append(f"default: {inp.default}")
     if inp.choices:
         extra.append("one of: " + ", ".join(inp.choices))
+    if "-q" in inp.flags and not chat:  # elsewhere -q is the global --quiet
+        extra.append("-q is this option here; quiet is written --quiet")
     help_text = inp.help + (f" ({'; '.join(extra)})" if extra else "")
     metavar = _METAVARS.get(inp.type)
     if inp.positional and not chat:
         nargs = ("+" if inp.required else "*") if inp.multiple else (None if inp.required else "?")
         p.add_argument(inp.name, nargs=nargs, metavar=metavar, help=help_text)
         return
-    flags = [f"--{inp.name.replace('_', '-')}", *inp.flags]
+    # short flags first, as `-h, --help` reads: `see`'s `-q QUESTION, --question QUESTION`
+    short = [f for f in inp.flags if not f.startswith("--")]
+    flags = [*short, f"--{inp.name.replace('_', '-')}", *[f for f in inp.flags if f.startswith("--")]]
+    if short and inp.type == "text":  # `-q TEXT` would not say what the short flag is
+        metavar = inp.name.upper()
     if inp.type == "bool":
         p.add_argument(*flags, dest=inp.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
     else:
@@ -61,6 +67,24 @@ def add_input_argument(p: argparse.ArgumentParser, inp, chat: bool = False) -> N
                        type=_shape_check(inp), help=help_text)
 
 
-def tool_values(args: argparse.Namespace, tool: Tool) -> dict:
-    """The tool arguments actually given on a parsed command line."""
-    return {i.name: getattr(args, i.name) for i in tool.inputs if getattr(args, i.name, None) not in (None, [])}
+def tool_values(args: argparse.Namespace, tool: Tool, stdin: bool = True) -> dict:
+    """The tool arguments actually given on a parsed command line. With `stdin` (the CLI; never the
+    chat, whose stdin is the conversation), `-` for an image is the image piped in (`stdin_images`)."""
+    values = {i.name: getattr(args, i.name) for i in tool.inputs if getattr(args, i.name, None) not in (None, [])}
+    return stdin_images(values, tool) if stdin else values
+
+
+def stdin_images(values: dict, tool: Tool) -> dict:
+    """`-` given for an image (`caption -`, `see - -q ...`, `read-text -`): the image piped in on
+    standard input, named `<stdin>` in messages and data; read when the tool loads it, bounded by
+    the configured file-size limit (`visionloop.images.stdin`)."""
+    from visionloop.images.stdin import DASH, STDIN, claim
+
+    for inp in tool.inputs:
+        value = values.get(inp.name)
+        items = value if isinstance(value, list) else [value]
+        if inp.type == "image" and DASH in items:
+            claim()
+            items = [STDIN if item == DASH else item for item in items]
+            values[inp.name] = items if isinstance(value, list) else items[0]
+    return values

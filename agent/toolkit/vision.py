@@ -1,8 +1,9 @@
 """The one way tools ask LLaVA about images: shared by see, caption, read-text and restyle.
 
-It loads the images safely, builds the prompt with the model's chat template, generates with
-the profile's settings (overridable per call) and records everything needed to reproduce the
-answer in `ToolResult.data`.
+It loads the images safely, asks the profile's vision backend (the `VisionBackend` interface:
+transformers in this process, or an Ollama / OpenAI-compatible server) with the profile's
+settings (overridable per call), and records everything needed to reproduce the answer in
+`ToolResult.data`, including which backend, server and model digest answered.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from visionloop.tools import Input, ToolResult
 
 #: Every `data` key `ask_llava` may set (its generation settings included): the start of each
 #: LLaVA tool's `Tool.data_keys`. A key added below goes here too (tests/test_workflow_returns.py).
-DATA_KEYS = ("model", "model_id", "revision", "question", "prompt", "images", "prompt_tokens", "image_tokens",
-             "context_length", "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "new_tokens",
-             "generate_seconds", "device", "threads", "history_turns", "notes")
+DATA_KEYS = ("model", "model_id", "revision", "backend", "base_url", "digest", "question", "prompt", "images",
+             "prompt_tokens", "image_tokens", "context_length", "max_new_tokens", "do_sample", "temperature", "top_p",
+             "seed", "new_tokens", "generate_seconds", "device", "threads", "history_turns", "sent_sizes", "notes")
 
 
 def generation_inputs() -> list[Input]:
@@ -31,7 +32,8 @@ def generation_inputs() -> list[Input]:
 def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: int | None = None,
               temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
               conversational: bool = False) -> ToolResult:
-    """Ask LLaVA `question` about the image files `images` (all in one prompt).
+    """Ask LLaVA `question` about the image files `images` (all in one prompt), through the
+    profile's vision backend (`ctx.models.llava()`: transformers in this process, or a server).
 
     With `conversational`, a chat's earlier turns about the same images (`ctx.history`) go into
     the prompt, the oldest left out first so that the prompt and the answer fit the model's
@@ -41,11 +43,13 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
     n_new = max_new_tokens or spec.max_new_tokens
     # 1. Check inputs: every image loads (one-line errors) before the model does.
     pictures = [ctx.load_image(path) for path in images]
-    # 2. The shared model, the conversation so far (if any) and the exact prompt; the job's thread
-    #    runs with the configured intra-op thread count (repeated greedy answers agree).
-    from visionloop.models.threads import pin
+    # 2. The shared model, the conversation so far (if any) and the exact prompt; a job in this
+    #    process runs with the configured intra-op thread count (repeated greedy answers agree).
+    threads = None
+    if spec.backend == "transformers":
+        from visionloop.models.threads import pin
 
-    threads = pin(ctx.config)
+        threads = pin(ctx.config)
     llava = ctx.models.llava()
     for mark in llava.placeholders:
         if mark in question:
@@ -54,13 +58,12 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
     image_tokens = llava.image_tokens(pictures)
 
     def size(turns) -> int:
-        return llava.count_tokens(llava.build_prompt(question, len(pictures), turns), image_tokens)
+        return llava.prompt_tokens(question, len(pictures), turns, image_tokens)
 
     history, dropped = [], 0
     chat_history = ctx.history if conversational else None
     if chat_history is not None:
-        history, dropped = chat_history(images, lambda turns: size(turns) <= llava.context_length - n_new)
-    prompt = llava.build_prompt(question, len(pictures), history)
+        history, dropped = chat_history(images, lambda turns: llava.fits(size(turns), n_new))
     prompt_tokens = size(history)
     check_fits(llava, "question" if tool == "see" else tool, prompt_tokens, image_tokens, n_new)
     # 3. Generate with the profile's settings unless the call overrides them.
@@ -68,18 +71,23 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
     unused = [name for name, value in (("top_p", top_p), ("seed", seed)) if value is not None]
     notes = [f"{', '.join(unused)}: no effect with greedy decoding (temperature 0); "
              "give a temperature above 0 to sample"] if unused and temp == 0 else []
-    gen = llava.generate(
-        pictures, prompt,
+    gen = llava.ask(
+        pictures, question, history,
         max_new_tokens=n_new,
         temperature=temp,
         top_p=spec.top_p if top_p is None else top_p,
         seed=seed, on_text=ctx.on_text, cancel=ctx.cancel,
     )
-    data = {"model": llava.source, "model_id": llava.model_id, "revision": llava.revision,
+    described = llava.describe()  # backend, base_url, model, digest: what answered
+    data = {"model": described["model"], "model_id": llava.model_id, "revision": llava.revision,
+            "backend": described["backend"],
+            **{key: described[key] for key in ("base_url", "digest") if described.get(key)},
             "question": question, "prompt": gen.prompt, "images": [str(p) for p in images],
             "prompt_tokens": prompt_tokens, "image_tokens": image_tokens, "context_length": llava.context_length,
             **gen.settings, "new_tokens": gen.new_tokens, "generate_seconds": round(gen.seconds, 4),
-            "device": llava.device, "threads": threads}
+            "device": llava.device, **gen.extra}
+    if threads is not None:
+        data["threads"] = threads
     if chat_history is not None:
         data["history_turns"] = len(history)
     if dropped:

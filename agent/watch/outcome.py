@@ -46,6 +46,14 @@ class Result:
     final: bool = False
     extra: dict = field(default_factory=dict)
 
+    def to_json(self, rule: str) -> dict:
+        """The line `watch --json` prints for a file the watcher is done with: "done", "failed",
+        or "unfinished" (not processed: given up on until it changes, or interrupted)."""
+        status = self.kind if self.kind in ("done", "failed") else "unfinished"
+        return {"file": str(self.path), "rule": rule, "status": status,
+                "run": str(self.run_dir) if self.run_dir else None, "outputs": self.extra.get("outputs") or {},
+                "moved_to": self.extra.get("moved_to"), "error": None if status == "done" else self.detail or status}
+
 
 def untouchable(path: Path, folder: Path) -> str | None:
     """Why the watcher must not take or move `path` (None when it may): it is not a regular file
@@ -168,7 +176,8 @@ def record_done(rs: RuleState, path: Path, key: Key, outcome, job_started) -> Re
         pass
     if note:
         log.warning("%s: done, but %s", shown(path), one_line(note))
-    return Result("done", path, str(run_dir or ""), run_dir=run_dir, job_started=job_started, extra={"note": note})
+    return Result("done", path, str(run_dir or ""), run_dir=run_dir, job_started=job_started,
+                  extra={"note": note, "outputs": dict(outcome.outputs or {})})
 
 
 def _sidecar_spot(rs: RuleState, name: str) -> Path | None:
@@ -187,9 +196,11 @@ def _sidecar_spot(rs: RuleState, name: str) -> Path | None:
 
 
 def record_failed(rs: RuleState, path: Path, key: Key, error: str, step: str | None, run_dir,
-                  job_started=None) -> Result:
+                  job_started=None, announced: bool = False) -> Result:
     """Move the input to failed/ with NAME.error.json beside it; record it as failed. A move that
-    cannot be made leaves the file in place (recorded failed all the same, with the reason)."""
+    cannot be made leaves the file in place (recorded failed all the same, with the reason).
+    The failure is logged as a warning, or only at info level when the caller `announced` it
+    already (the watcher says every result the runner gives: one report per failure)."""
     attempts = rs.ledger.attempts(key)
     moved, note = _move(path, rs, rs.failed, "failed")
     in_failed = moved is not None and moved != path
@@ -209,15 +220,17 @@ def record_failed(rs: RuleState, path: Path, key: Key, error: str, step: str | N
     rs.ledger.finish(key, "failed", path=moved or path, error=recorded, step=step,
                      run_dir=str(run_dir) if run_dir else None)
     where = f"moved to {shown(moved)}" if in_failed else (note or "left in place")
-    log.warning("%s: failed (%s); %s", shown(path), one_line(error), one_line(where))
+    log.log(logging.INFO if announced else logging.WARNING, "%s: failed (%s); %s", shown(path), one_line(error),
+            one_line(where))
     return Result("failed", path, error, run_dir=Path(run_dir) if run_dir else None, job_started=job_started,
                   extra={"moved_to": str(moved) if in_failed else None, "note": note})
 
 
-def record_failed_copy(rs: RuleState, path: Path, key: Key, original: tuple[str, str]) -> Result:
+def record_failed_copy(rs: RuleState, path: Path, key: Key, original: tuple[str, str],
+                       announced: bool = False) -> Result:
     """The same bytes as a file that already failed under this rule: they would fail again, so
     this copy goes to failed/ too, its record naming the first one (its ledger row stays the
-    first file's; `--retry-failed` puts that one back in line)."""
+    first file's; `--retry-failed` puts that one back in line). Logged as `record_failed` is."""
     first, error = original
     detail = f"same content as {shown(first)}, which failed: {error}"
     moved, note = _move(path, rs, rs.failed, "failed")
@@ -231,6 +244,6 @@ def record_failed_copy(rs: RuleState, path: Path, key: Key, original: tuple[str,
                               {k: to_text(v) if isinstance(v, str) else v for k, v in record.items()})
         except (OSError, ValueError) as exc:
             log.warning("%s: cannot write its error record (%s)", shown(moved), one_line(exc))
-    log.warning("%s: failed (%s); %s", shown(path), one_line(detail),
-                f"moved to {shown(moved)}" if in_failed else one_line(note or "left in place"))
+    log.log(logging.INFO if announced else logging.WARNING, "%s: failed (%s); %s", shown(path), one_line(detail),
+            f"moved to {shown(moved)}" if in_failed else one_line(note or "left in place"))
     return Result("failed", path, detail, extra={"moved_to": str(moved) if in_failed else None, "note": note})

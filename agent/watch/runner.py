@@ -18,6 +18,7 @@ import time
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Callable
 
 from visionloop.images import sha256_file
 from visionloop.watch.ledger import Key
@@ -37,7 +38,11 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRNOS = {errno.EBUSY, errno.EAGAIN, errno.ENOSPC, errno.EINTR, errno.ETXTBSY}
 _TRANSIENT_TEXT = re.compile(r"device or resource busy|resource temporarily unavailable|no space left on device|"
                              r"\bEBUSY\b|\bEAGAIN\b|\bENOSPC\b|backend unreachable|connection refused|"
-                             r"out of (?:gpu |cuda |mps |device )?memory|OutOfMemoryError", re.IGNORECASE)
+                             r"out of (?:gpu |cuda |mps |device )?memory|OutOfMemoryError|"
+                             # a vision server (Ollama, OpenAI-compatible) down, failing or busy: models/remote_http.py
+                             r"cannot reach (?:Ollama|the OpenAI-compatible server)|server error \(HTTP 5\d\d\)|"
+                             r"rate limiting \(HTTP 429\)|stopped (?:mid-answer|before answering)|sent no answer within|"
+                             r"went silent for", re.IGNORECASE)
 
 
 def is_transient(error: BaseException | str | None) -> bool:
@@ -66,7 +71,11 @@ def hash_with_retry(path: Path, retries: int, backoff: float) -> str:
 class Runner:
     """Runs settled files one at a time through the loop. `stop` (an Event) asks it to wrap up:
     the job in hand gets `grace` seconds to finish, then it is cancelled (`loop.cancel()`) and
-    re-queued; a job that has not stopped `cancel_wait` seconds later is left, and said so."""
+    re-queued; a job that has not stopped `cancel_wait` seconds later is left, and said so.
+
+    The watcher announces every result `process` returns, so a failure is logged at info level
+    only (`-v`), never said twice. `on_result(rs, result)`, when set, hears of each result as
+    `process` returns it (`watch --json` makes its lines from them)."""
 
     def __init__(self, loop, registry, stop: threading.Event, grace: float = 30.0, backoff: float = 1.0,
                  cancel_wait: float = 30.0, reprocess: bool = False):
@@ -79,8 +88,15 @@ class Runner:
         self.reprocess = reprocess
         self.stuck = False  # a cancelled job that did not stop (reported by Watcher.stop)
         self._reprocessed: set[Key] = set()  # --reprocess runs each file once per session
+        self.on_result: Callable[[RuleState, Result], None] | None = None
 
     def process(self, rs: RuleState, ready: Ready) -> Result:
+        result = self._process(rs, ready)
+        if self.on_result is not None:
+            self.on_result(rs, result)
+        return result
+
+    def _process(self, rs: RuleState, ready: Ready) -> Result:
         path = ready.path
         # 1. Still the file that settled, a regular file really inside the watched folder?
         reason = untouchable(path, rs.folder)
@@ -108,14 +124,14 @@ class Runner:
                 rs.ledger.mark_seen(path, key, st.st_size, st.st_ctime_ns)
             failure = rs.ledger.failure(key) if claim.action == "duplicate" else None
             if failure is not None:  # bytes that failed before: never left silently among the inputs
-                return record_failed_copy(rs, path, key, failure)
+                return record_failed_copy(rs, path, key, failure, announced=True)
             log.info("%s: skipped (%s)", shown(path), claim.action)
             return Result("skipped", path, claim.action)
         self._reprocessed.add(key)
         try:
             if ready.problem:
                 rs.ledger.start(key)
-                return record_failed(rs, path, key, ready.problem, None, None)
+                return record_failed(rs, path, key, ready.problem, None, None, announced=True)
             # 3. Run it through the loop (one job at a time, models shared with the chat).
             return self._run(rs, path, key)
         except Exception as exc:  # after the claim nothing may leave the row queued or running unseen
@@ -123,7 +139,7 @@ class Runner:
             log.debug("%s: %s", shown(path), error, exc_info=True)
             if rs.ledger.state(key) in ("done", "failed"):
                 raise
-            return record_failed(rs, path, key, error, None, None)
+            return record_failed(rs, path, key, error, None, None, announced=True)
 
     def _run(self, rs: RuleState, path: Path, key: Key) -> Result:
         from visionloop.workflows import run_workflow
@@ -171,7 +187,8 @@ class Runner:
             return Result("retry", path, error, retry_in=delay, job_started=job_started)
         if transient:
             error = f"transient, gave up after {attempts} attempts: {error}"
-        return record_failed(rs, path, key, error, step, getattr(outcome, "run_dir", None), job_started)
+        return record_failed(rs, path, key, error, step, getattr(outcome, "run_dir", None), job_started,
+                             announced=True)
 
     def _wait(self, future: Future) -> str:
         """Wait for the job: "finished", or on shutdown (after `grace` s) "cancelled" once it

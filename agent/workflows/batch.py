@@ -8,6 +8,7 @@ run folder and manifest.
 from __future__ import annotations
 
 import glob
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,22 +74,51 @@ class RunInterrupted(KeyboardInterrupt):
 
 @dataclass
 class BatchItem:
-    input: str
+    """One run's outcome as `visionloop run --json` prints it, a batch item or a single run:
+    status "ok", "failed", "interrupted" (the run Ctrl-C stopped) or "skipped" (not run,
+    because the batch was interrupted); `file` the input file (None for a run without one)."""
+
+    file: str | None
     status: str
     outputs: dict = field(default_factory=dict)
     error: str | None = None
     manifest: str | None = None
     run_dir: str | None = None
+    steps: list = field(default_factory=list)
+    workflow: str = ""
+    failed_step: str | None = None
+
+    @classmethod
+    def of(cls, outcome: WorkflowOutcome, file: str | None = None) -> "BatchItem":
+        return cls(file, outcome.status, outcome.outputs, outcome.error,
+                   str(outcome.manifest) if outcome.manifest else None,
+                   str(outcome.run_dir) if outcome.run_dir else None, outcome.steps, outcome.workflow,
+                   outcome.failed_step)
+
+    @classmethod
+    def interrupted(cls, workflow: str, file: str | None, run_dir: str | None) -> "BatchItem":
+        """The run Ctrl-C stopped: its steps as its manifest recorded them (none without one)."""
+        manifest = Path(run_dir) / MANIFEST if run_dir else None
+        try:
+            steps = json.loads(manifest.read_text(encoding="utf-8")).get("steps") or [] if manifest else []
+        except (OSError, ValueError, AttributeError):
+            steps = []
+        return cls(file, "interrupted", error="interrupted (Ctrl-C)", manifest=str(manifest) if manifest else None,
+                   run_dir=run_dir, steps=steps if isinstance(steps, list) else [], workflow=workflow)
 
     def to_json(self) -> dict:
-        return {"input": self.input, "status": self.status, "outputs": self.outputs, "error": self.error,
-                "manifest": self.manifest}
+        """Exactly the line `visionloop run --json` prints for this run."""
+        return {"workflow": self.workflow, "file": self.file, "status": self.status, "outputs": self.outputs,
+                "steps": self.steps, "manifest": self.manifest, "error": self.error, "failed_step": self.failed_step}
+
+
+#: the statuses a batch counts, in the order its summary shows them
+STATUSES = ("ok", "failed", "interrupted", "skipped")
 
 
 @dataclass
 class BatchOutcome:
-    """Every file of the batch, in order: "ok", "failed", "interrupted" (the run Ctrl-C stopped)
-    or "skipped" (not run, because the batch was interrupted)."""
+    """Every file of the batch, in order (see `BatchItem` for their statuses)."""
 
     workflow: str
     items: list[BatchItem]
@@ -99,9 +129,7 @@ class BatchOutcome:
 
     @property
     def summary(self) -> dict:
-        ok = sum(1 for i in self.items if i.status == "ok")
-        skipped = sum(1 for i in self.items if i.status == "skipped")
-        return {"total": len(self.items), "ok": ok, "failed": len(self.items) - ok - skipped, "skipped": skipped}
+        return {"total": len(self.items), **{s: sum(1 for i in self.items if i.status == s) for s in STATUSES}}
 
     @property
     def status(self) -> str:
@@ -109,34 +137,31 @@ class BatchOutcome:
             return "interrupted"
         return "ok" if all(i.status == "ok" for i in self.items) else "failed"
 
-    def to_json(self) -> dict:
-        """Exactly what `visionloop run --json` prints for a batch."""
-        return {"workflow": self.workflow, "status": self.status, "items": [i.to_json() for i in self.items],
-                "summary": self.summary}
-
 
 def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path],
-              run_one: Callable[[dict[str, Any]], WorkflowOutcome], progress: bool = False) -> BatchOutcome:
+              run_one: Callable[[dict[str, Any]], WorkflowOutcome], progress: bool = False,
+              on_item: Callable[[BatchItem], None] | None = None) -> BatchOutcome:
     """Run `run_one(inputs)` once per file (the file given as input `name`), continuing past
     failures. `run_one` decides where it runs (the CLI hands it to the loop). Ctrl-C (a
     `KeyboardInterrupt`, or `RunInterrupted` naming the run folder) ends the batch: the outcome
     then has that file "interrupted" and the files after it "skipped", so that the caller can
-    still say what was done."""
+    still say what was done. `on_item(item)` hears of each item as it is settled, in order."""
     items: list[BatchItem] = []
+
+    def add(item: BatchItem) -> None:
+        items.append(item)
+        if on_item is not None:
+            on_item(item)
 
     def one(path: Path) -> None:
         try:
-            out = run_one({**inputs, name: str(path)})
-            items.append(BatchItem(str(path), out.status, out.outputs, out.error, str(out.manifest),
-                                   str(out.run_dir)))
+            add(BatchItem.of(run_one({**inputs, name: str(path)}), str(path)))
         except VisionloopError as exc:  # e.g. the file vanished before its turn
-            items.append(BatchItem(str(path), "failed", error=str(exc)))
+            add(BatchItem(str(path), "failed", error=str(exc), workflow=wf.name))
         except KeyboardInterrupt as exc:
-            run_dir = getattr(exc, "run_dir", None)
-            items.append(BatchItem(str(path), "interrupted", error="interrupted (Ctrl-C)",
-                                   manifest=str(Path(run_dir) / MANIFEST) if run_dir else None, run_dir=run_dir))
-            items.extend(BatchItem(str(p), "skipped", error="not run: the batch was interrupted")
-                         for p in files[len(items):])
+            add(BatchItem.interrupted(wf.name, str(path), getattr(exc, "run_dir", None)))
+            for p in files[len(items):]:
+                add(BatchItem(str(p), "skipped", error="not run: the batch was interrupted", workflow=wf.name))
             raise
 
     if progress and sys.stderr.isatty():

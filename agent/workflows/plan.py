@@ -46,15 +46,50 @@ def build_plan(wf, values: dict, config, registry, out_dir: Path, batch=None) ->
             return super().lookup(ref) if ref.kind == "inputs" else str(ref)
 
     scope = PlanScope(inputs=values)
-    profile = config.active
+    steps = [{"id": s.id, "tool": s.tool, "plugin": registry.tools[s.tool].plugin,
+              "args": resolve(s.with_, scope)} for s in wf.spec.steps]
     return {"workflow": wf.name, "file": str(wf.path), "sha256": wf.sha256, "status": "planned", "inputs": values,
             "batch": {"input": batch[0], "files": [str(f) for f in batch[1]]} if batch else None,
-            "steps": [{"id": s.id, "tool": s.tool, "plugin": registry.tools[s.tool].plugin,
-                       "args": resolve(s.with_, scope)} for s in wf.spec.steps],
-            "outputs": resolve(wf.spec.outputs, scope), "files": list(wf.spec.files),
-            "models": {"vision": {"model": profile.vision.model, "revision": profile.vision.revision},
-                       "diffusion": {"model": profile.diffusion.model, "revision": profile.diffusion.revision}},
-            "device": config.device, "dtype": config.dtype, "out": str(out_dir)}
+            "steps": steps, "outputs": resolve(wf.spec.outputs, scope), "files": list(wf.spec.files),
+            "models": plan_models(steps, config), "device": config.device, "dtype": config.dtype, "out": str(out_dir)}
+
+
+#: the models each built-in tool loads; `step_models` refines read-text (by its engine) and restyle
+#: (LLaVA describes the image only when no prompt is given)
+TOOL_MODELS = {"see": ("vision",), "caption": ("vision",), "read-text": ("ocr",), "draw": ("diffusion",),
+               "edit": ("diffusion",), "restyle": ("vision", "diffusion")}
+
+
+def step_models(tool: str, args: dict, config) -> tuple[str, ...]:
+    """The kinds of model (vision, diffusion, ocr) one step loads; () for a tool not known here."""
+    if tool == "read-text":
+        engine = args.get("engine") or config.ocr.engine
+        if engine == "llava":
+            return ("vision",)
+        return ("vision", "ocr") if _is_reference(engine) else ("ocr",)
+    if tool == "restyle" and args.get("prompt"):
+        return ("diffusion",)
+    return TOOL_MODELS.get(tool, ())
+
+
+def _is_reference(value) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def plan_models(steps: list[dict], config) -> dict:
+    """The models the steps use (only those): vision and diffusion by model and revision, OCR by
+    the engines read-text steps name (`auto`: the config's default)."""
+    profile = config.active
+    kinds = {kind for step in steps for kind in step_models(step["tool"], step["args"], config)}
+    models = {}
+    for kind in ("vision", "diffusion"):
+        if kind in kinds:
+            spec = getattr(profile, kind)
+            models[kind] = {"model": spec.model, "revision": spec.revision}
+    if "ocr" in kinds:
+        engines = {str(s["args"].get("engine") or config.ocr.engine) for s in steps if s["tool"] == "read-text"}
+        models["ocr"] = {"engines": sorted(e for e in engines if e != "llava"), "lang": config.ocr.lang}
+    return models
 
 
 def format_plan(plan: dict) -> str:
@@ -67,7 +102,9 @@ def format_plan(plan: dict) -> str:
               for step in plan["steps"]]
     lines += [f"  output {name} = {value!r}" for name, value in plan["outputs"].items()]
     m = plan["models"]
-    lines.append(f"  models: vision {m['vision']['model']}, diffusion {m['diffusion']['model']} "
-                 f"(device {plan['device']}, dtype {plan['dtype']})")
+    named = [f"{kind} {m[kind]['model']}" for kind in ("vision", "diffusion") if kind in m]
+    if "ocr" in m:
+        named.append(f"ocr {', '.join(m['ocr']['engines'])}")
+    lines.append(f"  models: {', '.join(named) or 'none'} (device {plan['device']}, dtype {plan['dtype']})")
     lines.append(f"  writes a new run folder under {plan['out']}")
     return "\n".join(lines)

@@ -60,7 +60,8 @@ def replay_config(data: dict, where: str, config: Config, flags: dict[str, str |
     if out.device != config.device:
         _check_device(out.device, where)
     for key in models:
-        if key in _BACKENDS:
+        # a server-backed vision model (Ollama, OpenAI-compatible) is the server's to have, not the cache's
+        if key in _BACKENDS and not (key == "llava" and out.active.vision.backend != "transformers"):
             _check_model(out, key, where)
     return out, warnings
 

@@ -30,7 +30,7 @@ from visionloop.workflows.values import (input_as_tool_input, literal_problem, r
                                     template_problem)
 from visionloop.yamlsource import YamlDoc, YamlProblem, did_you_mean, parse_yaml, read_limited
 from visionloop.paths import user_path
-from visionloop.workflows.library import SUFFIXES, bundled_folder, find_in_folders, workflow_folders
+from visionloop.workflows.library import bundled_folder, find_in_folders, workflow_folders
 
 
 @dataclass
