@@ -12,11 +12,12 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from visionloop.errors import ConfigError, UsageError
 from visionloop.yamlsource import YamlProblem, did_you_mean, format_loc, load_yaml
@@ -39,12 +40,46 @@ def _non_blank(value: str) -> str:
 NonBlank = Annotated[str, AfterValidator(_non_blank)]
 
 
+#: keys that only one kind of vision backend reads: given to another, they are a mistake
+_REMOTE_ONLY = {"host": ("ollama",), "keep_alive": ("ollama",), "base_url": ("openai",),
+                "api_key_env": ("ollama", "openai"), "revision": ("transformers",)}
+
+
 class VisionModel(Strict):
+    # transformers: weights loaded in this process; ollama: an Ollama server (/api/chat);
+    # openai: an OpenAI-compatible server (vLLM, llama.cpp, LM Studio, LocalAI: /v1/chat/completions)
+    backend: Literal["transformers", "ollama", "openai"] = "transformers"
     model: NonBlank = "llava-hf/llava-1.5-7b-hf"
     revision: str | None = None
     max_new_tokens: int = Field(256, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=5.0)  # 0 = greedy decoding
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    # the server backends (ollama, openai)
+    host: str | None = None  # ollama: default $OLLAMA_HOST, else http://127.0.0.1:11434
+    base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # the NAME of the environment variable holding the API key
+    keep_alive: str | int | None = None  # ollama: how long the server keeps the model loaded ("5m", "-1"); None: its default
+    context_length: int | None = Field(None, ge=256)  # tokens; None: what the server reports, at most 4096
+    max_side: int = Field(1344, ge=32, le=16384)  # larger images are scaled down before they are sent
+    image_format: Literal["png", "jpeg"] = "png"  # how images travel (base64): png is lossless
+    connect_timeout: float = Field(5.0, gt=0)  # seconds to connect to the server
+    first_token_timeout: float = Field(300.0, gt=0)  # seconds until the first token (includes loading the model)
+    read_timeout: float = Field(120.0, gt=0)  # seconds of silence allowed between two pieces of an answer
+    retries: int = Field(3, ge=0, le=10)  # extra attempts after HTTP 429/5xx, with growing pauses
+    retry_backoff: float = Field(1.0, ge=0, le=60)  # first pause in seconds; doubles each time (or Retry-After)
+
+    @model_validator(mode="after")
+    def _backend_keys(self):
+        for key, backends in _REMOTE_ONLY.items():
+            if key in self.model_fields_set and getattr(self, key) is not None and self.backend not in backends:
+                raise ValueError(f"{key} is for backend {' or '.join(backends)}, not {self.backend}")
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            # checked here, on the whole section, so that the message never repeats the value (a pasted key)
+            raise ValueError("api_key_env must name an environment variable (e.g. OPENAI_API_KEY), "
+                             "never hold the key itself")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
 
 
 class Lora(Strict):
@@ -137,6 +172,7 @@ class Config(Strict):
     ocr: OcrSettings = OcrSettings()
     plugins: PluginSettings = PluginSettings()
     watch: list[WatchRule] = []
+    history: bool = True  # record every tool call in the history (`visionloop logs`, the server's gallery)
 
     # filled in by load_config, not read from the file
     source: str | None = Field(None, exclude=True)

@@ -164,6 +164,7 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         try:
             result = tool.run(ctx, **call)
         except Cancelled:
+            _remember(tool, call, ToolResult(tool=tool.name, error="cancelled"), ctx)
             raise
         except VisionloopError as exc:
             log.info("tool %s failed", tool.name, exc_info=True)  # -v shows the traceback
@@ -176,5 +177,23 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         if result.error is not None:  # say what was asked, so a failed item names its inputs
             result.data.setdefault("args", {k: v for k, v in call.items() if v is not None})
         result.data.setdefault("seconds", round(time.perf_counter() - started, 4))
+        _remember(tool, call, result, ctx)
         results.append(result)
     return results
+
+
+def _remember(tool: Tool, args: dict, result: ToolResult, ctx) -> None:
+    """Add the call to the history (`visionloop.history`); a history that cannot be written
+    never fails the call, it is only logged."""
+    try:
+        from visionloop.history import record
+
+        record(tool.name, args, result, ctx)
+    except Exception:  # noqa: BLE001 - sqlite, a full disk, an odd value: the call still stands
+        global _history_warned
+        log.log(logging.DEBUG if _history_warned else logging.WARNING, "history: could not record a %s call",
+                tool.name, exc_info=True)
+        _history_warned = True
+
+
+_history_warned = False  # the first failure to record is a warning, later ones debug lines

@@ -20,8 +20,15 @@ Engines:
 - `rapidocr-raw`: `RapidOCR()` with its defaults on the in-memory image (the same pixels: PNG
   is lossless), boxes joined in the order it returns them.
 - `tesseract` (when the binary is installed): the `read-text` tool with `--engine tesseract`.
+- `tesseract-raw`: the `tesseract` binary with `--psm 3` (its default page segmentation) on the
+  same PNG file, its plain text output.
 
-    .venv/bin/python benchmarks/ocr_accuracy.py [--set main|held-out|all] [--repeat 3] [--save DIR] [--json]
+Sets: `main` and `held-out` are single lines and signs; `docs` and `docs-dev` are document-like
+pages (`ocr_documents.py`: paragraphs, columns, receipts, tables, turned pages, small print,
+JPEG, blur, skew), reported per category too. `docs-dev` was used while building the layout,
+orientation and scaling rules; `docs` was not, and is the one to quote.
+
+    .venv/bin/python benchmarks/ocr_accuracy.py [--set main|held-out|all|docs|docs-dev] [--repeat 3] [--save DIR] [--json]
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,10 +49,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # ocr_documents, also when imported
 
-COMPARED = ("ours = the read-text tool through the registry (PNG file decode, checks, RapidOCR with two tuned "
-            "settings, reading order, record); rapidocr-raw = RapidOCR() defaults on the same pixels in memory, "
-            "detection order")
+COMPARED = ("ours = the read-text tool through the registry (PNG file decode, checks, RapidOCR step by step: "
+            "small print enlarged, page orientation, every line kept, layout; record); rapidocr-raw = RapidOCR() "
+            "defaults on the same pixels in memory, detection order; tesseract-raw = tesseract --psm 3 on the same "
+            "PNG file")
 
 FONT_DIRS = [Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu")]
 FONT_FILES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
@@ -179,7 +190,7 @@ def cer(predicted: str, truth: str) -> float:
     return levenshtein(p, t) / max(len(t), 1)
 
 
-def engines(folder: Path, config_path: str | None) -> dict:
+def engines(folder: Path, config_path: str | None, only: list[str] | None = None) -> dict:
     """name -> fn(name, image) -> text, for every engine available here. The tool side reads
     `folder/<name>.png`, written beforehand by `main`."""
     import numpy as np
@@ -208,10 +219,36 @@ def engines(folder: Path, config_path: str | None) -> dict:
         result, _ = raw(np.asarray(img.convert("RGB"))[:, :, ::-1])
         return " ".join(text for _, text, _ in (result or []))
 
+    def tesseract_raw(name, img):
+        proc = subprocess.run([tesseract_path(), str(folder / f"{name}.png"), "stdout", "--psm", "3", "-l", "eng"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+        return proc.stdout
+
     out = {"ours": tool_read("rapidocr"), "rapidocr-raw": raw_read}
     if tesseract_path():
         out["tesseract"] = tool_read("tesseract")
-    return out
+        out["tesseract-raw"] = tesseract_raw
+    return {name: fn for name, fn in out.items() if not only or name in only}
+
+
+def document_cases(held_out: bool) -> list[tuple[str, str, Image.Image, str]]:
+    from ocr_documents import document_set
+
+    return document_set(held_out)
+
+
+SETS = {
+    "main": lambda: [(n, "line", i, t) for n, i, t in cases()],
+    "held-out": lambda: [(n, "line", i, t) for n, i, t in held_out_cases()],
+    "all": lambda: [(n, "line", i, t) for n, i, t in cases() + held_out_cases()],
+    "docs": lambda: document_cases(True),
+    "docs-dev": lambda: document_cases(False),
+}
+
+
+def cpu_note() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cores} CPU core{'s' * (cores != 1)} available"
 
 
 def main(argv=None) -> int:
@@ -219,26 +256,28 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per engine and image (median)")
     parser.add_argument("--save", help="write the rendered images and their truth here")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--set", choices=("main", "held-out", "all"), default="main",
-                        help="main: the varied set (default); held-out: lines never used for tuning")
+    parser.add_argument("--set", choices=tuple(SETS), default="main",
+                        help="main: the varied lines (default); held-out: lines never used for tuning; docs: "
+                             "document-like pages never used for tuning; docs-dev: those used while building")
+    parser.add_argument("--engines", default=None, help="comma-separated: ours,rapidocr-raw,tesseract,tesseract-raw")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every wrong reading")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (a quick check)")
     parser.add_argument("--config", default=None, help="visionloop config (default: the usual lookup)")
     args = parser.parse_args(argv)
 
-    data = {"main": cases, "held-out": held_out_cases, "all": lambda: cases() + held_out_cases()}[args.set]()
+    data = SETS[args.set]()
     data = data[:args.limit] if args.limit else data
     folder = Path(args.save) if args.save else Path(tempfile.mkdtemp(prefix="vl-ocr-"))
     folder.mkdir(parents=True, exist_ok=True)
-    for name, img, truth in data:  # the tool reads files, as a user's call does
+    for name, _, img, truth in data:  # the tool reads files, as a user's call does
         img.save(folder / f"{name}.png")
         (folder / f"{name}.txt").write_text(truth + "\n")
-    readers = engines(folder, args.config)
+    readers = engines(folder, args.config, args.engines.split(",") if args.engines else None)
     for read in readers.values():  # warm-up: first calls build ONNX Runtime's kernels
-        read(data[0][0], data[0][1])
+        read(data[0][0], data[0][2])
     errors = {name: [] for name in readers}
     times = {name: [] for name in readers}
-    for case, img, truth in data:
+    for case, _, img, truth in data:
         per_engine = {name: [] for name in readers}
         text = {}
         for _ in range(args.repeat):  # alternate engines so machine load hits them alike
@@ -252,31 +291,47 @@ def main(argv=None) -> int:
             if args.verbose and errors[name][-1] > 0:
                 print(f"[{name}] {case}: CER {errors[name][-1]:.3f}\n  got:   {' '.join(text[name].split())!r}"
                       f"\n  truth: {' '.join(truth.split())!r}", file=sys.stderr)
-    chars = [len(" ".join(t.split())) for _, _, t in data]
+    chars = [len(" ".join(t.split())) for _, _, _, t in data]
+
+    def pooled(name, keep=lambda i: True):
+        picked = [i for i in range(len(data)) if keep(i)]
+        return sum(errors[name][i] * chars[i] for i in picked) / max(sum(chars[i] for i in picked), 1)
+
     rows = {}
     for name in readers:
-        total = sum(e * c for e, c in zip(errors[name], chars)) / sum(chars)  # pooled over all characters
-        rows[name] = {"cer": total, "mean_case_cer": statistics.mean(errors[name]),
+        rows[name] = {"cer": pooled(name), "mean_case_cer": statistics.mean(errors[name]),
                       "perfect": sum(e == 0 for e in errors[name]), "seconds_per_image": statistics.median(times[name]),
                       "mean_seconds_per_image": statistics.mean(times[name])}
-    base = rows["rapidocr-raw"]["seconds_per_image"]
+    base = rows["rapidocr-raw"]["seconds_per_image"] if "rapidocr-raw" in rows else None
     for row in rows.values():
-        row["speed_vs_raw"] = row["seconds_per_image"] / base
+        row["speed_vs_raw"] = row["seconds_per_image"] / base if base else None
+    categories = list(dict.fromkeys(cat for _, cat, _, _ in data))
+    per_category = {cat: {name: pooled(name, lambda i, c=cat: data[i][1] == c) for name in readers}
+                    for cat in categories}
     if args.json:
-        print(json.dumps({"images": len(data), "compared": COMPARED, "rows": rows,
-                          "cases": {n: {e: errors[e][i] for e in readers} for i, (n, _, _) in enumerate(data)}},
+        print(json.dumps({"set": args.set, "images": len(data), "compared": COMPARED, "cpu": cpu_note(),
+                          "rows": rows, "categories": per_category,
+                          "cases": {n: {e: errors[e][i] for e in readers} for i, (n, _, _, _) in enumerate(data)}},
                          indent=2))
         return 0
-    print(f"{len(data)} images, {sum(chars)} characters; CER pooled over all characters, whitespace-normalised")
+    print(f"set {args.set}: {len(data)} images, {sum(chars)} characters; CER pooled over all characters, "
+          f"whitespace-normalised; {cpu_note()}")
     print(COMPARED)
     print(f"{'engine':<14}{'CER':>8}{'perfect':>10}{'s/image':>10}{'mean s':>9}{'vs raw':>9}")
     for name, r in rows.items():
+        ratio = f"{r['speed_vs_raw']:>8.2f}x" if r["speed_vs_raw"] else f"{'-':>9}"
         print(f"{name:<14}{r['cer']:>8.2%}{r['perfect']:>7}/{len(data):<2}{r['seconds_per_image']:>10.3f}"
-              f"{r['mean_seconds_per_image']:>9.3f}{r['speed_vs_raw']:>8.2f}x")
+              f"{r['mean_seconds_per_image']:>9.3f}{ratio}")
+    if len(categories) > 1:
+        print("\nCER per category:")
+        print(f"{'category':<20}{'images':>7}" + "".join(f"{n:>14}" for n in readers))
+        for cat in categories:
+            count = sum(1 for d in data if d[1] == cat)
+            print(f"{cat:<20}{count:>7}" + "".join(f"{per_category[cat][e]:>14.2%}" for e in readers))
     print("\nper image CER:")
-    print(f"{'image':<20}" + "".join(f"{n:>14}" for n in readers))
-    for i, (name, _, _) in enumerate(data):
-        print(f"{name:<20}" + "".join(f"{errors[e][i]:>14.3f}" for e in readers))
+    print(f"{'image':<24}" + "".join(f"{n:>14}" for n in readers))
+    for i, (name, _, _, _) in enumerate(data):
+        print(f"{name:<24}" + "".join(f"{errors[e][i]:>14.3f}" for e in readers))
     return 0
 
 

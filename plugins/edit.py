@@ -5,7 +5,7 @@ the pipeline runs at the working size (`working_size`: the profile's, or --size)
 picture is upscaled and composited into the original (`composited: true`)."""
 
 from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
-                                      generate, pick_seeds, pick_size)
+                                      generate, pick_loras, pick_seeds, pick_size)
 from visionloop.errors import InputError
 from visionloop.hookspecs import hookimpl
 from visionloop.tools import Input, Tool
@@ -57,7 +57,7 @@ def region_mask(ctx, picture, mask, box, notes):
 
 
 def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=None, width=None, height=None,
-         size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1):
+         size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1, lora=None):
     from PIL import Image
 
     # 1. Check inputs: prompt, settings, image, mask or box, size, seeds.
@@ -74,6 +74,7 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
         raise InputError(f"{mask or 'box'}: the mask is {what}, so there is nothing to repaint")
     width, height = pick_size(ctx, width, height, size, fit=picture.size)
     seeds = pick_seeds(seed, count)
+    loras = pick_loras(lora)
     # 2. The exact pixels the pipeline gets, at the working size (recorded as working_size and resize).
     init = picture.resize((width, height), Image.Resampling.LANCZOS)
     small = region.resize((width, height), Image.Resampling.NEAREST)
@@ -99,7 +100,7 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
              "unmasked": "the input's own pixels", "notes": notes}
     return generate(ctx, "edit", "inpaint", prompt=prompt, negative_prompt=negative_prompt, steps=steps,
                     guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
-                    image=init, mask=small, strength=strength, extra=extra, finish=finish)
+                    image=init, mask=small, strength=strength, extra=extra, finish=finish, loras=loras)
 
 
 @hookimpl

@@ -2,14 +2,18 @@
 
 The default engine (`auto`, or `ocr.engine` in the config) is RapidOCR, embedded and offline;
 `tesseract` uses the installed binary; `llava` asks the vision model (shared with `see` and
-`caption`). Every engine's text comes back in reading order, one line per line, and `data`
-holds each line's text, box and confidence plus the engine actually used. Several images in
-one call share one loaded engine (`ctx.models.ocr`).
+`caption`). Every engine's text comes back in reading order, one line per line: paragraphs
+as lines, columns one after the other, tables and receipts row by row with their cells
+separated by a tab (`--table pipes`: ` | `); `--layout` forces a reading. `data` holds each
+line's text, box, confidence and kind, the blocks they form, the page's orientation and the
+scale used for small print, the lines left out (`--min-confidence`, `data.dropped`) and the
+engine actually used, with its version. Several images in one call share one loaded engine
+(`ctx.models.ocr`).
 """
 
 from visionloop.config import OcrSettings
 from visionloop.hookspecs import hookimpl
-from visionloop.models.ocr import ENGINES, check_lang  # light: the engines themselves import inside functions
+from visionloop.models.ocr import ENGINES, LAYOUTS, TABLE_SEPARATORS, check_lang  # light: engines import inside functions
 from visionloop.tools import Input, Tool, ToolResult
 from visionloop.toolkit.vision import DATA_KEYS, ask_llava, generation_inputs
 
@@ -17,9 +21,13 @@ LLAVA_PROMPT = "Read all the text in this image and write it out exactly, line b
 #: engine -> what produced the text, as a manifest should name it (with the version)
 PRODUCERS = {"rapidocr": "rapidocr-onnxruntime", "tesseract": "tesseract"}
 DEFAULT_LANG = OcrSettings.model_fields["lang"].default
+#: lines read with less confidence are left out (and listed in data.dropped): RapidOCR's own cut,
+#: below which its readings of real print are rare and of texture or noise common
+DEFAULT_MIN_CONFIDENCE = 0.5
 
 
-def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperature=None, top_p=None, seed=None):
+def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperature=None, top_p=None, seed=None,
+              layout=None, table=None, min_confidence=None):
     engine = engine or ctx.config.ocr.engine
     check_lang(lang or ctx.config.ocr.lang, "lang" if lang else "ocr.lang (in the config)")
     lang = lang or ctx.config.ocr.lang
@@ -35,12 +43,29 @@ def read_text(ctx, image, engine=None, lang=None, max_new_tokens=None, temperatu
     picture = ctx.load_image(image)
     # 2. The shared engine (`auto` resolved to the one that runs; a missing one is a one-line error).
     ocr = ctx.models.ocr(engine)
-    # 3. Read, and put the pieces in reading order.
-    reading = ocr.read(picture, lang)
+    # 3. Read (the page turned upright, small print enlarged), and put the lines in reading order:
+    # paragraphs, columns one after the other, tables row by row.
+    layout = layout or "auto"
+    table = table or "tabs"
+    min_confidence = DEFAULT_MIN_CONFIDENCE if min_confidence is None else float(min_confidence)
+    reading = ocr.read(picture, lang, layout=layout, min_confidence=min_confidence,
+                       separator=TABLE_SEPARATORS[table])
     model = " ".join(str(part) for part in (PRODUCERS.get(ocr.name, ocr.name), ocr.revision) if part)
     data = {"model": model, "engine": ocr.name, "requested_engine": engine, "engine_version": ocr.revision, "lang": lang,
             "image": str(image), "size": list(picture.size), "lines": [line.to_json() for line in reading.lines],
-            "ocr_seconds": round(reading.seconds, 4), "notes": []}
+            "blocks": [block.to_json() for block in reading.blocks], "layout": layout, "table": table,
+            "orientation": reading.orientation, "scale": reading.scale, "min_confidence": min_confidence,
+            "dropped": reading.dropped, "ocr_seconds": round(reading.seconds, 4), "notes": []}
+    # Nothing the engine found is left out without a word.
+    low = sum(1 for d in reading.dropped if d["reason"].startswith("confidence"))
+    if low:
+        data["notes"].append(f"{low} line{'s' * (low > 1)} below --min-confidence {min_confidence:g} left out "
+                             "(listed in data.dropped with --json)")
+    if len(reading.dropped) > low:
+        empty = len(reading.dropped) - low
+        data["notes"].append(f"{empty} detected region{'s' * (empty > 1)} with no readable text (listed in data.dropped)")
+    if reading.orientation:
+        data["notes"].append(f"the page is turned {reading.orientation} degrees: read after turning it back")
     # 4. A language the engine cannot use is said, not silently dropped (the CLI prints notes).
     note = ocr.lang_note(lang) if hasattr(ocr, "lang_note") else None
     if note:
@@ -62,11 +87,19 @@ def register_tools(register):
                       "tesseract needs the tesseract-ocr package; llava asks the vision model", choices=ENGINES),
                 Input("lang", "text", None, "language code, e.g. en, de, en+de (default: the config's ocr.lang); "
                       "used by tesseract; rapidocr reads English and Chinese only (a note says so)"),
+                Input("layout", "choice", None, "default auto: paragraphs, columns one after the other, tables and "
+                      "receipts row by row; lines = every row across the page, blocks = columns but no tables, "
+                      "table = every row as cells", choices=LAYOUTS),
+                Input("table", "choice", None, "what separates a table row's cells: tabs (default) or pipes (' | ')",
+                      choices=tuple(TABLE_SEPARATORS)),
+                Input("min_confidence", "float", None, f"leave out lines read with less confidence (0-1, default "
+                      f"{DEFAULT_MIN_CONFIDENCE:g}); each is listed in data.dropped, never left out silently",
+                      min=0.0, max=1.0),
                 *generation_inputs()],
         run=read_text,
         each="image",
         returns_images=False,
         # the llava engine's keys, and the OCR engines' (see read_text above)
         data_keys=(*DATA_KEYS, "engine", "requested_engine", "engine_version", "lang", "lines", "image", "size",
-                   "ocr_seconds"),
+                   "ocr_seconds", "blocks", "layout", "table", "orientation", "scale", "min_confidence", "dropped"),
     ))

@@ -3,7 +3,7 @@ describes the image and the prompt becomes "<description>, <style>": this is whe
 hands its words to Stable Diffusion (as data: cleaned, length-capped text, never a command)."""
 
 from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
-                                      generate, pick_seeds, pick_size)
+                                      generate, pick_loras, pick_seeds, pick_size)
 from visionloop.errors import InputError
 from visionloop.hookspecs import hookimpl
 from visionloop.tools import Input, Tool
@@ -11,12 +11,12 @@ from visionloop.tools import Input, Tool
 DESCRIBE = "Describe this image in one sentence."
 MAX_CAPTION_CHARS = 300
 #: What `ask_llava` records that replaying the caption needs (timings and image paths are not).
-CAPTION_CALL_KEYS = ("model", "model_id", "revision", "question", "prompt", "max_new_tokens", "do_sample",
-                     "temperature", "top_p", "seed", "new_tokens", "device")
+CAPTION_CALL_KEYS = ("model", "model_id", "revision", "backend", "base_url", "digest", "question", "prompt",
+                     "max_new_tokens", "do_sample", "temperature", "top_p", "seed", "new_tokens", "device")
 
 
 def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=None, width=None, height=None,
-            size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1):
+            size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1, lora=None):
     from PIL import Image
 
     # 1. Check inputs before any model loads.
@@ -29,6 +29,7 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     picture = ctx.load_image(image)
     width, height = pick_size(ctx, width, height, size, fit=picture.size)
     seeds = pick_seeds(seed, count)
+    loras = pick_loras(lora)
     extra = {"image": str(image), "input_size": list(picture.size), "resize": "lanczos", "style": style,
              "notes": []}
     if width < picture.width or height < picture.height:  # a redraw may be smaller, but never silently
@@ -58,7 +59,7 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     init = picture.resize((width, height), Image.Resampling.LANCZOS)
     return generate(ctx, "restyle", "img2img", prompt=final, negative_prompt=negative_prompt, steps=steps,
                     guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
-                    image=init, strength=strength, extra=extra)
+                    image=init, strength=strength, extra=extra, loras=loras)
 
 
 def fit_description(pipe, subject: str, style: str | None) -> tuple[str, int]:

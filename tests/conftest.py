@@ -40,6 +40,7 @@ def _isolated_env(session_config_file, monkeypatch, tmp_path):
     monkeypatch.setenv("VISIONLOOP_CONFIG", str(session_config_file))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VISIONLOOP_STATE_DIR", str(tmp_path / "state"))  # watcher ledgers
+    monkeypatch.setenv("VISIONLOOP_DATA_DIR", str(tmp_path / "data"))  # the history of tool calls
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # no user workflows of the machine's
     for var in ("VISIONLOOP_PROFILE", "VISIONLOOP_DEVICE", "VISIONLOOP_DTYPE"):
         monkeypatch.delenv(var, raising=False)
@@ -138,8 +139,11 @@ def one_torch_thread():
 # which installs every optional dependency) it is an error instead. A `pytest.importorskip` skip
 # is held to the same rule. Something CI cannot install goes in CI_MAY_LACK with the reason.
 # .ci/check_skips.py checks the JUnit report again and prints the counts.
-PROGRAMS = {"tesseract": "apt-get install tesseract-ocr; macOS: brew install tesseract"}
-PACKAGES = {"peft": "pip install -e '.[lora]'", "pexpect": "pip install -e '.[test]'"}
+PROGRAMS = {"tesseract": "apt-get install tesseract-ocr; macOS: brew install tesseract",
+            "chromium": "apt-get install chromium", "chromedriver": "apt-get install chromium-driver"}
+PACKAGES = {"peft": "pip install -e '.[lora]'", "pexpect": "pip install -e '.[test]'",
+            **{name: "pip install -e '.[serve]'" for name in ("fastapi", "uvicorn", "jinja2", "python_multipart")},
+            **{name: "pip install -e '.[test]'" for name in ("httpx", "openai", "selenium")}}
 CI_MAY_LACK: dict[str, str] = {}  # name -> why CI cannot install it
 ALLOWED = "allowed in CI:"  # how such a skip starts; .ci/check_skips.py lets it pass
 

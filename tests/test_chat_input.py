@@ -93,8 +93,8 @@ def test_a_line_over_the_limit_is_refused_without_an_echo(talk):
 
 
 def test_a_long_word_in_a_message_is_shortened_when_echoed(talk):
-    out, err = talk.say("/draw --seed " + "9" * 20_000 + " a cat")
-    assert "expected a whole number, got '99999" in out and "(20,002 characters)" in out and len(out) < 600
+    out, err = talk.say("/draw --seed " + "9" * 20_000 + " a cat")  # a wrong option value: an error
+    assert out == "" and "expected a whole number, got '99999" in err and "(20,002 characters)" in err and len(err) < 600
 
 
 def test_piped_lines_over_the_limit_are_skipped_and_counted(talk):

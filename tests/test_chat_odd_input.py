@@ -21,8 +21,8 @@ def test_a_symlink_loop_is_one_line_not_an_internal_error(talk, tmp_path):
 
 
 def test_control_characters_are_shown_never_sent_to_the_terminal(talk):
-    out, _ = talk.say("/foo\x1b[2J")
-    assert out == "unknown command /foo\\x1b[2J (see /help)\n"
+    _, err = talk.say("/foo\x1b[2J")  # an unknown command is an error
+    assert err == "error: unknown command /foo\\x1b[2J (see /help)\n"
     _, err = talk.say("/image \x1b[31mx.png")
     assert err == "error: \\x1b[31mx.png: file not found\n"
     out, _ = talk.say("/parrot \x1b]0;pwned\x07 and\x08back\x9b")  # a tool's answer too

@@ -1,9 +1,9 @@
 """The command line: fast start without torch, global flags anywhere, exit codes, --json."""
 
-import json
 import sys
 
 from conftest import run_subprocess
+from json_lines import one, parse
 
 
 def test_help_and_tools_import_no_heavy_library():
@@ -34,7 +34,7 @@ def test_global_flags_before_or_after_subcommand(cli, example_image, tmp_path):
     before = cli("--json", "--out", tmp_path, "caption", example_image)
     after = cli("caption", example_image, "--json", "--out", tmp_path)
     assert before.code == after.code == 0
-    assert json.loads(before.out)["text"] == json.loads(after.out)["text"]
+    assert one(before.out)["text"] == one(after.out)["text"]
 
 
 def test_see_q_is_question_and_quiet_still_works(cli, example_image, tmp_path, monkeypatch, tiny_config, registry):
@@ -44,7 +44,7 @@ def test_see_q_is_question_and_quiet_still_works(cli, example_image, tmp_path, m
 
     result = cli("see", example_image, "-q", "what is this?", "--quiet", "--json")
     assert result.code == 0, result.err
-    assert json.loads(result.out)["data"]["question"] == "what is this?"  # see's -q is its question
+    assert one(result.out)["data"]["question"] == "what is this?"  # see's -q is its question
     # what --quiet suppresses: notes on stderr (a prompt longer than the text encoder reads gives one)...
     long = " ".join(["lighthouse"] * 100)
     loud = cli("draw", long, "--seed", "1", "--steps", "1", "--out", tmp_path / "o")
@@ -66,10 +66,11 @@ def test_see_q_is_question_and_quiet_still_works(cli, example_image, tmp_path, m
 
 
 def test_json_shape_single_and_many(cli, example_image):
-    one = json.loads(cli("caption", example_image, "--json").out)
-    assert set(one) == {"tool", "text", "images", "data", "error"}
-    many = json.loads(cli("caption", example_image, example_image, "--json").out)
-    assert isinstance(many, list) and len(many) == 2
+    single = one(cli("caption", example_image, "--json").out)
+    assert set(single) == {"tool", "text", "images", "data", "error"}
+    many, summary = parse(cli("caption", example_image, example_image, "--json").out)  # the same shape
+    assert [set(r) for r in many] == [set(single)] * 2
+    assert summary == {"command": "caption", "results": 2, "ok": 2, "failed": 0, "exit": 0, "error": None}
 
 
 def test_input_error_is_one_line_exit_1(cli, tmp_path):
@@ -84,8 +85,9 @@ def test_one_bad_file_among_several(cli, example_image, tmp_path):
     bad.write_text("not an image")
     result = cli("caption", example_image, bad, "--json")
     assert result.code == 1
-    good, failed = json.loads(result.out)
-    assert good["error"] is None and good["text"] == json.loads(cli("caption", example_image, "--json").out)["text"]
+    (good, failed), summary = parse(result.out)
+    assert summary["exit"] == 1 and summary["ok"] == summary["failed"] == 1
+    assert good["error"] is None and good["text"] == one(cli("caption", example_image, "--json").out)["text"]
     assert failed["error"].startswith(f"{bad}: not a supported image")
 
 
@@ -119,12 +121,12 @@ def test_relative_input_paths_are_recorded_absolute(cli, example_image, tmp_path
     import shutil
 
     shutil.copy(example_image, tmp_path / "photo.png")  # the test runs in tmp_path
-    result = json.loads(cli("caption", "photo.png", "--json").out)
+    result = one(cli("caption", "photo.png", "--json").out)
     assert result["data"]["images"] == [str(tmp_path / "photo.png")]
 
 
 def test_a_failed_item_keeps_what_was_asked(cli, tmp_path):
-    result = json.loads(cli("caption", tmp_path / "nope.png", "--detail", "long", "--json").out)
+    result = one(cli("caption", tmp_path / "nope.png", "--detail", "long", "--json").out)
     assert result["error"].endswith("file not found")
     assert result["data"]["args"]["image"] == str(tmp_path / "nope.png")
     assert result["data"]["args"]["detail"] == "long"
@@ -165,7 +167,7 @@ def test_a_file_name_starting_with_a_dash_gets_a_hint(cli, example_image, tmp_pa
         first = result.err.splitlines()[0]
         assert first.endswith(f"(a name that starts with '-' reads as an option; write: {fix})"), (args, first)
     fixed = cli("caption", "--json", "--", "-dash.png")  # and the hint works
-    assert fixed.code == 0 and json.loads(fixed.out)["data"]["images"] == [str(tmp_path / "-dash.png")]
+    assert fixed.code == 0 and one(fixed.out)["data"]["images"] == [str(tmp_path / "-dash.png")]
     assert "write:" not in cli("caption", "--nope").err  # an unknown option that is no file: no hint
 
 

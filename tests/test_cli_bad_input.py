@@ -1,10 +1,11 @@
 """The one-shot CLI given bad or odd input by a new user: every mistake is one line on stderr
 naming the file or argument and the reason, no traceback, the right exit code, and under
---json stdout is one valid JSON document (or nothing)."""
+--json stdout is JSON Lines (result lines, then the summary) or nothing."""
 
 import json
 
 import pytest
+from json_lines import one, summary
 from PIL import Image, PngImagePlugin
 
 
@@ -19,7 +20,9 @@ def test_info_on_a_truncated_png_is_one_line_not_a_traceback(cli, example_image,
 def test_info_json_for_one_bad_file_is_still_a_json_record(cli):
     result = cli("info", "nosuch.png", "--json")
     assert result.code == 1
-    assert json.loads(result.out) == {"file": "nosuch.png", "error": "nosuch.png: file not found"}
+    assert one(result.out) == {"file": "nosuch.png", "format": None, "width": None, "height": None,
+                               "parameters": None, "visionloop": None, "error": "nosuch.png: file not found"}
+    assert summary(result.out)["exit"] == 1
     assert result.err == "error: nosuch.png: file not found\n"
 
 
@@ -46,7 +49,7 @@ def test_info_escapes_the_text_a_foreign_png_carries(cli, tmp_path):
     assert result.code == 0 and "\x1b" not in result.out and "\x07" not in result.out
     assert result.out.splitlines() == ["evil\\tname.png: PNG 8x8", "a cat\\x1b]0;pwned\\x07", "Steps: 4\\x1b[2J",
                                        "visionloop: tool dr\\x1b[31maw"]
-    assert json.loads(cli("info", "evil\tname.png", "--json").out)["parameters"].startswith("a cat\x1b")  # raw
+    assert one(cli("info", "evil\tname.png", "--json").out)["parameters"].startswith("a cat\x1b")  # raw
 
 
 @pytest.mark.parametrize("kind", ["file", "dangling link", "file in the path"])

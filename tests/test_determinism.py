@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import json_lines
 from visionloop.tools import ToolCall
 
 
@@ -77,7 +78,7 @@ def test_a_manifest_records_the_thread_count(cli, session_config_file, example_i
                                                "with": {"image": "${inputs.image}"}}]}))
     result = cli("run", flow, "--input", f"image={example_image}", "--out", tmp_path / "runs", "--json")
     assert result.code == 0, result.err
-    manifest = json.loads(Path(json.loads(result.out)["manifest"]).read_text())
+    manifest = json.loads(Path(json_lines.one(result.out)["manifest"]).read_text())
     assert manifest["environment"]["threads"] == 3
     (step,) = manifest["steps"]
     assert step["threads"] == 3 and step["data"]["threads"] == 3

@@ -270,6 +270,7 @@ def test_lora_changes_the_output_with_its_scale(tiny_config, tmp_path):
     from peft.utils import get_peft_model_state_dict
 
     from visionloop.config import Lora
+    from visionloop.images import sha256_file
     from visionloop.models.tiny import tiny_model_path
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model_path("sd", tiny_config.cache_path),
@@ -291,7 +292,7 @@ def test_lora_changes_the_output_with_its_scale(tiny_config, tmp_path):
 
     base = picture(make_backend(tiny_config))
     styled = make_backend(tiny_config, loras=[Lora(path=str(file), scale=1.0, name="style")])
-    assert styled.loras == [{"path": str(file), "name": "style", "scale": 1.0}]
+    assert styled.loras == [{"path": str(file), "name": "style", "scale": 1.0, "sha256": sha256_file(file)}]
     assert not np.array_equal(picture(styled), base)
     assert styled.img2img.unet is styled.text2img.unet  # from_pipe shares the LoRA too
     off = make_backend(tiny_config, loras=[Lora(path=str(tmp_path / "lora"), scale=0.0)])  # a folder works too

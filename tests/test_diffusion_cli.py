@@ -3,11 +3,11 @@ masks of other shapes, and output folders that cannot take the result (refused b
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from json_lines import one
 
 
 SHARED_NAMES = {"image", "prompt", "negative_prompt", "width", "height", "size", "steps", "guidance", "seed",
@@ -22,7 +22,7 @@ def test_cli_draw_json(cli, tmp_path):
     res = cli("draw", "a small house", "--negative", "fog", "--seed", "9", "--steps", "2", "--json",
               "--out", tmp_path / "o")
     assert res.code == 0, res.err
-    payload = json.loads(res.out)
+    payload = one(res.out)
     assert set(payload) == {"tool", "text", "images", "data", "error"}
     assert payload["data"]["negative_prompt"] == "fog" and payload["data"]["steps"] == 2
     assert payload["images"][0].startswith(str(tmp_path / "o"))
@@ -122,7 +122,7 @@ def test_draw_never_writes_through_links_in_the_output_folder(cli, tmp_path):
     (out / "draw-cat-8.png").symlink_to(outside / "mine.png")  # a file outside, named like seed 8's
     res = cli("draw", "cat", "--seed", "7", "--count", "2", "--steps", "1", "--out", out, "--json")
     assert res.code == 0, res.err
-    images = json.loads(res.out)["images"]
+    images = one(res.out)["images"]
     assert [Path(p).name for p in images] == ["draw-cat-7-1.png", "draw-cat-8-1.png"]  # none lost
     assert all(Image.open(p).size == (64, 64) for p in images)
     assert sorted(p.name for p in outside.iterdir()) == ["mine.png"]

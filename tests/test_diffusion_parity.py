@@ -3,13 +3,13 @@ round trip, and one load of the weights for all three tools."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from visionloop.tools import ToolCall
+from json_lines import one
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one intra-op thread
@@ -111,7 +111,7 @@ def test_png_record_round_trip(loop, cli):
     res = cli("info", r.images[0])
     assert res.code == 0 and "Seed: 77" in res.out and "Negative prompt: people" in res.out
     res = cli("info", r.images[0], "--json")
-    assert json.loads(res.out)["visionloop"]["seed"] == 77
+    assert one(res.out)["visionloop"]["seed"] == 77
 
 
 def test_replaying_a_record_through_the_tool_gives_the_same_pixels(loop):

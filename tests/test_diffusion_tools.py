@@ -11,7 +11,7 @@ from PIL import Image
 from visionloop.tools import ToolCall
 
 SHARED_NAMES = {"image", "prompt", "negative_prompt", "width", "height", "size", "steps", "guidance", "seed",
-                "scheduler", "strength", "mask", "box", "style", "count"}
+                "scheduler", "strength", "mask", "box", "style", "count", "lora"}
 RECORD_KEYS = {"model", "prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "scheduler"}
 
 

@@ -10,6 +10,7 @@ from PIL import Image, ImageFile, PngImagePlugin
 
 from visionloop.errors import ImageError, VisionloopError
 from visionloop.images import confined_path, load_image, read_metadata, safe_stem, save_image
+from json_lines import one, results
 
 
 def png_bytes(size=(16, 12), mode="RGB", color=(10, 20, 30)) -> bytes:
@@ -135,7 +136,8 @@ def test_info_command(cli, tmp_path):
     path = save_image(Image.new("RGB", (8, 8)), tmp_path, "x", {"prompt": "p", "seed": 1, "width": 8, "height": 8})
     result = cli("info", path, "--json")
     assert result.code == 0
-    assert json.loads(result.out)["visionloop"]["seed"] == 1
+    assert one(result.out)["visionloop"]["seed"] == 1
+    assert (one(result.out)["width"], one(result.out)["height"]) == (8, 8)  # integers, as a tool gives them
     plain = cli("info", path)
     assert "Seed: 1" in plain.out and "Size: 8x8" in plain.out
 
@@ -240,7 +242,7 @@ def test_info_reports_each_bad_file_and_still_shows_the_good_ones(cli, tmp_path)
     assert result.out.splitlines()[0] == f"{good}: PNG 8x8"
     assert result.err.strip() == (f"error: {tmp_path / 'bad.png'}: not a supported image "
                                   "(supported: PNG, JPEG, WebP, BMP, GIF, TIFF)")
-    records = json.loads(cli("info", good, tmp_path / "bad.png", "--json").out)
+    records = results(cli("info", good, tmp_path / "bad.png", "--json").out)
     assert records[0]["visionloop"]["seed"] == 1 and records[1]["file"] == str(tmp_path / "bad.png")
     assert "not a supported image" in records[1]["error"]
     for blank in ("", " "):  # not "." (the current folder)

@@ -62,4 +62,4 @@ def test_whitespace_is_normalised_and_empty_boxes_dropped():
 def test_confidence_is_weighted_by_length():
     line = order_lines([box("aaa", 0, 0, 30, 10, 1.0), box("b", 40, 0, 50, 10, 0.0)])[0]
     assert line.confidence == 0.75
-    assert line.to_json() == {"text": "aaa b", "box": [0, 0, 50, 10], "confidence": 0.75}
+    assert line.to_json() == {"text": "aaa b", "box": [0, 0, 50, 10], "confidence": 0.75, "kind": "paragraph"}

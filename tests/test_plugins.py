@@ -1,13 +1,13 @@
 """Plugin loading: entry points, plugins.paths folders, broken plugins, name clashes, and a
 third-party tool getting its CLI command with no CLI code."""
 
-import json
 import textwrap
 
 import pytest
 
 from visionloop.errors import PluginError
 from visionloop.plugins import load_registry
+from json_lines import one, results
 
 PLUGIN = textwrap.dedent('''
     from visionloop import hookspecs
@@ -40,15 +40,14 @@ def test_folder_plugin_gets_a_cli_command(tmp_path, cli):
     folder = plugin_folder(tmp_path, {"shout.py": PLUGIN})
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"plugins:\n  paths: [{folder}]\n")
-    listed = json.loads(cli("--config", cfg, "tools", "--json").out)
+    listed = results(cli("--config", cfg, "tools", "--json").out)
     shout = next(t for t in listed if t["name"] == "shout")
     assert shout["description"] == "Say it louder."
     assert [i["name"] for i in shout["inputs"]] == ["text", "times"]
     result = cli("--config", cfg, "shout", "hey", "--times", "2", "--json")
     assert result.code == 0, result.err
-    assert json.loads(result.out) == {"tool": "shout", "text": "HEY!HEY!", "images": [],
-                                      "data": {"times": 2, "seconds": json.loads(result.out)["data"]["seconds"]},
-                                      "error": None}
+    assert one(result.out) == {"tool": "shout", "text": "HEY!HEY!", "images": [],
+                               "data": {"times": 2, "seconds": one(result.out)["data"]["seconds"]}, "error": None}
     bad = cli("--config", cfg, "shout", "hey", "--times", "9")
     assert bad.code == 1 and bad.err.strip() == "error: times: must be at most 5, got 9"
 

@@ -219,7 +219,8 @@ def test_every_rule_is_reached_by_the_table(two_images, registry):
         assert rule.tool == tool and answer.tool == tool, (phrase, rule.name)
         answered.setdefault(rule.name, phrase)
     assert sorted(answered) == sorted(rule.name for rule in RULES)
-    assert {rule.tool for rule in RULES} - {None} == set(registry.tools)
+    # train-lora has no chat phrase yet (the chat starts it with /train-lora)
+    assert {rule.tool for rule in RULES} - {None} == set(registry.tools) - {"train-lora"}
 
 
 @pytest.mark.parametrize("phrase, tool, expected", ROUTES, ids=[p for p, _, _ in ROUTES])
@@ -241,8 +242,8 @@ def test_ambiguous_input_gets_a_question(phrase, answer, two_images, registry):
     assert isinstance(reply, str) and answer in reply
 
 
-def test_the_registry_has_exactly_the_six_built_in_tools(registry):
-    assert sorted(registry.tools) == ["caption", "draw", "edit", "read-text", "restyle", "see"]
+def test_the_registry_has_exactly_the_seven_built_in_tools(registry):
+    assert sorted(registry.tools) == ["caption", "draw", "edit", "read-text", "restyle", "see", "train-lora"]
     builtin = {"see", "caption", "read_text", "draw", "edit", "restyle"}
     assert not builtin & set(registry.broken), registry.broken
     for name in registry.tools:  # each comes from its own plugins/ module

@@ -26,7 +26,8 @@ def test_slash_commands_take_the_cli_options(two_images, registry):
 
 def test_slash_command_mistakes_are_one_line(two_images, registry):
     tools = registry.tools
-    assert route("/nope x", two_images, tools) == "unknown command /nope (see /help)"
+    assert route("/bogus x", two_images, tools) == "unknown command /bogus (see /help)"
+    assert route("/captoin x", two_images, tools) == "unknown command /captoin (did you mean /caption? see /help)"
     assert "unrecognized arguments: --bogus" in route("/see --bogus 1 hi", two_images, tools)
     assert "missing.png: file not found" in route("/see missing.png what?", two_images, tools)
     assert "needs the question" in route("/see #1", two_images, tools)

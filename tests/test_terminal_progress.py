@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from chat_fixtures import config_with
 
 pexpect = pytest.importorskip("pexpect")
 

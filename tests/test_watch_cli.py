@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image
 
 from visionloop.watch import Ledger
+from json_lines import parse, results, watch_counts
 from watch_helpers import watch_folder
 
 
@@ -30,11 +32,17 @@ def test_once_json_then_status(env, cli):
     args = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.1")
     r = cli(*args, "--once", "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out) == {"processed": 3, "failed": 0, "skipped": 0, "unfinished": 0}
+    assert watch_counts(r.out) == {"processed": 3, "failed": 0, "skipped": 0, "unfinished": 0}
+    lines = results(r.out)  # one line per file, as each is done
+    assert sorted(Path(obj["file"]).name for obj in lines) == ["p0.png", "p1.png", "p2.png"]
+    assert all(obj["status"] == "done" and obj["error"] is None and obj["outputs"]["caption"] for obj in lines)
+    assert all(Path(obj["run"], "manifest.json").is_file() for obj in lines)
     r = cli(*args, "--once", "--json")
-    assert json.loads(r.out) == {"processed": 0, "failed": 0, "skipped": 3, "unfinished": 0}
+    assert watch_counts(r.out) == {"processed": 0, "failed": 0, "skipped": 3, "unfinished": 0}
+    assert results(r.out) == []
     r = cli(*args, "--status", "--json")
-    assert r.code == 0 and json.loads(r.out)["in"]["done"] == 3
+    (status,), summary = parse(r.out)
+    assert r.code == 0 and status["rule"] == "in" and status["counts"]["done"] == 3 and summary["exit"] == 0
     r = cli(*args, "--status")
     assert r.out.startswith("in: ") and "done 3" in r.out
 
@@ -92,7 +100,7 @@ def test_sigterm_mid_job_exits_0_and_nothing_is_lost(env):
     r = subprocess.run([*cmd, "--once", "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     done_before = sum(1 for row in rows if row["state"] == "done")
-    assert json.loads(r.stdout.strip().splitlines()[-1])["processed"] == 3 - done_before
+    assert watch_counts(r.stdout)["processed"] == 3 - done_before
     assert len([p for p in (env / "out").iterdir() if p.is_dir()]) == 3
 
 
@@ -132,8 +140,13 @@ def test_once_exits_1_when_a_file_failed(env, cli):
     args = ("watch", env / "in", "--workflow", env / "wf.yaml", "--out", env / "out", "--settle", "0.1", "--once")
     r = cli(*args, "--json")
     assert r.code == 1, r.err
-    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0, "unfinished": 0}
+    assert watch_counts(r.out) == {"processed": 3, "failed": 1, "skipped": 0, "unfinished": 0}
+    (failed,) = [obj for obj in results(r.out) if obj["error"]]
+    assert failed["status"] == "failed" and failed["file"] == str(env / "in" / "broken.png")
     assert (env / "in" / "failed" / "broken.png").is_file()
+    (env / "in" / "broken2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated, too")
+    r = cli(*args)  # a failure is said once: its line on stdout, no logger line on stderr
+    assert r.code == 1 and r.out.count("broken2.png: failed (") == 1 and "broken2.png" not in r.err, r
     r = cli(*args)  # nothing new failed this time: exit 0 again
     assert r.code == 0 and "failed 0" in r.out
 
@@ -173,7 +186,7 @@ def test_once_json_says_on_stderr_which_files_it_waits_for(env, cli, monkeypatch
             "--once", "--json")
     t.join()
     assert r.code == 1, r.err  # the empty file failed
-    assert json.loads(r.out) == {"processed": 3, "failed": 1, "skipped": 0, "unfinished": 0}
+    assert watch_counts(r.out) == {"processed": 3, "failed": 1, "skipped": 0, "unfinished": 0}
     waiting = [line for line in r.err.splitlines() if "waiting for" in line]
     assert len(waiting) == 1 and "slow.png: not settled after" in waiting[0], r.err
     assert json.loads((env / "in" / "failed" / "empty.png.error.json").read_text())["error"] == "empty file"

@@ -4,10 +4,10 @@ image, a rule whose patterns take nothing, the same bad bytes dropped again."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
+from json_lines import results, watch_counts
 from watch_helpers import png, watch_folder
 
 from visionloop.watch import ledger_path
@@ -42,7 +42,7 @@ def test_a_name_that_is_not_utf8_is_handled_once_and_never_left_running(env, cli
     png(env / "in" / bad, 7)
     r = cli(*args(env, "--once", "--json"))
     assert "Traceback" not in r.err and "unexpected error" not in r.err, r.err
-    assert r.code == 0 and json.loads(r.out) == {"processed": 2, "failed": 0, "skipped": 0, "unfinished": 0}, r
+    assert r.code == 0 and watch_counts(r.out) == {"processed": 2, "failed": 0, "skipped": 0, "unfinished": 0}, r
     ledger = Ledger(env / "out", lock=False)
     try:
         rows = {row["path"]: row["state"] for row in ledger.rows()}
@@ -50,7 +50,7 @@ def test_a_name_that_is_not_utf8_is_handled_once_and_never_left_running(env, cli
         ledger.close()
     assert rows[str(env / "in" / bad)] == "done" and (env / "in" / bad).exists(), rows
     r = cli(*args(env, "--once", "--json"))  # remembered: never run twice
-    assert '"processed": 0, "failed": 0' in r.out and '"unfinished": 0' in r.out, (r.out, r.err)
+    assert watch_counts(r.out) == {"processed": 0, "failed": 0, "skipped": 2, "unfinished": 0}, (r.out, r.err)
 
 
 def test_a_bad_file_whose_name_is_not_utf8_goes_to_failed(env, cli):
@@ -58,6 +58,9 @@ def test_a_bad_file_whose_name_is_not_utf8_goes_to_failed(env, cli):
     (env / "in" / bad).write_bytes(b"not an image at all" * 20)
     r = cli(*args(env, "--once", "--json"))
     assert r.code == 1 and "Traceback" not in r.err, (r.out, r.err)
+    (line,) = [obj for obj in results(r.out) if obj["status"] == "failed"]
+    assert line["file"] == str(env / "in" / bad) and line["moved_to"] == str(env / "in" / "failed" / bad)
+    assert len(r.err.strip().splitlines()) == 1 and "failed (" in r.err, r.err  # said once, not twice
     assert (env / "in" / "failed" / bad).exists() and (env / "in" / "failed" / f"{bad}.error.json").exists()
 
 
@@ -76,15 +79,16 @@ def test_a_lost_ledger_is_refused_not_silently_rerun(env, cli, how):
     one_line_error(r, "ledger", "--reprocess")
     assert "processed" not in r.out
     r = cli(*args(env, "--once", "--reprocess", "--json"))  # the way out the message names
-    assert r.code == 0 and '"processed": 1' in r.out, (r.out, r.err)
-    assert cli(*args(env, "--once", "--json")).out.strip().endswith('"skipped": 1, "unfinished": 0}')
+    assert r.code == 0 and watch_counts(r.out)["processed"] == 1, (r.out, r.err)
+    assert watch_counts(cli(*args(env, "--once", "--json")).out) == {"processed": 0, "failed": 0, "skipped": 1,
+                                                                     "unfinished": 0}
 
 
 def test_a_first_start_with_an_output_folder_of_plain_runs_is_not_refused(env, cli):
     (env / "out" / "20260101-000000-alt-p9").mkdir(parents=True)  # e.g. `visionloop run ... --out out`
     (env / "out" / "20260101-000000-alt-p9" / "manifest.json").write_text("{}")
     r = cli(*args(env, "--once", "--json"))
-    assert r.code == 0 and '"processed": 1' in r.out, (r.out, r.err)
+    assert r.code == 0 and watch_counts(r.out)["processed"] == 1, (r.out, r.err)
 
 
 # --- the rule's input must be an image ----------------------------------------------------------------
@@ -136,6 +140,6 @@ def test_bytes_that_failed_before_go_to_failed_again_not_left_silently(env, cli)
     (env / "in" / "b.png").write_bytes(b"garbage" * 50)
     r = cli(*args(env, "--once", "--json"))
     assert r.code == 1, (r.out, r.err)
-    assert r.out.strip() == '{"processed": 0, "failed": 1, "skipped": 0, "unfinished": 0}'
+    assert watch_counts(r.out) == {"processed": 0, "failed": 1, "skipped": 0, "unfinished": 0}
     assert not (env / "in" / "b.png").exists() and (env / "in" / "failed" / "b.png").exists()
     assert "a.png" in (env / "in" / "failed" / "b.png.error.json").read_text()

@@ -4,7 +4,6 @@ odd file names stay on one line; an older ledger is migrated, a newer one refuse
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 
 from visionloop.watch import Ledger, ledger_path
 from watch_helpers import CAPTION_WORKFLOW, png, watch_folder
+from json_lines import one, watch_counts
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_once_exits_non_zero_when_a_file_is_not_done(env, cli, monkeypatch):
     monkeypatch.setattr(Runner, "process", lambda self, rs, ready: (_ for _ in ()).throw(RuntimeError("stuck")))
     r = cli(*args(env, "--once", "--json"))
     assert r.code == 1, r.err
-    assert json.loads(r.out) == {"processed": 0, "failed": 0, "skipped": 0, "unfinished": 2}
+    assert watch_counts(r.out) == {"processed": 0, "failed": 0, "skipped": 0, "unfinished": 2}
     r = cli(*args(env, "--once"))
     assert r.code == 1 and "unfinished 2" in r.out and r.out.count("not processed") == 2
 
@@ -88,19 +88,19 @@ def test_once_exits_non_zero_when_a_file_is_not_done(env, cli, monkeypatch):
 # --- defect 19: the ledger keyed by the rule's fingerprint; --reprocess ------------------------------
 def test_another_workflow_on_the_same_folder_runs_every_file_again(env, cli):
     r = cli(*args(env, "--once", "--json"))
-    assert json.loads(r.out)["processed"] == 2
+    assert watch_counts(r.out)["processed"] == 2
     (env / "wf.yaml").write_text(CAPTION_WORKFLOW.replace("name: alt", "name: alt\ndescription: a new version"))
     r = cli(*args(env, "--once", "--json"))
-    assert r.code == 0 and json.loads(r.out) == {"processed": 2, "failed": 0, "skipped": 0, "unfinished": 0}
+    assert r.code == 0 and watch_counts(r.out) == {"processed": 2, "failed": 0, "skipped": 0, "unfinished": 0}
     r = cli(*args(env, "--status", "--json"))
-    assert json.loads(r.out)["in"]["done"] == 2  # this workflow's rows, not both versions'
+    assert one(r.out)["counts"]["done"] == 2  # this workflow's rows, not both versions'
 
 
 def test_reprocess_runs_each_file_again_once(env, cli):
-    assert json.loads(cli(*args(env, "--once", "--json")).out)["processed"] == 2
+    assert watch_counts(cli(*args(env, "--once", "--json")).out)["processed"] == 2
     r = cli(*args(env, "--once", "--json", "--reprocess"))
-    assert r.code == 0 and json.loads(r.out) == {"processed": 2, "failed": 0, "skipped": 0, "unfinished": 0}
-    assert json.loads(cli(*args(env, "--once", "--json")).out)["skipped"] == 2
+    assert r.code == 0 and watch_counts(r.out) == {"processed": 2, "failed": 0, "skipped": 0, "unfinished": 0}
+    assert watch_counts(cli(*args(env, "--once", "--json")).out)["skipped"] == 2
     assert len([p for p in (env / "out").iterdir() if p.is_dir()]) == 4
 
 
@@ -151,7 +151,7 @@ def test_a_version_1_ledger_is_migrated_and_its_done_files_stay_done(env, cli):
     db.close()
     r = cli(*args(env, "--once", "--json"))
     assert r.code == 0, r.err
-    assert json.loads(r.out) == {"processed": 1, "failed": 0, "skipped": 1, "unfinished": 0}  # p0 was done
+    assert watch_counts(r.out) == {"processed": 1, "failed": 0, "skipped": 1, "unfinished": 0}  # p0 was done
     led = Ledger(env / "out", lock=False)
     try:
         assert {row["state"] for row in led.rows()} == {"done"} and len(led.rows()) == 2

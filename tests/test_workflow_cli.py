@@ -6,14 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from json_lines import one, parse, results
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
-RUN_KEYS = {"workflow", "status", "outputs", "steps", "manifest"}
+RUN_KEYS = {"workflow", "file", "status", "outputs", "steps", "manifest", "error", "failed_step"}
 
 
 def run_json(cli, *args):
+    """The run's one line (None when it has none) and the summary agreeing with it."""
     result = cli("run", *args, "--json")
-    return result, json.loads(result.out) if result.out.strip() else None
+    lines, summary = parse(result.out)
+    assert summary["exit"] == result.code and summary["results"] == len(lines) <= 1, result.out
+    return result, lines[0] if lines else None
 
 
 def test_workflows_lists_every_example_with_inputs(cli):
@@ -21,7 +26,7 @@ def test_workflows_lists_every_example_with_inputs(cli):
     assert result.code == 0
     for path in EXAMPLES:
         assert path.stem in result.out
-    listing = {w["name"]: w for w in json.loads(cli("workflows", "--json").out)}
+    listing = {w["name"]: w for w in results(cli("workflows", "--json").out)}
     assert set(listing) == {p.stem for p in EXAMPLES} and all(w["valid"] for w in listing.values())
     assert {"name": "subject", "type": "text", "required": True, "default": None,
             "description": "what the poster shows"} in listing["poster"]["inputs"]
@@ -51,8 +56,9 @@ def test_poster_example_then_replay_is_identical(cli, tmp_path, registry):
     again = cli("replay", out["manifest"], "--out", tmp_path / "again")
     assert again.code == 0, again.err
     assert again.out.startswith("identical: all 2 steps")
-    report = json.loads(cli("replay", out["manifest"], "--out", tmp_path / "again", "--json").out)
-    assert report["identical"] and report["differences"] == []
+    report = one(cli("replay", out["manifest"], "--out", tmp_path / "again", "--json").out)
+    assert report["identical"] and report["differences"] == [] and report["error"] is None
+    assert RUN_KEYS <= set(report) and report["outputs"] == {}
 
 
 def test_describe_and_redraw_example(cli, example_image, tmp_path, registry):
@@ -73,10 +79,12 @@ def test_folder_batch_example_with_a_broken_file(cli, example_image, tmp_path):
     result = cli("run", "describe-folder", "--input", f"photo={photos}", "--input", "detail=short",
                  "--out", tmp_path / "runs", "--json")
     assert result.code == 1
-    out = json.loads(result.out)
-    assert set(out) == {"workflow", "status", "items", "summary"} and out["status"] == "failed"
-    assert out["summary"] == {"total": 3, "ok": 2, "failed": 1, "skipped": 0}
-    items = {Path(i["input"]).name: i for i in out["items"]}
+    lines, summary = parse(result.out)  # one line per item, the shape of a single run's
+    assert all(set(i) == RUN_KEYS for i in lines) and summary["status"] == "failed"
+    assert summary == {"command": "run", "results": 3, "ok": 2, "failed": 1, "interrupted": 0, "skipped": 0,
+                       "workflow": "describe-folder", "status": "failed", "exit": 1, "error": None}
+    assert result.err.count("error: ") == 1 and "broken.png: " in result.err
+    items = {Path(i["file"]).name: i for i in lines}
     assert items["broken.png"]["status"] == "failed" and "not a supported image" in items["broken.png"]["error"]
     assert items["a.png"]["status"] == "ok" and items["a.png"]["outputs"]["description"]
     for item in items.values():
@@ -93,7 +101,8 @@ def test_dry_run_prints_the_plan_loads_and_writes_nothing(tmp_path, example_imag
     proc = subprocess.run([sys.executable, "-c", code, "run", "describe-and-redraw", "--dry-run", "--out", out,
                            "--input", f"image={example_image}", "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    plan = json.loads(proc.stdout.splitlines()[0])
+    (plan,), summary = parse(proc.stdout.split("HEAVY")[0])
+    assert summary["status"] == "planned" and summary["exit"] == 0
     assert plan["status"] == "planned" and [s["tool"] for s in plan["steps"]] == ["caption", "restyle"]
     assert plan["steps"][1]["args"]["prompt"] == "${steps.describe.text}" and plan["steps"][1]["args"]["seed"] == 42
     assert plan["models"]["vision"]["model"] == "tiny"
@@ -128,7 +137,7 @@ def test_failed_step_exit_1_and_manifest(cli, tmp_path):
     first = again.out.splitlines()[0]
     assert first.startswith("identical to the original run, which failed again at step describe: ")
     assert "broken.png" in first
-    report = json.loads(cli("replay", out["manifest"], "--out", tmp_path / "again", "--json").out)
+    report = one(cli("replay", out["manifest"], "--out", tmp_path / "again", "--json").out)
     assert report["identical"] and report["status"] == "failed" and report["failed_step"] == "describe"
     assert "broken.png" in report["error"]
 

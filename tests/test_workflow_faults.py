@@ -16,6 +16,7 @@ from visionloop.errors import VisionloopError
 from visionloop.workflows import WorkflowError, check_inputs, check_text, load_workflow
 from visionloop.workflows.batch import BatchOutcome, run_batch
 from visionloop.workflows.replay import read_manifest
+from json_lines import one, parse
 
 HERE = Path(__file__).resolve().parent
 
@@ -142,7 +143,7 @@ def test_replay_refuses_a_manifest_with_no_steps(tmp_path):
 def test_replaying_a_run_that_never_finished_says_so(fake_cli, tmp_path):
     wf = tmp_path / "wf.yaml"
     wf.write_text("name: r\nsteps:\n  - {id: a, tool: echo, with: {text: hi}}\n")
-    run = json.loads(fake_cli("run", wf, "--json", "--out", tmp_path / "runs").out)
+    run = one(fake_cli("run", wf, "--json", "--out", tmp_path / "runs").out)
     manifest = json.loads(Path(run["manifest"]).read_text())
     manifest["status"] = "running"  # killed before its final write
     Path(run["manifest"]).write_text(json.dumps(manifest))
@@ -190,11 +191,11 @@ def test_ctrl_c_in_a_batch_keeps_what_was_done(tmp_path, tiny_config, fakes):
     assert isinstance(result, BatchOutcome) and result.status == "interrupted"
     assert [i.status for i in result.items] == ["ok", "interrupted", "skipped", "skipped"]
     assert result.items[1].manifest == str(tmp_path / "run-2" / "manifest.json")
-    assert result.to_json()["summary"] == {"total": 4, "ok": 1, "failed": 1, "skipped": 2}
+    assert result.summary == {"total": 4, "ok": 1, "failed": 0, "interrupted": 1, "skipped": 2}
 
 
 @pytest.mark.parametrize("batch", [False, True])
-def test_ctrl_c_during_a_run_still_prints_one_json_document(fake_cli, tmp_path, monkeypatch, batch):
+def test_ctrl_c_during_a_run_still_prints_its_lines_and_the_summary(fake_cli, tmp_path, monkeypatch, batch):
     import visionloop.loop
 
     real_wait = visionloop.loop.wait
@@ -214,14 +215,14 @@ def test_ctrl_c_during_a_run_still_prints_one_json_document(fake_cli, tmp_path, 
     given = f"photo={tmp_path / '*.png'}" if batch else f"photo={photo}"
     result = fake_cli("run", wf, "--input", given, "--json", "--out", tmp_path / "runs")
     assert result.code == 130 and result.err.strip() == "interrupted"
-    doc = json.loads(result.out)
-    assert doc["status"] == "interrupted"
-    if batch:
-        assert [i["status"] for i in doc["items"]] == ["interrupted", "skipped"]
-    else:
-        assert set(doc) == {"workflow", "status", "outputs", "steps", "manifest"}
-    manifest = doc["items"][0]["manifest"] if batch else doc["manifest"]
-    assert os.path.isfile(manifest)
+    lines, summary = parse(result.out)  # the same shape for one input and for a batch
+    assert [i["status"] for i in lines] == (["interrupted", "skipped"] if batch else ["interrupted"])
+    assert all(set(i) == set(lines[0]) for i in lines) and lines[0]["file"] == str(photo)
+    assert lines[0]["steps"] and lines[0]["error"] == "interrupted (Ctrl-C)"
+    assert summary == {"command": "run", "results": len(lines), "ok": 0, "failed": 0, "interrupted": 1,
+                       "skipped": len(lines) - 1, "workflow": "c", "status": "interrupted", "exit": 130,
+                       "error": None}
+    assert os.path.isfile(lines[0]["manifest"])
 
 
 def test_a_second_document_and_tabs_say_what_to_do(fakes):

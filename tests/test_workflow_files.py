@@ -10,6 +10,7 @@ import pytest
 
 from visionloop.workflows import WorkflowError, check_text, load_workflow
 from visionloop.workflows.schema import schema_text
+from json_lines import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,9 @@ def test_validate_command_exit_codes_and_no_model_loaded(tmp_path):
     assert f"{bad}:7: steps[1].tool: unknown tool 'paint' (tools: " in proc.stdout
     assert "alt-text.yaml: ok" in proc.stdout and "HEAVY []" in proc.stdout and "Traceback" not in proc.stderr
     ok = run_subprocess("validate", *sorted((ROOT / "workflows").glob("*.yaml")), "--json")
-    assert ok.returncode == 0 and all(e["ok"] for e in json.loads(ok.stdout))
+    entries, summary = parse(ok.stdout)
+    assert ok.returncode == 0 and all(e["valid"] and e["error"] is None for e in entries)
+    assert summary["ok"] == summary["results"] == len(entries) and summary["exit"] == 0
 
 
 def test_schema_json_is_up_to_date():
@@ -115,7 +118,10 @@ def test_validate_json_path_is_always_a_string(cli, tmp_path):
     field.write_text("steps:\n  - id: a\n    tool: caption\n    with: {image: x.png}\n")
     result = cli("validate", top, field, tmp_path / "missing.yaml", "--json")
     assert result.code == 1
-    report = {Path(e["file"]).name: e["problems"] for e in json.loads(result.out)}
+    entries, summary = parse(result.out)
+    assert summary["failed"] == 3 and summary["exit"] == 1 and not any(e["valid"] for e in entries)
+    assert all(e["error"] == e["problems"][0]["text"] for e in entries)  # one problem each
+    report = {Path(e["file"]).name: e["problems"] for e in entries}
     paths = [p["path"] for problems in report.values() for p in problems]
     assert all(isinstance(p, str) for p in paths), paths
     assert report["list.yaml"][0]["path"] == "" and "must be a mapping" in report["list.yaml"][0]["message"]

@@ -1,12 +1,12 @@
 """Where workflows are found: `workflows` lists exactly the folders `run NAME` searches (the
 config's, the user's, the bundled examples). The wheel: tests/test_wheel.py."""
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from json_lines import one, results
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "workflows").glob("*.yaml"))
@@ -33,13 +33,13 @@ def setup(tmp_path, monkeypatch, tiny_config):
 def listing(cli):
     result = cli("workflows", "--json")
     assert result.code == 0, result.err
-    return json.loads(result.out)
+    return results(result.out)
 
 
 def planned_file(cli, name, image):
     result = cli("run", name, "--input", f"image={image}", "--dry-run", "--json")
     assert result.code == 0, result.err
-    return json.loads(result.out)["file"]
+    return one(result.out)["file"]
 
 
 def test_empty_config_folder_lists_the_bundled_examples_that_run_finds(cli, setup, example_image):
@@ -72,7 +72,7 @@ def test_an_earlier_folder_shadows_a_later_one_and_the_listing_says_so(cli, setu
     assert "MINE" in text
     result = cli("run", "my-poster", "--input", "subject=a boat", "--dry-run", "--json")
     assert result.code == 0, result.err
-    assert json.loads(result.out)["file"] == str((setup["user"] / "my-poster.yaml").resolve())
+    assert one(result.out)["file"] == str((setup["user"] / "my-poster.yaml").resolve())
 
 
 def test_the_folders_in_search_order_each_once(setup, tmp_path):

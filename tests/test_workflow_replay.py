@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from json_lines import one
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -16,7 +17,7 @@ def recorded(cli, tmp_path):
     result = cli("run", "poster", "--input", "subject=a lighthouse", "--input", "seed=5",
                  "--out", tmp_path / "runs", "--json")
     assert result.code == 0, result.err
-    manifest = Path(json.loads(result.out)["manifest"])
+    manifest = Path(one(result.out)["manifest"])
     assert json.loads(manifest.read_text())["environment"]["profile"] == "tiny"
     return manifest
 
@@ -52,7 +53,7 @@ def test_tiny_manifest_replays_identically_under_the_default_profile(cli, record
     again = cli("--config", default_config, "replay", recorded, "--out", tmp_path / "again", "--json")
     assert again.code == 0, again.err
     assert "warning" not in again.err
-    report = json.loads(again.out)
+    report = one(again.out)
     assert report["identical"] and report["status"] == "ok" and report["differences"] == []
     env = json.loads(Path(report["manifest"]).read_text())["environment"]
     assert env["profile"] == "tiny" and env["models"]["diffusion"]["model"] == "tiny"

@@ -142,8 +142,21 @@ class ModelCache:
 
     # -- backends --------------------------------------------------------------------------
     def llava(self):
-        """The shared LLaVA backend of the active profile."""
+        """The shared LLaVA backend of the active profile: a `VisionBackend` (vision_backend.py),
+        in this process (`backend: transformers`) or on a server (`ollama`, `openai`)."""
         spec = self.config.active.vision
+        if spec.backend != "transformers":  # a server: checked (reachable, model there) once, no torch
+            def where(key: str) -> str:
+                return self.where(f"vision.{key}")
+
+            def connect():
+                if spec.backend == "ollama":
+                    from visionloop.models.ollama import OllamaBackend as Remote
+                else:
+                    from visionloop.models.openai_compat import OpenAIBackend as Remote
+                return Remote(self.config, spec, where)
+
+            return self.get("llava", connect, f"LLaVA {spec.model} (through {spec.backend})")
 
         def load():
             from visionloop.models.llava import LlavaBackend

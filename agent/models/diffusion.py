@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from visionloop.errors import Cancelled, ModelError, VisionloopError
 from visionloop.models.loading import hub_kwargs, load_guarded, lora_target, quiet_loading, weights_kwargs
@@ -47,6 +48,16 @@ class Generation:
     seconds: float = 0.0
     nsfw_content_detected: list[bool] | None = None
     options: dict = field(default_factory=dict)
+    loras: list = field(default_factory=list)  # every LoRA in use: name, path, sha256, scale
+
+
+def _sha256(path) -> str | None:
+    from visionloop.images import sha256_file
+
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 def dtype_kwargs(dtype) -> dict:
@@ -192,6 +203,11 @@ class DiffusionBackend:
 
     # -- LoRA ----------------------------------------------------------------------------------
     def _load_loras(self, pipe, loras) -> list[dict]:
+        """The profile's LoRAs (`loras:`; a path, a hub id, or the name of a trained LoRA),
+        loaded once as adapters; each recorded with its file's sha256 where it is on disk."""
+        from visionloop.models.training.store import NAME, check_family, loras_dir, weights_in
+
+        self._call_adapters: dict[str, object] = {}  # adapter name -> LoraChoice, per-call LoRAs
         if not loras:
             return []
         if importlib.util.find_spec("peft") is None:
@@ -200,32 +216,75 @@ class DiffusionBackend:
         for i, lora in enumerate(loras):
             name = lora.name or f"lora{i}"
             kwargs = {"adapter_name": name, **weights_kwargs(self.allow_pickle)}
-            target, weight_name = lora_target(lora.path, self.allow_pickle,
-                                              f"(check {self.where(f'diffusion.loras[{i}].path')})")
+            check = f"(check {self.where(f'diffusion.loras[{i}].path')})"
+            trained = loras_dir() / lora.path if NAME.fullmatch(lora.path) else None
+            if trained is not None and trained.is_dir() and weights_in(trained) is not None:
+                file = weights_in(trained)  # the name of a LoRA made by `visionloop train`
+                target, weight_name = str(file.parent), file.name
+            else:
+                target, weight_name = lora_target(lora.path, self.allow_pickle, check)
             if weight_name:
                 kwargs["weight_name"] = weight_name
+            file = Path(target) / weight_name if weight_name else weights_in(Path(target)) if Path(target).is_dir() \
+                else None
+            if file is not None and file.suffix == ".safetensors":
+                check_family(file, pipe.unet, lora.path, self.model_id, check)
             load_guarded(lora.path, lambda: pipe.load_lora_weights(target, **kwargs))
             names.append(name)
             scales.append(float(lora.scale))
-            record.append({"path": lora.path, "name": name, "scale": float(lora.scale)})
+            record.append({"path": lora.path, "name": name, "scale": float(lora.scale),
+                           "sha256": _sha256(file) if file is not None else None})
         pipe.set_adapters(names, adapter_weights=scales)
         return record
+
+    def use_loras(self, choices) -> list[dict]:
+        """Put this call's LoRAs (`--lora`, resolved `LoraChoice`s) on the shared UNet beside the
+        profile's, each at its scale; LoRAs of earlier calls that this one does not use are
+        removed (so a call without `--lora` draws exactly what the profile alone draws). A LoRA
+        trained on another family of base model is refused before it is loaded. Returns the
+        record of every LoRA in use: name, path, sha256, scale."""
+        pipe = self.text2img
+        wanted = {f"call_{c.sha256[:16]}": c for c in choices}
+        stale = [a for a in self._call_adapters if a not in wanted]
+        if stale:
+            pipe.delete_adapters(stale)
+            for adapter in stale:
+                del self._call_adapters[adapter]
+        if wanted and importlib.util.find_spec("peft") is None:
+            raise ModelError("--lora needs the peft package: pip install peft")
+        for adapter, choice in wanted.items():
+            if adapter in self._call_adapters:
+                continue
+            from visionloop.models.training.store import check_family
+
+            check_family(choice.path, pipe.unet, f"lora {choice.given}", self.model_id)
+            file = Path(choice.path)
+            load_guarded(choice.path, lambda: pipe.load_lora_weights(
+                str(file.parent), weight_name=file.name, adapter_name=adapter, use_safetensors=True))
+            self._call_adapters[adapter] = choice
+        names = [r["name"] for r in self.loras] + list(wanted)
+        if names:
+            pipe.set_adapters(names, adapter_weights=[r["scale"] for r in self.loras] +
+                              [c.scale for c in wanted.values()])
+        return [*self.loras, *(c.record() for c in wanted.values())]
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, mode: str, *, prompt: str, negative_prompt: str | None, steps: int, guidance: float,
                  seeds: list[int], width: int, height: int, scheduler: str | None = None, image=None,
-                 mask=None, strength: float | None = None, progress: bool = False, cancel=None) -> Generation:
+                 mask=None, strength: float | None = None, progress: bool = False, cancel=None,
+                 loras=()) -> Generation:
         """Run `mode` (`text2img`, `img2img` or `inpaint`), one pipeline call per seed.
 
         Each image is its own batch-of-one call with a CPU `torch.Generator` seeded with its
         seed: batched matmuls round differently from batch size 1, so only then does
         `draw P --seed S` give image S of any `--count` run bit for bit, on any device, from
-        the image's own record alone.
+        the image's own record alone. `loras`: this call's LoRAs (`LoraChoice`s) beside the profile's.
         """
         import numpy as np
         import torch
 
-        # 1. The pipeline and the scheduler for this call (schedulers are per pipeline object).
+        # 1. The pipeline, this call's LoRAs and the scheduler (schedulers are per pipeline object).
+        in_use = self.use_loras(loras)
         pipe = self.pipeline(mode)
         sched, choice = self.scheduler(scheduler)
         pipe.scheduler = sched
@@ -271,7 +330,7 @@ class DiffusionBackend:
         return Generation(images=images, status=status, scheduler=type(sched).__name__,
                           pipeline=type(pipe).__name__, seconds=seconds, nsfw_content_detected=flagged,
                           options={"scheduler_name": choice.name if choice else None,
-                                   "scheduler_options": dict(choice.options) if choice else {}})
+                                   "scheduler_options": dict(choice.options) if choice else {}}, loras=in_use)
 
     @staticmethod
     def _call(pipe, kwargs: dict, generator, width: int, height: int):

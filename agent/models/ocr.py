@@ -1,16 +1,21 @@
 """OCR backends for `read-text`: RapidOCR (embedded, the default) and Tesseract (when installed).
 
-Both give `TextBox`es; `visionloop.models.reading_order` turns them into lines. The `llava` engine
-is not here: it is the shared LLaVA backend, asked through `visionloop.toolkit.vision.ask_llava`.
+Each engine's `page(image, lang)` finds and reads every text box on a page (a `Page`);
+`read(image, lang, ...)` then puts them in reading order (`visionloop.models.ocr_reading`,
+`visionloop.models.ocr_layout`). The `llava` engine is not here: it is the shared LLaVA
+backend, asked through `visionloop.toolkit.vision.ask_llava`.
 
-- RapidOCR (`rapidocr-onnxruntime`) carries the PP-OCRv4 detection and recognition models in its
-  wheel, so it works offline with nothing to fetch. Two settings differ from its defaults, both
-  measured by `benchmarks/ocr_accuracy.py`: detection scales the image so its *longer* side is
-  at most 960 px (the default scales the shorter side *up* to 736 px, which splits lines and is
-  several times slower), and recognition decodes spaces that the model saw but ranked below "no
-  character" (see `_SpaceAwareDecode`), which fixes glued words such as "totaldue".
+- RapidOCR (`rapidocr-onnxruntime`, `visionloop.models.ocr_rapidocr`) carries the PP-OCRv4
+  detection and recognition models in its wheel, so it works offline with nothing to fetch. It
+  is run step by step: small print enlarged, the page's orientation decided once and turned
+  back, every detected line kept with its confidence, spaces decoded that the model ranked
+  below "no character" (which fixes glued words such as "totaldue").
 - Tesseract runs the `tesseract` binary on the image (PNG on stdin, TSV words on stdout), so no
-  Python wrapper is needed.
+  Python wrapper is needed; with its `osd` data installed it also turns a sideways or
+  upside-down page back first.
+
+The heavy parts (numpy, OpenCV, ONNX Runtime) are imported when an engine loads, so importing
+this module stays light.
 """
 
 from __future__ import annotations
@@ -20,15 +25,18 @@ import logging
 import re
 import shutil
 import subprocess
-import time
-from dataclasses import dataclass, field
 
 from visionloop.errors import InputError, ModelError
-from visionloop.models.reading_order import Line, TextBox, lines_text, order_lines
+from visionloop.models.ocr_reading import Reader
+from visionloop.models.reading_order import TextBox
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "rapidocr", "tesseract", "llava")
+#: --layout: auto (paragraphs, columns and tables as found), or forced (see ocr_layout)
+LAYOUTS = ("auto", "lines", "blocks", "table")
+#: --table: what separates a table row's cells in the text
+TABLE_SEPARATORS = {"tabs": "\t", "pipes": " | "}
 
 TESSERACT_MISSING = ("tesseract is not installed: install the tesseract-ocr package "
                      "(Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install tesseract) "
@@ -40,19 +48,16 @@ _TESSERACT_LANGS = {"en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "i
                     "ar": "ara", "tr": "tur", "sv": "swe", "da": "dan", "fi": "fin", "cs": "ces", "uk": "ukr"}
 
 
-@dataclass
-class OcrReading:
-    """What one engine read in one image: `lines` in reading order, their joined `text`, and
-    the raw `boxes` in the engine's own order (kept for benchmarks and debugging)."""
+def __getattr__(name):  # the RapidOCR engine lives in its own module, imported when first asked for
+    if name in ("RapidOcrEngine", "SpaceAwareDecode", "_SpaceAwareDecode", "SPACE_THRESHOLD"):
+        from visionloop.models import ocr_rapidocr
 
-    engine: str
-    lines: list[Line]
-    boxes: list[TextBox] = field(default_factory=list, repr=False)
-    seconds: float = 0.0
+        return getattr(ocr_rapidocr, name.lstrip("_"))
+    if name in ("OcrReading", "Page"):
+        from visionloop.models import ocr_reading
 
-    @property
-    def text(self) -> str:
-        return lines_text(self.lines)
+        return getattr(ocr_reading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def tesseract_path() -> str | None:
@@ -90,91 +95,12 @@ def resolve_engine(engine: str) -> str:
 def load_engine(engine: str):
     """A ready engine object (`rapidocr` or `tesseract`); use `ModelCache.ocr` to share it."""
     if engine == "rapidocr":
+        from visionloop.models.ocr_rapidocr import RapidOcrEngine
+
         return RapidOcrEngine()
     if engine == "tesseract":
         return TesseractEngine()
     raise InputError(f"engine: {engine!r} is not an OCR backend")
-
-
-# --- RapidOCR --------------------------------------------------------------------------------
-
-#: A space ranked below "no character" is still decoded as a space when its probability at that
-#: step is at least this. PP-OCR's recogniser often gives a word gap 0.05-0.4 for space and the
-#: rest to blank, and greedy decoding then glues the words. Measured with
-#: `benchmarks/ocr_accuracy.py --set held-out` (lines not used to pick it): CER 3.8% without the
-#: fix, 1.7% at 0.15, 1.1% at 0.05, 1.0% at 0.03; 0.05 keeps a margin against spurious spaces
-#: ("info @visionloop.dev"), which lower thresholds add on text the set does not cover.
-SPACE_THRESHOLD = 0.05
-
-
-class _SpaceAwareDecode:
-    """Wraps RapidOCR's CTC decoder: promotes likely spaces at blank steps, then decodes as usual."""
-
-    def __init__(self, decoder, threshold: float = SPACE_THRESHOLD):
-        self.decoder = decoder
-        self.threshold = threshold
-        self.space = decoder.dict.get(" ")
-
-    def __call__(self, preds, return_word_box=False, **kwargs):
-        if self.space is not None and self.threshold < 1:
-            preds = preds.copy()
-            blank_steps = preds.argmax(axis=2) == 0  # index 0 is CTC's "no character"
-            promote = blank_steps & (preds[:, :, self.space] >= self.threshold)
-            # Give the space the winning probability so argmax (and the confidence) see it.
-            preds[:, :, self.space] = preds[:, :, self.space] + promote * preds.max(axis=2)
-        return self.decoder(preds, return_word_box, **kwargs)
-
-    def __getattr__(self, name):  # everything else (dict, character, ...) from the real decoder
-        return getattr(self.decoder, name)
-
-
-class RapidOcrEngine:
-    """RapidOCR with the models from its wheel; `read(image)` returns boxes in detection order.
-
-    The bundled recogniser is PP-OCRv4's Chinese model (Chinese and English; no language
-    switch), so `lang` is not used: `lang_note` says so when it names another language."""
-
-    name = "rapidocr"
-    #: the languages the bundled model reads, as Tesseract names them (see `tesseract_lang`)
-    READS = ("eng", "chi_sim", "chi_tra")
-
-    def __init__(self, space_threshold: float = SPACE_THRESHOLD, det_limit_side_len: int = 960):
-        import importlib.metadata
-
-        from rapidocr_onnxruntime import RapidOCR
-
-        started = time.perf_counter()
-        self.ocr = RapidOCR(det_limit_type="max", det_limit_side_len=det_limit_side_len)
-        recogniser = getattr(self.ocr, "text_rec", None)
-        if hasattr(getattr(recogniser, "postprocess_op", None), "dict"):
-            recogniser.postprocess_op = _SpaceAwareDecode(recogniser.postprocess_op, space_threshold)
-        else:  # another RapidOCR layout: still works, only glued words stay glued
-            log.warning("rapidocr: unknown recogniser layout, decoding spaces the default way")
-        self.revision = importlib.metadata.version("rapidocr-onnxruntime")
-        self.model_id = "rapidocr"
-        self.source = f"rapidocr-onnxruntime {self.revision} (PP-OCRv4, bundled)"
-        self.load_seconds = time.perf_counter() - started
-
-    def lang_note(self, lang: str) -> str | None:
-        """A note for the result when `lang` asks for a language the bundled model cannot read."""
-        other = [part.strip() for part in lang.split("+") if tesseract_lang(part) not in self.READS]
-        if not other:
-            return None
-        return (f"lang {'+'.join(other)} is not used by the rapidocr engine: its bundled model reads Chinese "
-                "and English only, so other letters may be misread (--engine tesseract uses --lang)")
-
-    def boxes(self, image, lang: str = "en") -> list[TextBox]:
-        import numpy as np
-
-        # RapidOCR takes arrays as OpenCV's BGR; PIL gives RGB.
-        result, _ = self.ocr(np.asarray(image.convert("RGB"))[:, :, ::-1])
-        return [TextBox(text=str(text), quad=[(float(x), float(y)) for x, y in quad], confidence=float(score))
-                for quad, text, score in (result or [])]
-
-    def read(self, image, lang: str = "en") -> OcrReading:
-        started = time.perf_counter()
-        boxes = self.boxes(image, lang)
-        return OcrReading(self.name, order_lines(boxes), boxes, time.perf_counter() - started)
 
 
 # --- Tesseract -------------------------------------------------------------------------------
@@ -231,8 +157,8 @@ def _tesseract_box(words) -> TextBox:
                    confidence=sum(w[5] * n for w, n in zip(words, weights)) / sum(weights))
 
 
-class TesseractEngine:
-    """The installed `tesseract` binary; `read(image, lang)` returns its lines as boxes."""
+class TesseractEngine(Reader):
+    """The installed `tesseract` binary; `page(image, lang)` gives its lines as boxes."""
 
     name = "tesseract"
 
@@ -267,10 +193,44 @@ class TesseractEngine:
             raise ModelError(f"tesseract failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
         return parse_tsv(proc.stdout.decode("utf-8", errors="replace"))
 
-    def read(self, image, lang: str = "en") -> OcrReading:
-        started = time.perf_counter()
+    def page(self, image, lang: str = "en"):
+        """Tesseract's lines on the page. A page it reads poorly (mean confidence below
+        `OSD_BELOW`), or whose lines run up or down, is checked with Tesseract's orientation detection (`--psm 0`, needs its
+        `osd` data) and, when turned, read again turned back; the better reading is kept."""
+        from visionloop.models.ocr_reading import Page
+
+        from visionloop.models.ocr_orientation import is_sideways
+
         boxes = self.boxes(image, lang)
-        return OcrReading(self.name, order_lines(boxes), boxes, time.perf_counter() - started)
+        page = Page(boxes, image.size)
+        if _mean_confidence(boxes) >= OSD_BELOW and not is_sideways([b.quad for b in boxes]):
+            return page
+        turn = self.orientation(image)
+        if not turn:
+            return page
+        turned = self.boxes(image.rotate(-turn, expand=True), lang)
+        if _mean_confidence(turned) < _mean_confidence(boxes) - 0.05:
+            return page
+        return Page(turned, image.size, orientation=turn, orientation_evidence={"by": "tesseract osd"})
+
+    def orientation(self, image) -> int:
+        """Tesseract's orientation detection: how far the page is turned (counter-clockwise),
+        0 when it cannot tell or has no `osd` data."""
+        png = io.BytesIO()
+        image.convert("RGB").save(png, format="PNG")
+        proc = subprocess.run([self.binary, "stdin", "stdout", "--psm", "0"], input=png.getvalue(),
+                              capture_output=True, timeout=self.timeout, env=_tesseract_env())
+        found = re.search(r"Rotate: (\d+)", proc.stdout.decode(errors="replace"))
+        return int(found.group(1)) % 360 if proc.returncode == 0 and found else 0
+
+
+#: Tesseract's orientation detection runs only on pages read with less mean confidence than this
+OSD_BELOW = 0.75
+
+
+def _mean_confidence(boxes: list[TextBox]) -> float:
+    weights = [len(b.text) for b in boxes]
+    return sum(b.confidence * w for b, w in zip(boxes, weights)) / sum(weights) if sum(weights) else 0.0
 
 
 def _tesseract_env() -> dict:

@@ -43,6 +43,8 @@ def common_inputs(strength: float | None = None) -> list[Input]:
         Input("scheduler", "text", None, "sampler: euler, euler_a, dpm++_2m, dpm++_2m_karras, ddim, lcm, ... "
                                          "(default: the model's own)"),
         Input("count", "int", 1, "how many images (seeds seed, seed+1, ...)", min=1, max=MAX_COUNT),
+        Input("lora", "text", None, "a LoRA to draw with, NAME[:SCALE] (a trained LoRA's name or a .safetensors "
+                                    "path; scale default 1.0); repeatable", multiple=True, max_chars=4096),
     ]
     if strength is not None:
         inputs.insert(0, Input("strength", "float", strength, "how much to change: 0 keeps the image, 1 redraws it",
@@ -100,6 +102,13 @@ def side_problem(config, name: str, value: int) -> str | None:
     return None
 
 
+def pick_loras(values) -> list:
+    """`--lora NAME[:SCALE]` values resolved to files (hashed) before any model loads."""
+    from visionloop.models.training.store import resolve_loras
+
+    return resolve_loras(values)
+
+
 def pick_seeds(seed: int | None, count: int) -> list[int]:
     """`count` seeds from `seed` (drawn at random when None), each image its own."""
     if seed is None:
@@ -124,11 +133,12 @@ def check_settings(ctx, steps, guidance, strength=None) -> tuple[int, float]:
 def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | None, steps: int,
              guidance: float, seeds: list[int], width: int, height: int, scheduler: str | None,
              image=None, mask=None, strength: float | None = None, extra: dict | None = None,
-             finish=None) -> ToolResult:
+             finish=None, loras=()) -> ToolResult:
     """Run the shared backend, save each good image with its record, build the result.
 
     `finish(pil_image) -> pil_image` post-processes each image before saving (edit restores
     the unmasked pixels). `extra` adds tool-specific fields to `data` and to each record.
+    `loras`: this call's LoRAs (`pick_loras`), drawn with beside the profile's.
     """
     scheduler = scheduler or ctx.config.active.diffusion.scheduler  # None: the model's own
     if scheduler:  # an unknown name fails here, before the model loads
@@ -141,7 +151,7 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     backend = ctx.models.diffusion()
     gen = backend.generate(mode, prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                            seeds=seeds, width=width, height=height, scheduler=scheduler, image=image, mask=mask,
-                           strength=strength, progress=ctx.progress, cancel=ctx.cancel)
+                           strength=strength, progress=ctx.progress, cancel=ctx.cancel, loras=loras)
     from visionloop.models.device import dtype_name
 
     data = {"model": backend.source, "model_id": backend.model_id, "revision": backend.revision,
@@ -155,7 +165,10 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
         data["base_model"] = backend.source  # text encoder and VAE
     data.update(extra or {})
     dedicated = mode == "inpaint" and backend.inpaint_source  # its own UNet carries no LoRA
-    data.update({"loras": [] if dedicated else backend.loras, "safety_checker": backend.safety_checker, "device": backend.device,
+    if dedicated and loras:
+        data.setdefault("notes", []).append("LoRAs apply to the main model's UNet, not to the dedicated "
+                                            "inpainting checkpoint that painted this")
+    data.update({"loras": [] if dedicated else gen.loras, "safety_checker": backend.safety_checker, "device": backend.device,
                  "dtype": dtype_name(backend.dtype), "threads": threads, "generate_seconds": round(gen.seconds, 4),
                  "nsfw_content_detected": gen.nsfw_content_detected, "status": gen.status})
     notes = list(data.pop("notes", [])) + _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
