@@ -167,6 +167,39 @@ def test_the_watcher_retries_a_server_error_and_nothing_moves_to_failed(fake, ti
     assert not (tmp_path / "in" / "failed").exists()
 
 
+def test_a_server_that_stays_down_leaves_the_file_waiting_not_failed(fake, tiny_cache, tmp_path, registry,
+                                                                      watchers):
+    """Past the rule's retries, a server error is still not the file's fault: it stays where it
+    is, `queued` in the ledger, and the next run takes it (and succeeds once the server is back)."""
+    from visionloop.config import load_config
+    from visionloop.watch import Watcher
+    from watch_helpers import make_rule, png, watch_folder
+
+    watch_folder(tmp_path)
+    png(tmp_path / "in" / "a.png", 1)
+    fake.fail = [503] * 50
+    config = write_config(tmp_path, tiny_cache, vision_section("ollama", fake, retries=0))
+    rule = make_rule(tmp_path, settle=0.1)
+    rule.retries = 1
+    loop = make_loop(config, registry, tmp_path / "out")
+    try:
+        w = Watcher([rule], loop, registry, load_config(str(config)), backoff=0.05)
+        watchers.append(w)
+        counts = w.run_once()
+        assert counts["failed"] == 0 and counts["processed"] == 0, counts
+        rows = next(iter(w.ledgers.values())).rows()
+        assert rows[0]["state"] == "queued" and "HTTP 503" in rows[0]["error"]
+        assert (tmp_path / "in" / "a.png").exists() and not (tmp_path / "in" / "failed").exists()
+        fake.fail = []  # the server is back: the next run takes the waiting file
+        w.stop()
+        w2 = Watcher([rule], loop, registry, load_config(str(config)), backoff=0.05)
+        watchers.append(w2)
+        assert w2.run_once()["processed"] == 1
+    finally:
+        loop.close()
+    assert next(iter(w2.ledgers.values())).rows()[0]["state"] == "done"
+
+
 def test_the_server_path_never_imports_torch(fake, ollama_config, example_image):
     code = ("import sys; from visionloop.cli.app import main; "
             f"rc = main(['caption', {str(example_image)!r}, '-q']); "

@@ -172,8 +172,12 @@ class App:
 
         out = JsonLines(getattr(self.args, "command", None) or "tool", self.json)
         if self.json:
-            for r in results:
-                out.result(r.to_json())  # an error also goes to stderr, one line
+            try:
+                for r in results:
+                    out.result(r.to_json())  # an error also goes to stderr, one line
+            except KeyboardInterrupt:  # the lines printed so far stand; the summary says why it ended
+                out.end(130, error="interrupted")
+                raise
             return out.end(1 if out.counts["failed"] else 0)
         results = list(results)
         for r in results:
@@ -201,6 +205,14 @@ def run_tool_command(args, app: App) -> int:
 
     tool = app.registry.tool(args.tool)
     values = tool_values(args, tool)
+    each = values.get(tool.each) if tool.each else None
+    if app.json and isinstance(each, list) and len(each) > 1:
+        # `caption *.jpg --json`: one call per file, so each line is printed as it completes
+        def one_by_one():
+            for value in each:
+                yield from app.loop.call(ToolCall(tool.name, {**values, tool.each: [value]}))
+
+        return app.print_results(one_by_one())
     if not streams_tokens(tool, values, app.json):
         return app.print_results(app.loop.call(ToolCall(tool.name, values)))
     tokens = TokenStream()  # see/caption on a terminal: the answer as LLaVA writes it

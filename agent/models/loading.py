@@ -133,8 +133,8 @@ def lora_target(text: str, allow_pickle: bool, check: str) -> tuple[str, str | N
 def _hint(source: str) -> str:
     if Path(source).exists():
         return ""
-    return (f"; download it while online with `huggingface-cli download {source}` "
-            f"(or `hf download {source}`), or point the profile at a local folder")
+    return (f"; fetch the profile's models while online with `visionloop pull` (only the files the "
+            f"loaders need), or `hf download {source}`, or point the profile at a local folder")
 
 
 def load_guarded(source: str, load: Callable[[], T]) -> T:

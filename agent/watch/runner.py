@@ -45,6 +45,11 @@ _TRANSIENT_TEXT = re.compile(r"device or resource busy|resource temporarily unav
                              r"went silent for", re.IGNORECASE)
 
 
+#: a vision server that is down, failing or busy: the file is not at fault, so it never fails for it
+_SERVER_DOWN = re.compile(r"cannot reach (?:Ollama|the OpenAI-compatible server)|server error \(HTTP 5\d\d\)|"
+                          r"rate limiting \(HTTP 429\)", re.IGNORECASE)
+
+
 def is_transient(error: BaseException | str | None) -> bool:
     """Worth another try later: a busy or full disk, a backend down, the GPU out of memory
     (CUDA's `torch.cuda.OutOfMemoryError` / "CUDA out of memory", MPS "out of memory", and
@@ -185,6 +190,13 @@ class Runner:
             log.warning("%s: transient error (%s); retry %d of %d in %.1f s", shown(path), one_line(error), attempts,
                         rs.rule.retries, delay)
             return Result("retry", path, error, retry_in=delay, job_started=job_started)
+        if transient and _SERVER_DOWN.search(str(error)):
+            # the vision server is down or failing, not the file: it waits in the ledger (queued,
+            # nothing moves to failed/) and is taken again at the next start or `watch --once`
+            rs.ledger.finish(key, "queued", error=error, step=step)
+            log.warning("%s: %s; the file waits (queued) and is tried again at the next start or "
+                        "`visionloop watch --once`", shown(path), one_line(error))
+            return Result("requeued", path, f"waiting for the vision server: {error}", job_started=job_started)
         if transient:
             error = f"transient, gave up after {attempts} attempts: {error}"
         return record_failed(rs, path, key, error, step, getattr(outcome, "run_dir", None), job_started,
