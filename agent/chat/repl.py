@@ -56,7 +56,7 @@ class ChatCompleter(Completer):
         return sorted(set(names))
 
     def workflows(self) -> list[str]:
-        from visionloop.workflows.validate import SUFFIXES  # here: the workflows package loads its engine
+        from visionloop.workflows.library import SUFFIXES  # here: the workflows package loads its engine
 
         try:
             folder = user_path(self.chat.config.workflows)

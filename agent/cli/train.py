@@ -25,7 +25,10 @@ def add_commands(sub, common) -> None:
                                    "IMAGE.txt files or by LLaVA; then draw with --lora NAME. --out DIR puts the "
                                    "LoRA's folder in DIR instead of the loras folder of the user data folder.")
     for inp in train_inputs(with_out=False):
-        add_input_argument(p, inp)
+        if inp.name == "folder":
+            p.add_argument("folder", metavar="FOLDER", help=inp.help)
+        else:
+            add_input_argument(p, inp)
     p.set_defaults(handler=cmd_train)
     p = sub.add_parser("loras", parents=[common()], help="list the trained LoRAs",
                        description="The LoRAs in the loras folder (of the user data folder, or --out DIR) with "
