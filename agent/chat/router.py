@@ -14,6 +14,7 @@ user typed: text that came out of an image never routes.
 from __future__ import annotations
 
 from visionloop.chat.intents import RULES
+from visionloop.chat.my_lora import apply_my_lora
 from visionloop.chat.phrases import HELP, HELP_HINT, REGIONS, strip_lead
 from visionloop.chat.rules import Request, first_match
 from visionloop.chat.session import Session
@@ -64,7 +65,7 @@ def route_words(message: str, session: Session, tools: dict[str, Tool]) -> ToolC
         return HELP_HINT
     found = first_match(RULES, Request.read(message, session, tools))
     if found is not None:
-        return found[1]
+        return apply_my_lora(found[1], message)  # "... in my NAME style": the user's own LoRA
     hint = f" about #{session.current.number}" if session.current else ""
     return (f"I'm not sure what to do with that. Ask a question{hint}, or say 'describe it', 'read the text', "
             f"'draw ...', 'make it look like ...' (/help lists the commands).")
