@@ -73,6 +73,7 @@ def arrange(boxes: list[TextBox], layout: str = "auto", separator: str = "\t") -
     regions = _cut(placed, min_gap, layout == "auto", "paragraph")
     if layout == "auto":
         regions = _absorb_rows(regions, min_gap)
+    regions = _merge_runs(regions, min_gap / COLUMN_GAP)
     blocks: list[Block] = []
     for kind, items in regions:
         if kind == "table":
@@ -207,6 +208,33 @@ def _absorb_rows(regions: list[tuple[str, list[Placed]]], min_gap: float) -> lis
                     break
             if changed:
                 break
+    return out
+
+
+#: a gap wider than the usual line gap by this many text heights is a paragraph break
+BLOCK_GAP = 0.3
+
+
+def _merge_runs(regions: list[tuple[str, list[Placed]]], height: float) -> list[tuple[str, list[Placed]]]:
+    """The XY-cut splits running text at every line gap; consecutive pieces of one kind, one
+    above the other, are one block again unless the gap between them is a paragraph break
+    (wider than the page's usual line gap by `BLOCK_GAP` text heights)."""
+    def gap(upper, lower):
+        return min(p.y0 for p in lower) - max(p.y1 for p in upper)
+
+    def overlap(a, b):
+        return min(max(p.x1 for p in a), max(p.x1 for p in b)) - max(min(p.x0 for p in a), min(p.x0 for p in b))
+
+    pairs = [gap(a[1], b[1]) for a, b in zip(regions, regions[1:]) if a[1] and b[1] and overlap(a[1], b[1]) > 0]
+    usual = sorted(g for g in pairs if g > -height)[len(pairs) // 4] if pairs else 0.0
+    out: list[tuple[str, list[Placed]]] = []
+    for kind, items in regions:
+        if out and kind == out[-1][0] and kind != "table" and items and out[-1][1]:
+            prev = out[-1][1]
+            if -height < gap(prev, items) < max(usual, 0.0) + BLOCK_GAP * height and overlap(prev, items) > 0:
+                out[-1] = (kind, prev + items)
+                continue
+        out.append((kind, items))
     return out
 
 
