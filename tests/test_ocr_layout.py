@@ -140,3 +140,13 @@ def test_assemble_lists_what_it_leaves_out_and_maps_boxes_back():
     # upright (x, y) on the enlarged page -> (y, 120 - x) turned back -> halved
     assert reading.lines[0].box == [10, 5, 20, 55]
     assert reading.blocks[0].to_json()["box"] == [10, 5, 20, 55]
+
+
+@pytest.mark.parametrize("read, text", [("12 .84", "12.84"), ("13 . 34", "13.34"), ("13. 34", "13.34"),
+                                        ("12 Mill Street， Leeds", "12 Mill Street, Leeds"),
+                                        ("the soil,spread", "the soil, spread"), ("1,234.56", "1,234.56"),
+                                        ("In 2024, 12 people", "In 2024, 12 people"), ("中文，好", "中文，好")])
+def test_the_recognisers_habits_are_undone_in_latin_text(read, text):
+    from visionloop.models.ocr_rapidocr import tidy
+
+    assert tidy(read) == text

@@ -110,8 +110,9 @@ def latin_punctuation(text: str) -> str:
     return text.translate(_HALFWIDTH)
 
 
-#: a space decoded inside a number: before its decimal point ("12 .84"), or just after it ("13. 34")
-_NUMBER_SPACE = re.compile(r"(?<=\d) (?=[.,]\d)|(?<=\d\.) (?=\d\d\b)")
+#: a space decoded inside a number: before its decimal point ("12 .84", "13 . 34"), or just after
+#: it before two digits ("13. 34")
+_NUMBER_SPACE = re.compile(r"(?<=\d) (?=[.,] ?\d)|(?<=\d\.) (?=\d\d\b)")
 #: a space lost after a comma between words ("soil,spread"): the recogniser's commonest slip
 #: on small or blurred print; a comma between lower-case letters is never right in prose
 _COMMA_GLUED = re.compile(r"(?<=[a-z]),(?=[a-z])")
@@ -119,7 +120,8 @@ _COMMA_GLUED = re.compile(r"(?<=[a-z]),(?=[a-z])")
 
 def tidy(text: str) -> str:
     """What the recogniser wrote, with its Chinese-model habits undone in Latin text."""
-    return _COMMA_GLUED.sub(", ", _NUMBER_SPACE.sub("", latin_punctuation(text)))
+    text = _NUMBER_SPACE.sub("", latin_punctuation(text))
+    return _COMMA_GLUED.sub(", ", _NUMBER_SPACE.sub("", text))  # twice: "13 . 34" -> "13. 34" -> "13.34"
 
 
 def crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
