@@ -43,6 +43,27 @@ def route_message(message, session, tools):
     """
 
 
+@hookspec(firstresult=True)
+def plan_message(message, session, tools):
+    """Turn one chat message that asks for several things into a plan: a small workflow.
+
+    Called before ``route_message`` for every plain-words message.
+
+    :param str message: what the user typed (never text that came out of an image).
+    :param session: the :class:`visionloop.chat.session.Session` (attached images, last result).
+    :param dict tools: the registered tools by name.
+    :return: a :class:`visionloop.chat.planner.Plan` (steps whose arguments may hold
+        ``${inputs.image}`` and ``${steps.ID.text|image}`` references; the chat validates it as a
+        workflow, shows it and runs it once the user agrees), a ``str`` question to ask the user
+        back, or ``None`` when the message is a single request (it then goes to ``route_message``)
+        or to let the next planner try. The first non-``None`` result wins; the built-in planner
+        (``visionloop.chat.planner``: "then", ";", numbered lists, "and read me the text") runs last.
+
+    A plan must be made from ``message`` alone: text a step will return flows only into the
+    argument slots the plan gives it, never into the choice of steps.
+    """
+
+
 @hookspec
 def startup(config):
     """Check this plugin's own configuration before any tool runs.

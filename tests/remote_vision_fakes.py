@@ -44,6 +44,7 @@ class FakeServer:
         self.api_key: str | None = None  # require "Authorization: Bearer <key>"
         self.disconnected = threading.Event()  # the client went away mid-stream
         self.pieces_sent = 0
+        self.picks: dict = {}  # structured (JSON-schema) answers: field -> value (default: the first allowed)
         self._httpd = _Quiet(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -63,6 +64,10 @@ class FakeServer:
     def pieces(self) -> list[str]:
         words = self.answer.split(" ")
         return [words[0]] + [" " + w for w in words[1:]]
+
+    def structured(self, schema: dict) -> str:
+        """A JSON-schema request's answer: each field's value from `picks`, else its first allowed value."""
+        return json.dumps({k: self.picks.get(k, v.get("enum", [""])[0]) for k, v in schema["properties"].items()})
 
     def chats(self) -> list[dict]:
         return [r for r in self.requests if r["path"] in ("/api/chat", "/v1/chat/completions")]
@@ -209,6 +214,10 @@ def _handler(server: FakeServer):
             if self._model(body["model"]) is None:
                 self._json(404, {"error": f"model \"{body['model']}\" not found, try pulling it first"})
                 return
+            if isinstance(body.get("format"), dict) and body.get("stream") is False:
+                self._json(200, {"model": body["model"], "done": True,
+                                 "message": {"role": "assistant", "content": server.structured(body["format"])}})
+                return
             lines = [json.dumps({"model": body["model"], "created_at": "2025-01-01T00:00:00Z",
                                  "message": {"role": "assistant", "content": piece}, "done": False}).encode() + b"\n"
                      for piece in server.pieces()]
@@ -247,6 +256,11 @@ def _handler(server: FakeServer):
             if body["model"] not in server.openai_models:
                 self._json(404, {"error": {"message": f"The model `{body['model']}` does not exist.",
                                            "type": "NotFoundError", "code": 404}})
+                return
+            if (body.get("response_format") or {}).get("type") == "json_schema" and body.get("stream") is False:
+                content = server.structured(body["response_format"]["json_schema"]["schema"])
+                self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"], "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})
                 return
 
             def event(delta, finish=None, **extra):

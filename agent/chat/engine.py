@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from visionloop.chat.output import Output
 from visionloop.errors import Cancelled, VisionloopError
+from visionloop.chat.planner import ensure_registered as ensure_planner
 from visionloop.chat.router import ensure_registered, wants_help
 from visionloop.chat.session import Session
 from visionloop.chat.slash_commands import CHAT_COMMANDS, Refusal, split_words
@@ -37,8 +38,9 @@ HELP = {
     "/restyle PROMPT": "redraw the current image in a style",
     "/run WORKFLOW [#N] [name=value ...]": "run a workflow (its image input: #N, or the current image); "
                                            "--input NAME=VALUE and --dry-run as in `visionloop run`",
+    "/plan MESSAGE": "show the plan for a request (several steps: 'describe it, then ...') without running it",
     "/reset": "forget the conversation and the images",
-    "/save FILE": "save the transcript (.json for JSON)",
+    "/save FILE": "save the transcript (.json for JSON); after a plan, /save NAME saves it as workflow NAME",
     "/quit": "leave (or Ctrl-D); Ctrl-C cancels the job in hand",
 }
 # The longest line the chat reads, in characters: far more than any prompt or question a model
@@ -59,6 +61,11 @@ class Chat:
         self.session = session or Session(check_image=lambda p: loop.ctx.load_image(p).size)
         self._job: Future | None = None  # the job being waited for (`cancel`)
         ensure_registered(registry.pm)
+        ensure_planner(registry.pm)
+        self.last_plan = None  # the plan last shown (`visionloop.chat.plan_view.Shown`), for /save NAME
+        self.pending_plan = None  # a plan shown in a terminal, waiting for Enter / e / n
+        self.terminal = False  # set by the terminal front end: plans wait for an answer
+        self.yes = False  # `chat --yes`: plans run without asking
 
     # -- one line ------------------------------------------------------------------------
     def handle(self, line: str) -> bool:
@@ -66,6 +73,8 @@ class Chat:
         is printed (a mistake in one line) and the chat goes on."""
         if len(line) > MAX_LINE:
             self.refuse_long_line(len(line))
+            return True
+        if self.pending_plan is not None and self._answer_plan(line):
             return True
         line = line.strip()
         if not line:
@@ -110,6 +119,8 @@ class Chat:
             return
         if not line.startswith("/"):
             self.session.attach_mentions(line)
+        if not line.startswith("/") and self._plan(line):
+            return
         try:
             answer = self.registry.pm.hook.route_message(message=line, session=self.session,
                                                          tools=self.registry.tools)
@@ -127,6 +138,33 @@ class Chat:
             self.run_call(answer)
         else:
             self._error(f"a router returned {type(answer).__name__}, not a ToolCall or a question")
+
+    def _plan(self, line: str, run: bool = True, always: bool = False) -> bool:
+        """A message that chains requests: its plan shown (and run when agreed); False when the
+        planners made none (a single request: the routers take it). See `visionloop.chat.plan_view`."""
+        from visionloop.chat.plan_view import plan_line
+
+        return plan_line(self, line, run, always)
+
+    def _answer_plan(self, line: str) -> bool:
+        from visionloop.chat import plan_view
+
+        try:
+            answered = plan_view.answer_pending(self, line)
+        except VisionloopError as exc:
+            self._error(str(exc))
+            return True
+        if answered:
+            self.session.add_turn("user", line)
+        return answered
+
+    def cmd_plan(self, rest: str) -> None:
+        """`/plan MESSAGE`: the plan, shown and never run."""
+        if not rest.strip() or rest.lstrip().startswith("/"):
+            raise VisionloopError("usage: /plan MESSAGE (e.g. /plan describe it, then make it look like a watercolour)")
+        self.session.attach_mentions(rest)
+        if not self._plan(rest.strip(), run=False, always=True):
+            self._say("I'm not sure what to do with that (/help lists the commands).", "question")
 
     # -- running -------------------------------------------------------------------------
     def wait(self, future: Future) -> Any:
@@ -220,6 +258,13 @@ class Chat:
         words = [word for word in split_words(rest, paths=True) if word.strip()]
         if len(words) != 1:
             raise VisionloopError("usage: /save FILE" + (" (quote a name with spaces)" if words else ""))
+        if self.last_plan is not None and "." not in os.path.basename(words[0]) and "/" not in words[0]:
+            from visionloop.chat.plan_view import save
+
+            target = save(self, words[0])  # after a plan, a bare name is a workflow
+            self._say(f"saved the plan as workflow {words[0]} ({target}); rerun it with "
+                      f"visionloop run {words[0]} --input image=PICTURE", "saved")
+            return
         target = self.session.save(words[0])
         self._say(f"saved the transcript to {target}", "saved")
 

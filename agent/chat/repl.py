@@ -204,6 +204,7 @@ def run_terminal(chat: Chat, history_file: Path | None = None, **kwargs) -> int:
         return False  # clear the input line for the next message
 
     session.default_buffer.accept_handler = accept
+    chat.in_terminal = lambda job: in_terminal(session.app, job)  # `e` on a plan: $EDITOR gets the terminal
     with live_output(session.app) as live:
         answering = threading.Thread(target=answer_lines, args=(chat, lines, session.app, done),
                                      name="visionloop-chat", daemon=True)
@@ -223,6 +224,22 @@ def run_terminal(chat: Chat, history_file: Path | None = None, **kwargs) -> int:
             except KeyboardInterrupt:  # leaving, a job still running: Ctrl-C cancels it
                 chat.cancel()
     return 0
+
+
+def in_terminal(app, job):
+    """Run `job()` (from the answering thread) with the terminal handed over: the prompt is put away
+    while it runs (an editor on a plan), and comes back after."""
+    import asyncio
+
+    from prompt_toolkit.application import run_in_terminal
+
+    if not app.is_running or app.loop is None:
+        return job()
+
+    async def handed_over():
+        return await run_in_terminal(job, in_executor=True)
+
+    return asyncio.run_coroutine_threadsafe(handed_over(), app.loop).result()
 
 
 def echo(text: str) -> None:

@@ -20,7 +20,7 @@ from visionloop.values import coerce_value
 
 ALIASES = {"read": "read-text"}
 #: the chat's own commands (`visionloop.chat.engine` handles them); every other `/word` names a tool
-CHAT_COMMANDS = ("/help", "/image", "/images", "/open", "/run", "/reset", "/save", "/quit", "/exit")
+CHAT_COMMANDS = ("/help", "/image", "/images", "/open", "/run", "/plan", "/reset", "/save", "/quit", "/exit")
 TEXT_INPUTS = ("question", "prompt", "style")  # where a command's free words go, if not required
 WHICH_IMAGE = "Which image? Mention its path, or add one with /image PATH."
 

@@ -15,6 +15,9 @@ def add_commands(sub, common) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to start with (#1, #2, ...)")
     p.add_argument("--watch", action="store_true",
                    help="also run the config's watch rules in this process (results appear between turns)")
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="run plans of several steps without asking (piped chats only show them otherwise; "
+                        "or set plan.confirm: never)")
     p.set_defaults(handler=cmd_chat)
 
 
@@ -26,6 +29,7 @@ def cmd_chat(args, app) -> int:
         raise UsageError("IMAGE: expected a file path, got an empty string")
     terminal = interactive(sys.stdin, sys.stdout) and not app.json
     chat = Chat(app.registry, app.loop, output=Output(json_mode=app.json, stream=terminal), config=app.config)
+    chat.terminal, chat.yes = terminal, bool(args.yes)  # a terminal asks before a plan runs; --yes never asks
     for path in args.images:  # a bad one stops here, with its one-line reason (exit 1)
         chat.session.attach(path)
     watcher = None
