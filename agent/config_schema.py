@@ -87,6 +87,22 @@ class Lora(Strict):
     name: str | None = None
 
 
+class IpAdapter(Strict):
+    """An IP-Adapter: `restyle --style-image` puts the reference in as an image prompt."""
+    model: NonBlank  # hub id (h94/IP-Adapter) or folder; `tiny`: the built-in tiny adapter
+    subfolder: str = "models"
+    weight: NonBlank = "ip-adapter_sd15.safetensors"
+    # a folder inside `subfolder` (no '/'), or a hub id / folder of its own (CLIP vision with projection)
+    image_encoder: NonBlank = "image_encoder"
+    revision: str | None = None
+
+
+class Segmenter(Strict):
+    """The text-prompted segmenter (CLIPSeg) behind `edit --where` and `segment`."""
+    model: NonBlank = "CIDAS/clipseg-rd64-refined"
+    revision: str | None = None
+
+
 class DiffusionModel(Strict):
     model: NonBlank = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     revision: str | None = None
@@ -102,13 +118,17 @@ class DiffusionModel(Strict):
     attention_slicing: bool = False
     vae_tiling: bool = False
     offload: Literal["none", "model", "sequential"] = "none"
-    compile: bool = False
+    compile: bool = False  # torch.compile of the UNet, on GPUs (a no-op with a note on the CPU)
+    channels_last: bool = False  # channels-last memory layout for the UNet, on GPUs
+    vae: str | None = None  # taesd (the tiny autoencoder) or a folder: fast decoding; None: the model's own VAE
     loras: list[Lora] = []
+    ip_adapter: IpAdapter | None = None  # None: `restyle --style-image` uses the text path alone
 
 
 class Profile(Strict):
     vision: VisionModel = VisionModel()
     diffusion: DiffusionModel = DiffusionModel()
+    segmenter: Segmenter = Segmenter()
 
 
 class ImageLimits(Strict):
@@ -125,6 +145,21 @@ class PluginSettings(Strict):
     paths: list[str] = []
     # Settings for third-party plugins, by plugin name; each plugin checks its own in `startup`.
     settings: dict[str, dict[str, Any]] = {}
+
+
+class PlanSettings(Strict):
+    confirm: Literal["ask", "never"] = "ask"  # never: a chat plan runs without asking (piped: no --yes needed)
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)  # the model's choice of tool below this share: ask back
+
+
+class RaySettings(Strict):
+    """Where and how `visionloop run --engine ray` runs a batch (each has a command-line flag)."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:10001": join a cluster
+    workers: Annotated[StrictInt, Field(ge=1)] | None = None  # actors, each with its own models; None: 1 per GPU, else 2
+    gpus_per_worker: float = Field(0.0, ge=0.0)  # 1: one GPU per actor
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    batch_size: Annotated[StrictInt, Field(ge=1)] = 1  # items handed to an actor at a time
 
 
 class WatchRule(Strict):
@@ -149,7 +184,8 @@ DEFAULT_PROFILES = {
     "default": {},
     TINY: {
         "vision": {"model": TINY, "max_new_tokens": 24},
-        "diffusion": {"model": TINY, "steps": 4, "width": 64, "height": 64},
+        "diffusion": {"model": TINY, "steps": 4, "width": 64, "height": 64, "ip_adapter": {"model": TINY}},
+        "segmenter": {"model": TINY},
     },
 }
 
@@ -171,7 +207,10 @@ class Config(Strict):
     ocr: OcrSettings = OcrSettings()
     plugins: PluginSettings = PluginSettings()
     watch: list[WatchRule] = []
+    plan: PlanSettings = PlanSettings()  # the chat's plans of several steps
     history: bool = True  # record every tool call in the history (`visionloop logs`, the server's gallery)
+    engine: Literal["local", "ray"] = "local"  # where `visionloop run` runs a batch (folder or glob input)
+    ray: RaySettings = RaySettings()
 
     # filled in by load_config, not read from the file
     source: str | None = Field(None, exclude=True)

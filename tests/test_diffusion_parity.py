@@ -38,8 +38,10 @@ def _raw_call(pipe_class, data, **extra):
     import diffusers
     import torch
 
+    # the dtype the tool recorded (dtype: auto is bf16 for drawing on a CPU with AMX/AVX512-BF16)
     pipe = getattr(diffusers, pipe_class).from_pretrained(data["model"], use_safetensors=True,
-                                                          local_files_only=True)
+                                                          local_files_only=True,
+                                                          torch_dtype=getattr(torch, data["dtype"]))
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = getattr(diffusers, data["scheduler"]).from_config(pipe.scheduler.config,
                                                                        **data["scheduler_options"])

@@ -30,7 +30,8 @@ log = logging.getLogger("visionloop")
 #: Modules that add sub-commands: each has `add_commands(subparsers, common)` and the
 #: parsers it adds set `handler=function(args, app) -> int`.
 COMMANDS = ["visionloop.cli.core", "visionloop.cli.workflows", "visionloop.cli.watch", "visionloop.cli.chat",
-            "visionloop.cli.init_command", "visionloop.cli.models", "visionloop.cli.train", "visionloop.cli.serve"]
+            "visionloop.cli.init_command", "visionloop.cli.models", "visionloop.cli.train", "visionloop.cli.serve",
+            "visionloop.cli.bench"]
 
 #: the command line being parsed, for hints in usage errors
 _ARGV: contextvars.ContextVar[list[str]] = contextvars.ContextVar("argv", default=[])

@@ -37,6 +37,7 @@ class ModelCache:
         self._device: str | None = None
         self._dtype = None
         self.report: Callable[[str], None] | None = None  # progress lines (a terminal's stderr)
+        self.forced_dtypes: dict[str, str] = {}  # kind -> dtype name (replay: what the manifest recorded)
 
     # -- device ----------------------------------------------------------------------------
     @property
@@ -49,11 +50,23 @@ class ModelCache:
 
     @property
     def dtype(self):
+        """The vision model's dtype (`dtype_for("vision")`)."""
         if self._dtype is None:
-            from visionloop.models.device import resolve_dtype
-
-            self._dtype = resolve_dtype(self.config.dtype, self.device)
+            self._dtype = self.dtype_for("vision")
         return self._dtype
+
+    def dtype_for(self, kind: str):
+        """The dtype a `kind` of model (`vision`, `diffusion`) runs in: `forced_dtypes[kind]`
+        when set (a replay forces what its manifest recorded), else the config's `dtype`
+        resolved for this model and device (`auto` differs per model, see device.py)."""
+        import torch
+
+        from visionloop.models.device import resolve_dtype
+
+        forced = getattr(self, "forced_dtypes", {}).get(kind)
+        if forced:
+            return getattr(torch, forced)
+        return resolve_dtype(self.config.dtype, self.device, kind=kind)
 
     # -- generic ---------------------------------------------------------------------------
     def where(self, key: str) -> str:
@@ -138,6 +151,8 @@ class ModelCache:
         for key, model in self.loaded().items():
             out["models"][key] = {"model": getattr(model, "model_id", None), "source": getattr(model, "source", None),
                                   "revision": getattr(model, "revision", None)}
+            if getattr(model, "dtype", None) is not None:  # the dtype this model actually runs in
+                out["models"][key]["dtype"] = dtype_name(model.dtype)
         return out
 
     # -- backends --------------------------------------------------------------------------
@@ -183,7 +198,7 @@ class ModelCache:
 
             inpaint = self.resolve(spec.inpaint_model, "sd", "diffusion.inpaint_model") if spec.inpaint_model else None
             source = self.resolve(spec.model, "sd")
-            return DiffusionBackend(spec, source, self.device, self.dtype, inpaint_source=inpaint,
+            return DiffusionBackend(spec, source, self.device, self.dtype_for("diffusion"), inpaint_source=inpaint,
                                     offline=self.offline_for(source, inpaint),
                                     allow_pickle=self.config.allow_pickle, where=self.where)
 

@@ -1,12 +1,23 @@
-"""Device and dtype choice: `auto` picks cuda, then mps, then cpu; fp16/bf16 on GPUs, fp32 on CPU."""
+"""Device and dtype choice: `auto` picks cuda, then mps, then cpu.
+
+`dtype: auto` is chosen per model (`kind`) and device: on CUDA bf16 where the GPU supports it,
+else fp16; fp16 on MPS; on a CPU the diffusion models run in bf16 when the CPU computes bf16
+natively (AMX or AVX512-BF16, read at run time from the CPU's flags), fp32 otherwise. The vision
+model stays fp32 on a CPU (it is quantized instead, see `vision.quantize`).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from visionloop.errors import ModelError
 
 log = logging.getLogger(__name__)
+
+#: CPU flags (as /proc/cpuinfo names them) that mean native bf16 matrix maths.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -26,17 +37,59 @@ def resolve_device(name: str = "auto") -> str:
     return name
 
 
-def resolve_dtype(name: str, device: str):
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux: /proc/cpuinfo; elsewhere torch's capability name,
+    e.g. `AVX512`, lower-cased, which says nothing of bf16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        import torch
+
+        return frozenset({str(torch.backends.cpu.get_cpu_capability()).lower()})
+    except Exception:  # noqa: BLE001  (an old torch without the API)
+        return frozenset()
+
+
+def cpu_has_bf16(flags=None) -> bool:
+    """Does this CPU compute bf16 natively (AMX or AVX512-BF16)? `flags` injects a flag set."""
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in BF16_FLAGS)
+
+
+def resolve_dtype(name: str, device: str, kind: str = "vision", flags=None, cuda_bf16=None):
+    """The torch dtype for `name` (`auto` or a dtype name) on `device` for a `kind` of model
+    (`vision` or `diffusion`). `flags` (CPU flags) and `cuda_bf16` inject what would otherwise
+    be read from the machine (tests)."""
     import torch
 
     if name == "auto":
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if cuda_bf16 is None:
+                cuda_bf16 = torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if cuda_bf16 else torch.float16
         if device == "mps":
             return torch.float16
+        if kind == "diffusion" and cpu_has_bf16(flags):
+            return torch.bfloat16
         return torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
 def dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
+
+
+def recorded_dtypes(manifest: dict) -> dict[str, str]:
+    """kind -> dtype name each model of a run manifest actually ran in (`environment.models.KEY.dtype`):
+    what a replay forces, so `dtype: auto` on another machine cannot change the pixels."""
+    env = manifest.get("environment") if isinstance(manifest.get("environment"), dict) else {}
+    models = env.get("models") if isinstance(env.get("models"), dict) else {}
+    kinds = {"llava": "vision", "diffusion": "diffusion"}
+    return {kinds[key]: m["dtype"] for key, m in models.items()
+            if key in kinds and isinstance(m, dict) and m.get("dtype") in DTYPE_NAMES}

@@ -125,6 +125,9 @@ class DiffusionBackend:
         if spec.vae_tiling:
             self.text2img.vae.enable_tiling()
         self.loras = self._load_loras(self.text2img, spec.loras)
+        from visionloop.models.speed import apply_speed
+
+        self.speed = apply_speed(self)  # diffusion.vae (taesd), channels_last: speed.py
         self._configure(self.text2img)
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s (%s) on %s in %.2fs", source, type(self.text2img).__name__, device, self.load_seconds)
@@ -136,7 +139,9 @@ class DiffusionBackend:
         if self.spec.attention_slicing:
             pipe.enable_attention_slicing()
         self._place(pipe)
-        if self.spec.compile:
+        from visionloop.models.speed import compile_wanted
+
+        if compile_wanted(self.spec, self.device):
             pipe.unet.compile()
 
     def _place(self, pipe) -> None:
@@ -303,13 +308,18 @@ class DiffusionBackend:
             kwargs["callback_on_step_end"] = _cancel_callback(cancel)
         # 3. Denoise seed by seed; a cancel stops between images too.
         started = time.perf_counter()
-        arrays, flagged = [], []
+        from visionloop.models.speed import vae_guard
+
+        arrays, flagged, vae_float32 = [], [], []
         for i, seed in enumerate(seeds):
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             desc = f"image {i + 1}/{len(seeds)}" if len(seeds) > 1 else None
             pipe.set_progress_bar_config(disable=not progress, leave=False, desc=desc)
-            out = self._call(pipe, kwargs, torch.Generator("cpu").manual_seed(int(seed)), width, height)
+            with vae_guard(pipe) as retried:  # an overflowing half-precision VAE decodes again in fp32
+                out = self._call(pipe, kwargs, torch.Generator("cpu").manual_seed(int(seed)), width, height)
+            if retried:
+                vae_float32.append(int(seed))
             arrays.extend(out.images)
             # SDXL pipelines have no checker at all: None
             flags = getattr(out, "nsfw_content_detected", None)
@@ -330,7 +340,8 @@ class DiffusionBackend:
         return Generation(images=images, status=status, scheduler=type(sched).__name__,
                           pipeline=type(pipe).__name__, seconds=seconds, nsfw_content_detected=flagged,
                           options={"scheduler_name": choice.name if choice else None,
-                                   "scheduler_options": dict(choice.options) if choice else {}}, loras=in_use)
+                                   "scheduler_options": dict(choice.options) if choice else {},
+                                   **getattr(self, "speed", {}), "vae_float32": vae_float32}, loras=in_use)
 
     @staticmethod
     def _call(pipe, kwargs: dict, generator, width: int, height: int):

@@ -31,7 +31,23 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "pndm": ("PNDMScheduler", {}),
     "unipc": ("UniPCMultistepScheduler", {}),
     "lcm": ("LCMScheduler", {}),  # for LCM-distilled weights or an LCM LoRA
+    "tcd": ("TCDScheduler", {}),  # for a TCD LoRA (or an LCM one)
 }
+
+#: Few-step schedulers: 4-8 steps with their LoRA (`loras:`), and guidance about 1.
+FEW_STEP = ("lcm", "tcd")
+
+
+def few_step_note(name: str | None, steps: int, guidance: float) -> str | None:
+    """A note when a few-step scheduler runs with settings it was not made for, or None."""
+    if not name or str(name).strip().lower() not in FEW_STEP:
+        return None
+    if guidance > 2.0:
+        return (f"scheduler {name} is made for guidance about 1 (got {guidance:g}); "
+                "high guidance burns the picture with a few-step LoRA: try --guidance 1")
+    if steps > 12:
+        return f"scheduler {name} is made for 4-8 steps (got {steps}); more steps are slower and rarely better"
+    return None
 
 @dataclass(frozen=True)
 class SchedulerChoice:

@@ -25,7 +25,7 @@ MAX_PROMPT_CHARS = 2000
 DATA_KEYS = ("model", "model_id", "revision", "pipeline", "prompt", "negative_prompt", "steps", "guidance", "seed",
              "seeds", "count", "width", "height", "scheduler", "scheduler_name", "scheduler_options", "strength",
              "base_model", "loras", "safety_checker", "device", "dtype", "threads", "generate_seconds",
-             "nsfw_content_detected", "status", "images", "notes")
+             "nsfw_content_detected", "status", "images", "notes", "vae", "vae_float32")
 
 
 def common_inputs(strength: float | None = None) -> list[Input]:
@@ -172,6 +172,12 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
                  "dtype": dtype_name(backend.dtype), "threads": threads, "generate_seconds": round(gen.seconds, 4),
                  "nsfw_content_detected": gen.nsfw_content_detected, "status": gen.status})
     notes = list(data.pop("notes", [])) + _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
+    from visionloop.models.schedulers import few_step_note
+
+    notes += [n for n in [few_step_note(data.get("scheduler_name"), steps, guidance)] if n]
+    if data.get("vae_float32"):
+        notes.append(f"the VAE overflowed in {data['dtype']} and decoded again in float32 "
+                     f"(seeds {', '.join(map(str, data['vae_float32']))})")
     paths = []
     for i, (picture, status, seed) in enumerate(zip(gen.images, gen.status, seeds)):
         if status != "ok":
