@@ -91,6 +91,9 @@ class Tool:
     returns_images: bool | None = None
     data_keys: tuple[str, ...] | None = None
     streams_text: bool = False
+    #: optional: `run_batch(ctx, calls)` runs several `each` calls together (a batched model call)
+    #: and returns one result per call, in order, or None to have them run one by one
+    run_batch: Callable[..., list["ToolResult"] | None] | None = None
 
     def input(self, name: str) -> Input | None:
         return next((i for i in self.inputs if i.name == name), None)
@@ -158,11 +161,12 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         calls = [{**checked, tool.each: v} for v in checked[tool.each]]
     else:
         calls = [checked]
+    batched = _run_batch(tool, calls, ctx)
     results = []
-    for call in calls:
+    for n, call in enumerate(calls):
         started = time.perf_counter()
         try:
-            result = tool.run(ctx, **call)
+            result = batched[n] if batched is not None else tool.run(ctx, **call)
         except Cancelled:
             _remember(tool, call, ToolResult(tool=tool.name, error="cancelled"), ctx)
             raise
@@ -179,6 +183,27 @@ def run_tool(tool: Tool, args: dict[str, Any], ctx) -> list[ToolResult]:
         result.data.setdefault("seconds", round(time.perf_counter() - started, 4))
         _remember(tool, call, result, ctx)
         results.append(result)
+    return results
+
+
+def _run_batch(tool: Tool, calls: list[dict], ctx) -> list[ToolResult] | None:
+    """The results of `tool.run_batch` for several calls, or None (run them one by one): when the
+    tool has none, declines, or fails as a whole (each call then runs, and fails, alone)."""
+    if tool.run_batch is None or len(calls) < 2:
+        return None
+    started = time.perf_counter()
+    try:
+        results = tool.run_batch(ctx, calls)
+    except (Cancelled, KeyboardInterrupt):
+        raise
+    except Exception:  # noqa: BLE001 - one at a time then says which call fails and why
+        log.info("tool %s: the batched run failed; running the calls one by one", tool.name, exc_info=True)
+        return None
+    if results is None or len(results) != len(calls):
+        return None
+    share = round((time.perf_counter() - started) / len(calls), 4)
+    for result in results:
+        result.data.setdefault("seconds", share)
     return results
 
 

@@ -16,6 +16,20 @@ def caption(ctx, image, detail="short", max_new_tokens=None, temperature=None, t
     return result
 
 
+def caption_many(ctx, calls):
+    """Several images in batched `generate` calls (`vision.batch_size`), or None: one by one."""
+    from visionloop.toolkit.vision_batch import ask_llava_many, can_batch
+
+    if not can_batch(ctx, calls):
+        return None
+    results = ask_llava_many(ctx, "caption", [(c["image"], PROMPTS[c.get("detail") or "short"],
+                                               c.get("max_new_tokens")) for c in calls])
+    for result, call in zip(results or [], calls):
+        if result.ok:
+            result.data["detail"] = call.get("detail") or "short"
+    return results
+
+
 @hookimpl
 def register_tools(register):
     register(Tool(
@@ -26,6 +40,7 @@ def register_tools(register):
                       choices=("short", "long")),
                 *generation_inputs()],
         run=caption,
+        run_batch=caption_many,
         each="image",
         returns_images=False,
         data_keys=(*DATA_KEYS, "detail"),

@@ -181,11 +181,15 @@ class App:
                 raise
             return out.end(1 if out.counts["failed"] else 0)
         results = list(results)
+        # several results: each under its image, or its question (`see -q A -q B` about one image)
+        same_images = len({tuple(r.data.get("images") or ()) for r in results if r.ok}) == 1
         for r in results:
             if r.error:
                 print(f"error: {one_line(r.error)}", file=sys.stderr)
             else:
-                if len(results) > 1 and len(r.data.get("images") or []) == 1:
+                if len(results) > 1 and same_images and r.data.get("question"):
+                    print(f"{one_line(r.data['question'])}:")
+                elif len(results) > 1 and len(r.data.get("images") or []) == 1:
                     print(f"{r.data['images'][0]}:")
                 if r.text:
                     print(r.text)
@@ -209,9 +213,12 @@ def run_tool_command(args, app: App) -> int:
     each = values.get(tool.each) if tool.each else None
     if app.json and isinstance(each, list) and len(each) > 1:
         # `caption *.jpg --json`: one call per file, so each line is printed as it completes
+        # (a tool that batches its model calls, `caption`, gets them 16 at a time)
+        step = 16 if tool.run_batch is not None else 1
+
         def one_by_one():
-            for value in each:
-                yield from app.loop.call(ToolCall(tool.name, {**values, tool.each: [value]}))
+            for start in range(0, len(each), step):
+                yield from app.loop.call(ToolCall(tool.name, {**values, tool.each: each[start:start + step]}))
 
         return app.print_results(one_by_one())
     if not streams_tokens(tool, values, app.json):

@@ -46,8 +46,10 @@ class LlavaBackend(VisionBackend):
 
     def __init__(self, model_id: str, source: str, revision: str | None, device: str, dtype,
                  offline: bool = False, trust_remote_code: bool = False, allow_pickle: bool = False,
-                 revision_key: str = "revision"):
+                 revision_key: str = "revision", quantize: str = "none", feature_cache: int = 8):
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        from visionloop.models.llava_speed import ImageFeatureCache, quantize_int8
 
         self.model_id = model_id  # what the profile names ("tiny" or a hub id)
         self.source = source  # what was actually loaded: hub id or local folder
@@ -61,6 +63,10 @@ class LlavaBackend(VisionBackend):
             self.model = load_guarded(source, lambda: AutoModelForImageTextToText.from_pretrained(
                 source, dtype=dtype, **weights_kwargs(allow_pickle), **kwargs))
         self.model.to(device).eval()
+        self.quantize = quantize  # none | int8: the language model's linear layers (llava_speed.py)
+        if quantize == "int8":
+            quantize_int8(self.model)
+        self.features = ImageFeatureCache(self.model, size=feature_cache)  # follow-ups skip the vision tower
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s on %s in %.2fs", source, device, self.load_seconds)
 
@@ -128,6 +134,40 @@ class LlavaBackend(VisionBackend):
         return self.generate(images, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                              seed=seed, on_text=on_text, cancel=cancel)
 
+    def generate_many(self, items, max_new_tokens: int = 256) -> list[Generation]:
+        """Greedy answers to several already templated prompts, each with its own images
+        (`items`: (images, prompt) pairs), in one batched `generate` call: the prompts are
+        padded on the left so that every answer starts at the same position."""
+        import torch
+
+        images = [picture for pictures, _ in items for picture in pictures]
+        prompts = [prompt for _, prompt in items]
+        tokenizer = self.processor.tokenizer
+        side, tokenizer.padding_side = tokenizer.padding_side, "left"
+        try:
+            inputs = self.processor(images=images or None, text=prompts, padding=True, return_tensors="pt")
+        finally:
+            tokenizer.padding_side = side
+        inputs = inputs.to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        settings = {"max_new_tokens": int(max_new_tokens), "do_sample": False}
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **settings, pad_token_id=tokenizer.pad_token_id)
+        seconds = (time.perf_counter() - started) / len(items)
+        stops = {tokenizer.pad_token_id, tokenizer.eos_token_id} - {None}
+        answers = []
+        for row, prompt in zip(output[:, inputs["input_ids"].shape[1]:], prompts):
+            ids = row.tolist()
+            ends = [i for i, t in enumerate(ids) if t in stops]
+            kept = ids[:ends[0] + 1] if ends else ids  # the answer and its end token, as generate() alone stops
+            text = self.processor.decode(kept, skip_special_tokens=True).strip()
+            answers.append(Generation(text=text, prompt=prompt, settings=dict(settings), new_tokens=len(kept),
+                                      seconds=seconds, extra={"dtype": str(self.dtype).replace("torch.", ""),
+                                                              "quantize": self.quantize, "batch": len(items)}))
+        return answers
+
     def generate(self, images, prompt: str, max_new_tokens: int = 256, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, on_text: Callable[[str], None] | None = None,
                  cancel=None) -> Generation:
@@ -152,11 +192,15 @@ class LlavaBackend(VisionBackend):
         streamer = _make_streamer(self.processor.tokenizer, on_text, cancel) if on_text or cancel is not None else None
         # 3. Generate and keep only the new tokens.
         started = time.perf_counter()
+        hits = self.features.hits
         with torch.inference_mode():
             output = self.model.generate(**inputs, **settings, streamer=streamer)
         new = output[0, inputs["input_ids"].shape[1]:]
         text = self.processor.decode(new, skip_special_tokens=True).strip()
         recorded = dict(settings, seed=seed) if seed is not None else settings
+        extra = {"dtype": str(self.dtype).replace("torch.", ""), "quantize": self.quantize}
+        if images:
+            extra["image_features"] = "reused" if self.features.hits > hits else "computed"
         return Generation(text=text, prompt=prompt, settings=recorded, new_tokens=int(new.shape[0]),
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, extra=extra)
 

@@ -16,7 +16,8 @@ from visionloop.tools import Input, ToolResult
 #: LLaVA tool's `Tool.data_keys`. A key added below goes here too (tests/test_workflow_returns.py).
 DATA_KEYS = ("model", "model_id", "revision", "backend", "base_url", "digest", "question", "prompt", "images",
              "prompt_tokens", "image_tokens", "context_length", "max_new_tokens", "do_sample", "temperature", "top_p",
-             "seed", "new_tokens", "generate_seconds", "device", "threads", "history_turns", "sent_sizes", "notes")
+             "seed", "new_tokens", "generate_seconds", "device", "threads", "history_turns", "sent_sizes", "notes",
+             "dtype", "quantize", "image_features", "batch")
 
 
 def generation_inputs() -> list[Input]:
@@ -78,6 +79,19 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
         top_p=spec.top_p if top_p is None else top_p,
         seed=seed, on_text=ctx.on_text, cancel=ctx.cancel,
     )
+    data = result_data(llava, question, images, gen, prompt_tokens, image_tokens, threads)
+    if chat_history is not None:
+        data["history_turns"] = len(history)
+    if dropped:
+        notes.insert(0, f"the {dropped} oldest turn(s) were left out to fit the model's context")
+    if notes:
+        data["notes"] = notes
+    return ToolResult(tool=tool, text=gen.text, data=data)
+
+
+def result_data(llava, question: str, images: list[str], gen, prompt_tokens: int, image_tokens: int,
+                threads: int | None) -> dict:
+    """`data` of one answer: what answered, the exact prompt and settings, the sizes and timings."""
     described = llava.describe()  # backend, base_url, model, digest: what answered
     data = {"model": described["model"], "model_id": llava.model_id, "revision": llava.revision,
             "backend": described["backend"],
@@ -88,13 +102,7 @@ def ask_llava(ctx, tool: str, images: list[str], question: str, max_new_tokens: 
             "device": llava.device, **gen.extra}
     if threads is not None:
         data["threads"] = threads
-    if chat_history is not None:
-        data["history_turns"] = len(history)
-    if dropped:
-        notes.insert(0, f"the {dropped} oldest turn(s) were left out to fit the model's context")
-    if notes:
-        data["notes"] = notes
-    return ToolResult(tool=tool, text=gen.text, data=data)
+    return data
 
 
 def check_fits(llava, what: str, prompt_tokens: int, image_tokens: int, n_new: int) -> None:
