@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    field_validator,
     model_validator,
 )
 from visionloop.paths import user_path
@@ -53,6 +54,13 @@ class VisionModel(Strict):
     max_new_tokens: int = Field(256, ge=1, le=8192)
     temperature: float = Field(0.0, ge=0.0, le=5.0)  # 0 = greedy decoding
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    # in this process: int8 = the language model's linear layers in int8 (several times faster on a
+    # CPU); auto = int8 on a CPU when dtype is auto, none elsewhere; int4 needs a GPU and torchao
+    quantize: Literal["auto", "none", "int8", "int4"] = "auto"
+    feature_cache: int = Field(8, ge=0, le=1024)  # pictures whose vision-tower output is kept for follow-ups
+    # pictures per generate call when captioning many (greedy, in this process); auto: 1 under int8
+    # (a batch shares its activation scales), else by device memory
+    batch_size: Literal["auto"] | int = "auto"
     # the server backends (ollama, openai)
     host: str | None = None  # ollama: default $OLLAMA_HOST, else http://127.0.0.1:11434
     base_url: str | None = None  # openai: e.g. http://127.0.0.1:8000/v1
@@ -66,6 +74,13 @@ class VisionModel(Strict):
     read_timeout: float = Field(120.0, gt=0)  # seconds of silence allowed between two pieces of an answer
     retries: int = Field(3, ge=0, le=10)  # extra attempts after HTTP 429/5xx, with growing pauses
     retry_backoff: float = Field(1.0, ge=0, le=60)  # first pause in seconds; doubles each time (or Retry-After)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 256):
+            return value
+        raise ValueError("must be auto or a whole number from 1 to 256")
 
     @model_validator(mode="after")
     def _backend_keys(self):
@@ -121,6 +136,9 @@ class DiffusionModel(Strict):
     compile: bool = False  # torch.compile of the UNet, on GPUs (a no-op with a note on the CPU)
     channels_last: bool = False  # channels-last memory layout for the UNet, on GPUs
     vae: str | None = None  # taesd (the tiny autoencoder) or a folder: fast decoding; None: the model's own VAE
+    refiner: str | None = None  # SDXL: a refiner model run as draw's second stage (hub id or folder)
+    refiner_start: float = Field(0.8, gt=0.0, lt=1.0)  # share of the steps the base runs before the refiner
+    text_encoder_3: Literal["auto"] | None = "auto"  # SD3: null drops the T5 encoder (much less memory)
     loras: list[Lora] = []
     ip_adapter: IpAdapter | None = None  # None: `restyle --style-image` uses the text path alone
 

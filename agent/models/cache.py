@@ -153,6 +153,8 @@ class ModelCache:
                                   "revision": getattr(model, "revision", None)}
             if getattr(model, "dtype", None) is not None:  # the dtype this model actually runs in
                 out["models"][key]["dtype"] = dtype_name(model.dtype)
+            if callable(getattr(model, "describe", None)) and key == "diffusion":  # family, pipeline class
+                out["models"][key].update(model.describe())
         return out
 
     # -- backends --------------------------------------------------------------------------
@@ -180,9 +182,13 @@ class ModelCache:
             key = f"{self.config.source}: " if self.config.source else ""
             key += f"profiles.{self.config.profile}.vision.revision"
             check_remote_code(spec.revision, self.config.trust_remote_code, key)  # before building or loading
+            from visionloop.models.llava_speed import resolve_quantize
+
+            quantize = resolve_quantize(spec.quantize, self.config.dtype, self.device)
             source = self.resolve(spec.model, "llava")
             return LlavaBackend(spec.model, source, spec.revision, self.device,
                                 self.dtype, offline=self.offline_for(source),
+                                quantize=quantize, feature_cache=spec.feature_cache,
                                 trust_remote_code=self.config.trust_remote_code,
                                 allow_pickle=self.config.allow_pickle,
                                 revision_key=key)
@@ -197,12 +203,44 @@ class ModelCache:
             from visionloop.models.diffusion import DiffusionBackend
 
             inpaint = self.resolve(spec.inpaint_model, "sd", "diffusion.inpaint_model") if spec.inpaint_model else None
+            refiner = self.resolve(spec.refiner, "sd", "diffusion.refiner") if spec.refiner else None
             source = self.resolve(spec.model, "sd")
             return DiffusionBackend(spec, source, self.device, self.dtype_for("diffusion"), inpaint_source=inpaint,
-                                    offline=self.offline_for(source, inpaint),
-                                    allow_pickle=self.config.allow_pickle, where=self.where)
+                                    offline=self.offline_for(source, inpaint, refiner),
+                                    allow_pickle=self.config.allow_pickle, where=self.where, refiner_source=refiner)
 
         return self.get("diffusion", load, self.label("Stable Diffusion", spec.model))
+
+    def segmenter(self):
+        """The shared text-prompted segmenter (CLIPSeg) of the active profile (`segmenter:`):
+        `edit --where` and `segment`."""
+        spec = self.config.active.segmenter
+
+        def load():
+            from visionloop.models.segmenter import SegmenterBackend, segmenter_source
+
+            source = segmenter_source(self, spec.model)
+            return SegmenterBackend(spec.model, source, spec.revision, self.device,
+                                    offline=self.offline_for(source), allow_pickle=self.config.allow_pickle)
+
+        return self.get("segmenter", load, self.label("segmenter", spec.model))
+
+    def ip_adapter(self):
+        """The profile's IP-Adapter (`diffusion.ip_adapter`): its weights and CLIP image
+        encoder, loaded once; None when the profile names none."""
+        spec = self.config.active.diffusion.ip_adapter
+        if spec is None:
+            return None
+
+        def load():
+            from visionloop.models.ip_adapter import IpAdapterBackend, locate
+
+            offline = self.offline_for(None if spec.model == TINY else spec.model)
+            weight, encoder, subfolder = locate(self, spec, offline)
+            return IpAdapterBackend(spec, weight, encoder, subfolder, self.device, self.dtype_for("diffusion"),
+                                    offline=offline)
+
+        return self.get("ip_adapter", load, self.label("IP-Adapter", spec.model))
 
     def ocr(self, engine: str = "auto"):
         """The shared OCR engine (`rapidocr` or `tesseract`; `auto` picks one), loaded once."""

@@ -34,6 +34,13 @@ SCHEDULERS: dict[str, tuple[str, dict]] = {
     "tcd": ("TCDScheduler", {}),  # for a TCD LoRA (or an LCM one)
 }
 
+#: Flow-matching schedulers (SD3/3.5, FLUX.1), apart: the ones above do not fit those models,
+#: nor these the ones above. families.py says which family takes which.
+FLOW_SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "flow_heun": ("FlowMatchHeunDiscreteScheduler", {}),  # SD3 only (FLUX passes its own sigmas)
+}
+
 #: Few-step schedulers: 4-8 steps with their LoRA (`loras:`), and guidance about 1.
 FEW_STEP = ("lcm", "tcd")
 
@@ -63,13 +70,14 @@ def resolve_scheduler(name: str) -> SchedulerChoice:
     """Friendly name or diffusers class name (case-insensitive) -> `SchedulerChoice`."""
     key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
     key = key.replace("dpmpp", "dpm++")
-    if key in SCHEDULERS:
-        cls, options = SCHEDULERS[key]
+    every = {**SCHEDULERS, **FLOW_SCHEDULERS}
+    if key in every:
+        cls, options = every[key]
         return SchedulerChoice(key, cls, dict(options))
-    for friendly, (cls, options) in SCHEDULERS.items():
+    for friendly, (cls, options) in every.items():
         if cls.lower() == str(name).strip().lower() and not options:
             return SchedulerChoice(friendly, cls, {})
-    raise InputError(f"scheduler: unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")
+    raise InputError(f"scheduler: unknown scheduler {name!r} (known: {', '.join(SCHEDULERS)})")  # flow_*: SD3, FLUX
 
 
 def build_scheduler(choice: SchedulerChoice, base_config):

@@ -2,8 +2,8 @@
 
 - `diffusion.vae: taesd | PATH`: the tiny autoencoder decodes instead of the full VAE (much
   faster, slightly softer pictures); recorded in `data.vae`.
-- `diffusion.channels_last` and `diffusion.compile`: memory layout and `torch.compile` of the
-  UNet, for GPUs; on a CPU they are left off with a note in the log (they slow CPUs down or
+- `diffusion.channels_last` and `diffusion.compile`: memory layout (UNets only) and `torch.compile`
+  of the denoiser (UNet or transformer, `families.denoiser`), for GPUs; on a CPU they are left off with a note in the log (they slow CPUs down or
   take minutes to compile for little gain).
 - `vae_guard`: a half-precision VAE can overflow (NaN or an all-black picture); the decode is
   then retried once with the VAE in fp32 instead of failing, and the retry is recorded.
@@ -29,27 +29,47 @@ def apply_speed(backend) -> dict:
 
         tiny = spec.model == "tiny"
         cache = Path(backend.source).parent if tiny else Path(".")
-        taesd, source = load_taesd(vae, backend.dtype, tiny, cache, backend._load_kwargs)
+        name = vae
+        if vae == "taesd" and not tiny:  # the tiny autoencoder of the family's own latent space
+            name = _family_taesd(backend)
+        taesd, source = load_taesd(name, backend.dtype, tiny, cache, backend._load_kwargs)
         pipe.vae = taesd.to(backend.device)
         pipe.register_modules(vae=pipe.vae)
         record["vae"] = vae if vae == "taesd" else source
     on_gpu = not str(backend.device).startswith("cpu")
     if getattr(spec, "channels_last", False):
-        if on_gpu:
+        from visionloop.models.families import denoiser, family_of
+
+        if family_of(pipe).denoiser != "unet":  # SD3, FLUX: a transformer works on token sequences
+            log.info("channels_last is for UNets; %s denoises with a transformer, left as it is", family_of(pipe).name)
+        elif on_gpu:
             import torch
 
-            pipe.unet.to(memory_format=torch.channels_last)
+            denoiser(pipe).to(memory_format=torch.channels_last)
         else:
             log.info("channels_last is for GPUs; left off on the CPU")
     return record
 
 
+def _family_taesd(backend) -> str:
+    """`taesd` for the loaded family: SD 1.x/2.x, SDXL, SD3 and FLUX latents differ."""
+    from visionloop.errors import ModelError
+    from visionloop.models.families import family_of
+
+    family = family_of(backend.text2img)
+    if family.taesd is None:
+        raise ModelError(f"diffusion.vae: taesd: there is no tiny autoencoder for {family.name} models; "
+                         f"set diffusion.vae to null (check {backend.where('diffusion.vae')})")
+    return family.taesd
+
+
 def compile_wanted(spec, device: str) -> bool:
-    """`compile: true` compiles the UNet on a GPU; on the CPU it is a no-op with a note."""
+    """`compile: true` compiles the denoiser (the UNet, or the transformer of SD3 and FLUX:
+    `families.denoiser`) on a GPU; on the CPU it is a no-op with a note."""
     if not spec.compile:
         return False
     if str(device).startswith("cpu"):
-        log.warning("compile: true is for GPUs; the UNet is not compiled on the CPU")
+        log.warning("compile: true is for GPUs; the denoiser (UNet or transformer) is not compiled on the CPU")
         return False
     return True
 

@@ -25,7 +25,8 @@ MAX_PROMPT_CHARS = 2000
 DATA_KEYS = ("model", "model_id", "revision", "pipeline", "prompt", "negative_prompt", "steps", "guidance", "seed",
              "seeds", "count", "width", "height", "scheduler", "scheduler_name", "scheduler_options", "strength",
              "base_model", "loras", "safety_checker", "device", "dtype", "threads", "generate_seconds",
-             "nsfw_content_detected", "status", "images", "notes", "vae", "vae_float32")
+             "nsfw_content_detected", "status", "images", "notes", "vae", "vae_float32", "family",
+             "text_encoders", "refiner")
 
 
 def common_inputs(strength: float | None = None) -> list[Input]:
@@ -73,8 +74,10 @@ def pick_size(ctx, width, height, size, fit: tuple[int, int] | None = None) -> t
     if fit is not None and width is None and height is None:
         longest = max(spec.width or 0, spec.height or 0) or max(ctx.models.diffusion().default_size)
         scale = min(1.0, longest / max(fit))
-        width = max(8, int(fit[0] * scale) // 8 * 8)
-        height = max(8, int(fit[1] * scale) // 8 * 8)
+        loaded = ctx.models.loaded().get("diffusion")  # SD3 and FLUX sizes divide by 16
+        step = max(8, int(getattr(loaded, "size_multiple", 8)))
+        width = max(step, int(fit[0] * scale) // step * step)
+        height = max(step, int(fit[1] * scale) // step * step)
     width = width if width is not None else spec.width
     height = height if height is not None else spec.height
     if width is None or height is None:
@@ -133,12 +136,13 @@ def check_settings(ctx, steps, guidance, strength=None) -> tuple[int, float]:
 def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | None, steps: int,
              guidance: float, seeds: list[int], width: int, height: int, scheduler: str | None,
              image=None, mask=None, strength: float | None = None, extra: dict | None = None,
-             finish=None, loras=()) -> ToolResult:
+             finish=None, loras=(), pipeline_kwargs: dict | None = None) -> ToolResult:
     """Run the shared backend, save each good image with its record, build the result.
 
     `finish(pil_image) -> pil_image` post-processes each image before saving (edit restores
     the unmasked pixels). `extra` adds tool-specific fields to `data` and to each record.
     `loras`: this call's LoRAs (`pick_loras`), drawn with beside the profile's.
+    `pipeline_kwargs`: more arguments for the pipeline call (restyle's `ip_adapter_image_embeds`).
     """
     scheduler = scheduler or ctx.config.active.diffusion.scheduler  # None: the model's own
     if scheduler:  # an unknown name fails here, before the model loads
@@ -151,7 +155,8 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     backend = ctx.models.diffusion()
     gen = backend.generate(mode, prompt=prompt, negative_prompt=negative_prompt, steps=steps, guidance=guidance,
                            seeds=seeds, width=width, height=height, scheduler=scheduler, image=image, mask=mask,
-                           strength=strength, progress=ctx.progress, cancel=ctx.cancel, loras=loras)
+                           strength=strength, progress=ctx.progress, cancel=ctx.cancel, loras=loras,
+                           **({"extra_kwargs": pipeline_kwargs} if pipeline_kwargs else {}))
     from visionloop.models.device import dtype_name
 
     data = {"model": backend.source, "model_id": backend.model_id, "revision": backend.revision,
@@ -171,7 +176,8 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     data.update({"loras": [] if dedicated else gen.loras, "safety_checker": backend.safety_checker, "device": backend.device,
                  "dtype": dtype_name(backend.dtype), "threads": threads, "generate_seconds": round(gen.seconds, 4),
                  "nsfw_content_detected": gen.nsfw_content_detected, "status": gen.status})
-    notes = list(data.pop("notes", [])) + _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
+    notes = list(data.pop("notes", [])) + list(getattr(gen, "notes", []))
+    notes += _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
     from visionloop.models.schedulers import few_step_note
 
     notes += [n for n in [few_step_note(data.get("scheduler_name"), steps, guidance)] if n]
