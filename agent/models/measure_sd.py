@@ -91,7 +91,8 @@ def measure_draw(backend, *, steps: int, width: int, height: int, scheduler: str
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    with _timed(pipe.unet, "unet", parts), _timed(decoder, "decode", parts), \
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer  # SD3 and FLUX denoise with a transformer
+    with _timed(denoiser, "unet", parts), _timed(decoder, "decode", parts), \
             _timed(pipe.text_encoder, "text", parts):
         started = time.perf_counter()
         gen = backend.generate("text2img", prompt=prompt, negative_prompt=None, steps=steps, guidance=guidance,
