@@ -143,13 +143,20 @@ def taesd_vs_vae(backend, taesd_folder, args) -> dict:
     from diffusers import AutoencoderTiny
 
     side = (64 if args.tiny else 512) // 8
-    latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(0)).to(backend.dtype)
+    latents = torch.randn(1, 4, side, side, generator=torch.Generator().manual_seed(0))
+    latents = latents.to(backend.device, backend.dtype)
     vae = backend.text2img.vae
-    tiny = AutoencoderTiny.from_pretrained(str(taesd_folder), torch_dtype=backend.dtype)
+    tiny = AutoencoderTiny.from_pretrained(str(taesd_folder), torch_dtype=backend.dtype).to(backend.device)
     with torch.inference_mode():
-        a, b = vae.decode(latents).sample, tiny.decode(latents).sample
-        assert a.shape == b.shape, (a.shape, b.shape)
-        times = _common.alternate(args.rounds, vae=lambda: vae.decode(latents), taesd=lambda: tiny.decode(latents))
+        def full():
+            return vae.decode(latents).sample.cpu()  # .cpu(): a GPU finishes before the clock stops
+
+        def fast():
+            return tiny.decode(latents).sample.cpu()
+
+        a, b = full(), fast()
+        assert a.shape == b.shape and torch.isfinite(b).all(), (a.shape, b.shape)
+        times = _common.alternate(args.rounds, vae=full, taesd=fast)
     ratio = statistics.median(times["taesd"]) / statistics.median(times["vae"])
     say(f"decode {side * 8}x{side * 8}: vae {statistics.median(times['vae']):.2f} s, "
         f"taesd {statistics.median(times['taesd']):.3f} s")
