@@ -189,9 +189,9 @@ def parser(registry):
 
 def test_q_is_the_question_under_see_and_quiet_elsewhere(parser):
     args = parser.parse_args(["see", "x.png", "-q", "what?"])
-    assert args.question == "what?" and not getattr(args, "quiet", False)
+    assert args.question == ["what?"] and not getattr(args, "quiet", False)  # -q repeats: a list
     args = parser.parse_args(["see", "x.png", "--quiet", "-q", "what"])
-    assert args.question == "what" and args.quiet is True
+    assert args.question == ["what"] and args.quiet is True
     assert parser.parse_args(["caption", "x.png", "-q"]).quiet is True
     assert parser.parse_args(["-q", "see", "x.png", "-q", "what"]).quiet is True  # before the command: quiet
 
@@ -199,8 +199,8 @@ def test_q_is_the_question_under_see_and_quiet_elsewhere(parser):
 def test_help_says_what_q_means(parser):
     sub = next(a for a in parser._actions if a.dest == "command")
     see = " ".join(sub.choices["see"].format_help().split())
-    assert "-q QUESTION, --question QUESTION what to ask about the images (-q is this option here; " \
-           "quiet is written --quiet)" in see
+    assert "-q QUESTION, --question QUESTION what to ask about the images (repeat -q for several questions: " \
+           "one answer each) (-q is this option here; quiet is written --quiet)" in see
     assert "--quiet only errors and results (here -q is taken by this command's own option: write --quiet)" in see
     for name, command in sub.choices.items():
         if name != "see":

@@ -10,7 +10,8 @@ from visionloop.tools import ToolCall
 def test_slash_commands_take_the_cli_options(two_images, registry):
     tools = registry.tools
     call = route("/see -q 'what is it?' #1", two_images, tools)
-    assert call == ToolCall("see", {"question": "what is it?", "image": [two_images.image(1).path]})
+    # -q may be repeated (one answer per question): the option gives a list
+    assert call == ToolCall("see", {"question": ["what is it?"], "image": [two_images.image(1).path]})
     call = route("/see --temperature 0.5 what is it?", two_images, tools)
     assert call.args == {"temperature": "0.5", "question": "what is it?", "image": [two_images.current.path]}
     assert route("/caption --detail long #1", two_images, tools).args["detail"] == "long"
