@@ -174,7 +174,7 @@ class RaySettings(Strict):
     """Where and how `visionloop run --engine ray` runs a batch (each has a command-line flag)."""
 
     address: str | None = None  # None: start a local Ray; "auto" or "ray://HOST:10001": join a cluster
-    workers: Annotated[StrictInt, Field(ge=1)] | None = None  # actors, each with its own models; None: 1 per GPU, else 2
+    workers: Annotated[StrictInt, Field(ge=1)] | None = None  # actors, each with its own models; None: as many as fit
     gpus_per_worker: float = Field(0.0, ge=0.0)  # 1: one GPU per actor
     cpus_per_worker: float = Field(1.0, gt=0.0)
     batch_size: Annotated[StrictInt, Field(ge=1)] = 1  # items handed to an actor at a time

@@ -1,5 +1,7 @@
 """`edit`: repaint a region of an image (inpainting). White in the mask (or the box) is
-repainted; everything else is kept, pixel for pixel. A mask with transparency is read by its
+repainted; everything else is kept, pixel for pixel. The region may also be found by words
+(`--where "the sky"`, CLIPSeg: `visionloop.toolkit.regions`), grown and feathered so the repaint
+blends; with a mask or box too, the region is what lies in both. A mask with transparency is read by its
 alpha channel instead (painted = repaint), with a note. The result has the input's full size:
 the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
 picture is upscaled and composited into the original (`composited: true`)."""
@@ -8,7 +10,9 @@ from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_set
                                       generate, pick_loras, pick_seeds, pick_size)
 from visionloop.errors import InputError
 from visionloop.hookspecs import hookimpl
+from visionloop.images import save_image
 from visionloop.tools import Input, Tool
+from visionloop.toolkit.regions import check_region_settings, find_region, region_inputs, where_words
 
 
 def mask_channel(rgba, mask, notes) -> tuple:
@@ -32,7 +36,7 @@ def region_mask(ctx, picture, mask, box, notes):
     from PIL import Image, ImageDraw
 
     if mask is None and box is None:
-        raise InputError("edit needs a region to repaint: --mask or --box")
+        raise InputError("edit needs a region to repaint: --mask, --box or --where")
     if mask is not None and box is not None:
         raise InputError("edit takes --mask or --box, not both")
     w, h = picture.size
@@ -57,7 +61,8 @@ def region_mask(ctx, picture, mask, box, notes):
 
 
 def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=None, width=None, height=None,
-         size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1, lora=None):
+         size=None, steps=None, guidance=None, seed=None, scheduler=None, count=1, lora=None, where=None,
+         threshold=0.4, grow=8, feather=4, save_mask=False):
     from PIL import Image
 
     # 1. Check inputs: prompt, settings, image, mask or box, size, seeds.
@@ -66,19 +71,29 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
         raise InputError("prompt: must not be empty")
     negative_prompt = clean_prompt(negative_prompt, "negative_prompt")
     steps, guidance = check_settings(ctx, steps, guidance, strength)
+    words = where_words(where)
+    if words:
+        check_region_settings(threshold, grow, feather)
     picture = ctx.load_image(image)
     notes: list[str] = []
-    region, channel = region_mask(ctx, picture, mask, box, notes)
-    if not region.getbbox():
-        what = "fully transparent" if channel == "alpha" else "all black"
-        raise InputError(f"{mask or 'box'}: the mask is {what}, so there is nothing to repaint")
+    region = channel = found = None
+    if mask is not None or box is not None or not words:
+        region, channel = region_mask(ctx, picture, mask, box, notes)
+        if not region.getbbox():
+            what = "fully transparent" if channel == "alpha" else "all black"
+            raise InputError(f"{mask or 'box'}: the mask is {what}, so there is nothing to repaint")
     width, height = pick_size(ctx, width, height, size, fit=picture.size)
+    if words:  # the words' region, inside the mask or box when one was given too
+        found = find_region(ctx, picture, words, threshold, grow, feather, str(image), within=region)
+        region, channel = found.hard, ("words" if channel is None else f"words+{channel}")
     seeds = pick_seeds(seed, count)
     loras = pick_loras(lora)
     # 2. The exact pixels the pipeline gets, at the working size (recorded as working_size and resize).
     init = picture.resize((width, height), Image.Resampling.LANCZOS)
     small = region.resize((width, height), Image.Resampling.NEAREST)
     keep = region.point(lambda v: 255 if v >= 128 else 0)  # the pipeline binarizes at 0.5 too
+    if found is not None:
+        keep = found.soft  # feathered: the repaint fades into the kept pixels
 
     # 3. Inpaint at the working size, then bring the result back to the input: the generated
     #    picture is upscaled (lanczos) to the input's size and composited into the original
@@ -97,10 +112,15 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
              "upscale": "lanczos", "composited": True,
              "mask": str(mask) if mask is not None else None, "box": list(box) if box is not None else None,
              "mask_channel": channel,
-             "unmasked": "the input's own pixels", "notes": notes}
-    return generate(ctx, "edit", "inpaint", prompt=prompt, negative_prompt=negative_prompt, steps=steps,
-                    guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
-                    image=init, mask=small, strength=strength, extra=extra, finish=finish, loras=loras)
+             "unmasked": "the input's own pixels", "notes": notes, **(found.record if found else {})}
+    result = generate(ctx, "edit", "inpaint", prompt=prompt, negative_prompt=negative_prompt, steps=steps,
+                      guidance=guidance, seeds=seeds, width=width, height=height, scheduler=scheduler,
+                      image=init, mask=small, strength=strength, extra=extra, finish=finish, loras=loras)
+    if save_mask:  # beside the result: what was repainted (feathered where words found it)
+        record = {"tool": "edit", "mask_of": result.images, **{k: extra[k] for k in ("image", "mask", "box")},
+                  **(found.record if found else {})}
+        result.data["mask_file"] = str(save_image(keep, ctx.out_dir, f"edit-mask-{prompt[:40]}", record))
+    return result
 
 
 @hookimpl
@@ -114,9 +134,13 @@ def register_tools(register):
                       "black = keep; a mask with "
                       "transparency is read by its alpha: painted (opaque) = repaint, transparent = keep"),
                 Input("box", "box", None, "region to repaint instead of a mask: x0,y0,x1,y1 in pixels"),
+                *region_inputs(),
+                Input("save_mask", "bool", False, "also save the mask that was repainted, beside the result"),
                 *common_inputs(strength=1.0)],
         run=edit,
         returns_images=True,
         data_keys=(*DATA_KEYS, "image", "input_size", "resize", "working_size", "upscale", "composited", "mask",
-                   "box", "mask_channel", "unmasked"),  # and generate's: edit's `extra`
+                   "box", "mask_channel", "unmasked", "where", "threshold", "grow", "feather", "covered",
+                   "covered_grown", "covered_by_words", "segmenter", "segmenter_source", "mask_file"),
+                   # and generate's: edit's `extra`
     ))

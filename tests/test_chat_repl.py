@@ -104,7 +104,7 @@ def test_completes_commands_and_tool_names(talk):
     assert completions(talk, "/im") == ["/image", "/images"]
     expected = ["/read", "/read-text", "/reset"] + (["/restyle"] if "restyle" in talk.chat.registry.tools else [])
     assert completions(talk, "/re") == expected
-    assert completions(talk, "/s") == ["/save", "/see", "/slow"]
+    assert completions(talk, "/s") == ["/save", "/see", "/segment", "/slow"]
     assert "/see" not in completions(talk, "/see --") and "--question" in completions(talk, "/see --")  # options, not paths
 
 

@@ -74,7 +74,7 @@ def test_cli_usage_error_exits_2(cli, example_image):
     (["restyle", "EXAMPLE", "--style", "x", "--strength", "0.1", "--steps", "4"], "no denoising step"),
     (["restyle", "EXAMPLE"], "--style"),
     (["restyle", "missing.png", "--style", "x"], "file not found"),
-    (["edit", "EXAMPLE", "--prompt", "x"], "--mask or --box"),
+    (["edit", "EXAMPLE", "--prompt", "x"], "--mask, --box or --where"),
     (["edit", "EXAMPLE", "--prompt", "x", "--mask", "nope.png"], "nope.png: file not found"),
     (["edit", "EXAMPLE", "--prompt", "x", "--mask", "BADMASK"], "not a supported image"),
     (["edit", "EXAMPLE", "--prompt", "x", "--mask", "BLACKMASK"], "nothing to repaint"),

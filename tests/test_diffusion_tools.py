@@ -11,7 +11,8 @@ from PIL import Image
 from visionloop.tools import ToolCall
 
 SHARED_NAMES = {"image", "prompt", "negative_prompt", "width", "height", "size", "steps", "guidance", "seed",
-                "scheduler", "strength", "mask", "box", "style", "count", "lora"}
+                "scheduler", "strength", "mask", "box", "style", "count", "lora",
+                "where", "threshold", "grow", "feather", "save_mask", "style_image", "style_strength"}
 RECORD_KEYS = {"model", "prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height", "scheduler"}
 
 

@@ -169,6 +169,15 @@ ROUTES = [
     ("put a cat in the bottom right-hand corner", "edit", {"prompt": "a cat", "box": "128,96,256,192"}),
     ("paint a rainbow across the top", "edit", {"prompt": "a rainbow", "box": "0,0,256,96"}),
     ("can you add a tree in the bottom left?", "edit", {"prompt": "a tree", "box": "0,96,128,192"}),
+    # a thing found by words -> edit --where (a place named too narrows it: --box)
+    ("replace the sky with a sunset", "edit", {"prompt": "a sunset", "where": ["the sky"], "image": "#2"}),
+    ("remove the person on the left", "edit", {"prompt": "background", "where": ["the person"], "box": "0,0,128,192"}),
+    ("make the car red", "edit", {"prompt": "red car", "where": ["the car"]}),
+    # a mask by words -> segment
+    ("segment the sky", "segment", {"where": ["the sky"], "image": "#2"}),
+    # a picture as the style -> restyle --style-image
+    ("paint this in the style of #1", "restyle", {"style_image": "#1", "image": "#2"}),
+    ("make it look like that painting", "restyle", {"style_image": "#2", "image": "#1"}),
 ]
 
 # Ambiguous or incomplete: a short question back, never a guess.
@@ -242,9 +251,10 @@ def test_ambiguous_input_gets_a_question(phrase, answer, two_images, registry):
     assert isinstance(reply, str) and answer in reply
 
 
-def test_the_registry_has_exactly_the_seven_built_in_tools(registry):
-    assert sorted(registry.tools) == ["caption", "draw", "edit", "read-text", "restyle", "see", "train-lora"]
-    builtin = {"see", "caption", "read_text", "draw", "edit", "restyle"}
+def test_the_registry_has_exactly_the_eight_built_in_tools(registry):
+    assert sorted(registry.tools) == ["caption", "draw", "edit", "read-text", "restyle", "see", "segment",
+                                      "train-lora"]
+    builtin = {"see", "caption", "read_text", "draw", "edit", "restyle", "segment"}
     assert not builtin & set(registry.broken), registry.broken
     for name in registry.tools:  # each comes from its own plugins/ module
         assert registry.tools[name].run.__module__ == "visionloop_plugins." + name.replace("-", "_")

@@ -5,12 +5,16 @@ machinery (`Rule`, `Request`) in `visionloop.chat.rules`.
 1. a caption asked for in so many words ("write alt text for it")   -> caption
 2. draw / paint / generate / imagine ... with no image meant          -> draw
 3. put / add / replace ... in the top left / in the box ...           -> edit, with a region
-4. make it look like ... / in the style of ... / turn it into ...      -> restyle
-5. a bare style with an image in the chat ("anime style")             -> restyle
-6. an edit or a drawing of "it" with no place given                   -> a question back
-7. read the text / what does it say / transcribe                      -> read-text
-8. describe ... with more asked than a caption ("describe the colours") -> see
-9. a question                                                         -> see
+   replace the sky with ... / remove the person (on the left)          -> edit, where = the thing (and the region)
+4. segment / mask / select the sky, a mask of the sea                  -> segment
+5. make it look like #2 / that painting, paint this in the style of #2 -> restyle, with a style image
+6. make it look like ... / in the style of ... / turn it into ...      -> restyle
+7. a bare style with an image in the chat ("anime style")             -> restyle
+8. make the car red                                                    -> edit, where = the thing
+9. an edit or a drawing of "it" with no place given                   -> a question back
+10. read the text / what does it say / transcribe                     -> read-text
+11. describe ... with more asked than a caption ("describe the colours") -> see
+12. a question                                                        -> see
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from __future__ import annotations
 import re
 
 from visionloop.chat.phrases import (AUX_QUESTION, ASK_YOU, BARE_STYLE, BOX, CAPTION, COUNT, DETAIL, DRAW, EDIT, FILLER,
-                                NUMBERS, QUESTION, READ, REGION, RESTYLE, WHERE, clean, edit_prompt, region_box,
-                                style_words)
+                                MAKE_THING, NOT_A_THING, NUMBERS, QUESTION, READ, REGION, RESTYLE, SEGMENT, STYLE_REF,
+                                WHERE, WHERE_VERBS, clean, edit_prompt, region_box, style_words)
 from visionloop.chat.rules import Answer, Request, Rule
 from visionloop.chat.slash_commands import WHICH_IMAGE
 
@@ -71,15 +75,87 @@ def _edit(req: Request, found: re.Match) -> Answer:
             return WHICH_IMAGE
         box = region_box(region, pic.size)
         rest = rest[:region.start()] + rest[region.end():]
-    if box is None:
+    things = _things(verb, rest)  # "replace the sky with ...": the segmenter finds the sky
+    if box is None and not things:
         return None
     prompt, negative = edit_prompt(verb, rest)
     if not prompt:
         return "What should go there? e.g. 'put a red hat in the top left'."
-    args = {"prompt": prompt, "box": ",".join(map(str, box))}
+    if things and re.sub(r"\s+", " ", verb.lower()) == "change" and re.fullmatch(r"(?!(?:a|an|the|some)\b)[\w-]+", prompt):
+        prompt, negative = f"{prompt} {_bare(things[0])}", None  # "change the car to red": "red car"
+    args = {"prompt": prompt}
+    if box is not None:
+        args["box"] = ",".join(map(str, box))
+    if things:
+        args["where"] = things
     if negative:
         args["negative_prompt"] = negative
     return args
+
+
+def _bare(thing: str) -> str:
+    return re.sub(r"^(?:the|a|an|his|her|their|my|our|its|your)\s+", "", thing, flags=re.IGNORECASE)
+
+
+def _thing(words: str) -> bool:
+    """Is `words` a thing in the picture to find (not "it", the picture itself, or a place)?"""
+    return bool(words) and not NOT_A_THING.match(words) and not REGION.match("in " + words)
+
+
+def _things(verb: str, rest: str) -> list[str]:
+    """The things an edit's verb names, to be found by words: what is between the verb and
+    "with"/"to"/"for" ("replace the sky with a sunset"), or all of it ("remove the person");
+    "the cat and the dog" is two. None for verbs that bring something new ("add a hat")."""
+    verb = re.sub(r"\s+", " ", verb.lower())
+    if verb not in WHERE_VERBS:
+        return []
+    if verb in ("replace", "change", "swap", "fill"):
+        swap = re.search(r"\b(?:with|to|for|by|into)\s+(?P<new>.+)$", rest, re.IGNORECASE | re.DOTALL)
+        if swap is None:
+            return []
+        rest = rest[:swap.start()]
+    whole = clean(rest)
+    if not _thing(whole):
+        return []
+    return [part for part in re.split(r"\s*(?:,|\band\b)\s*", whole) if _thing(part)]
+
+
+def _make_thing(req: Request, found: re.Match) -> Answer:
+    """ "make the car red": the car, found by words, repainted as a red car."""
+    where = clean(found.group("where"))
+    if not _thing(where):
+        return None
+    return {"prompt": f"{found.group('what')} {_bare(where)}", "where": [where]}
+
+
+def _segment(req: Request, found: re.Match) -> Answer:
+    where = clean(found.group("w") or found.group("m") or "")
+    return {"where": [where]} if _thing(where) else None
+
+
+def _style_ref(req: Request) -> re.Match | None:
+    """ "like #2", "in the style of that painting": a picture as the style."""
+    for pattern in RESTYLE:
+        styled = pattern.search(req.core)
+        ref = STYLE_REF.match(styled.group("p").strip()) if styled else None
+        if ref:
+            return ref
+    return None
+
+
+def _style_image(req: Request, ref: re.Match) -> Answer:
+    """The style picture (#N, or the latest one for "that painting") and the picture to
+    restyle: another one the message names, else the latest other one in the chat."""
+    session = req.session
+    style = session.image(ref.group("n")) if ref.group("n") else session.current
+    if style is None:
+        return WHICH_IMAGE
+    others = [p for p in req.refs if p != style]
+    photo = others[0] if others else next((p for p in reversed(session.images) if p != style), None)
+    if photo is None:
+        return (f"Which picture should take the style of #{style.number}? Add it, or name both, e.g. "
+                f"'paint #1 in the style of #{style.number}'.")
+    return {"image": photo.path, "style_image": style.path}
 
 
 def _style_asked(req: Request) -> str | None:
@@ -148,8 +224,11 @@ RULES: list[Rule] = [
     Rule("caption", "caption", _caption_asked, _caption),
     Rule("draw", "draw", lambda req: not req.meant and DRAW.match(req.core), _draw),
     Rule("edit", "edit", lambda req: EDIT.match(req.core), _edit),
+    Rule("segment", "segment", SEGMENT, _segment),
+    Rule("style image", "restyle", _style_ref, _style_image),
     Rule("restyle", "restyle", _style_asked, _restyle),
     Rule("bare style", "restyle", _bare_style, _restyle),
+    Rule("make thing", "edit", MAKE_THING, _make_thing),
     Rule("where", None, _unplaced, _where),
     Rule("read", "read-text", READ),
     Rule("describe more", "see", CAPTION, _question),

@@ -124,6 +124,28 @@ HELP_HINT = "Type /help for the commands, or ask about an image, 'draw ...', 'ma
 _REF_WORDS = re.compile(r"\s*\b(?:of|on|in|to|into|from)\s+(?:it|#\d+|(?:this|that|the)\s+(?:image|picture|photo))\b"
                         r"|#\d+|\bit\b", re.I)
 
+# --- regions found by words (edit --where, segment) and styles taken from a picture -------------
+# Verbs whose object is a thing already in the picture: "replace the sky with ...", "remove the
+# person on the left": the object becomes `where` (CLIPSeg finds it).
+WHERE_VERBS = ("replace", "change", "swap", "fill", "remove", "erase", "delete", "get rid of", "take out",
+               "take away")
+# Objects that are no thing to find: the picture itself, a pronoun, a place.
+NOT_A_THING = re.compile(r"^(?:it|this|that|them|these|those|everything|all|#\d+|"
+                         r"(?:the|this|that|my|whole|entire|\s)+(?:image|picture|photo|pic|photograph|drawing|"
+                         r"painting|one|thing|whole\s+thing)s?)$", re.IGNORECASE)
+# "make the car red", "make the sky a bit darker": a thing and what it should become.
+MAKE_THING = re.compile(r"^make\s+(?P<where>(?:the|his|her|their|my|our|its|your)\s+[\w'-]+(?:\s+[\w'-]+){0,2}?)\s+"
+                        r"(?P<what>(?:(?:a\s+(?:bit|little)|bright|dark|light|pale|deep|more|less|very|much)\s+)?"
+                        r"[a-z]+)\W*$", re.IGNORECASE)
+# "segment the sky", "mask the car", "select the person on the left", "a mask of the sea"
+SEGMENT = re.compile(r"^(?:(?:segment|mask|select|outline|highlight|cut\s+out)\s+(?P<w>.+)|"
+                     r"(?:(?:make|create|give\s+me|get|show\s+me|draw)\s+)?(?:a|the)\s+mask\s+(?:of|for)\s+(?P<m>.+))$",
+                     re.IGNORECASE | re.DOTALL)
+# What "like ..." / "in the style of ..." names when it is a picture: "#2", "that painting".
+STYLE_REF = re.compile(r"^(?:(?:in\s+)?the\s+style\s+of\s+)?(?:#(?P<n>\d+)|(?:this|that|the|my|your)\s+(?:other\s+)?"
+                       r"(?:painting|picture|image|photo|drawing|artwork|art|piece|poster|print|reference|one))"
+                       r"(?:'s\s+style|\s+style|\s+does|\s+looks?)?(?:[\s,]+(?:please|thanks|thank\s+you))?\W*$", re.IGNORECASE)
+
 # Regions as fractions of the picture: (x0, y0, x1, y1).
 REGIONS = {
     "top left": (0, 0, .5, .5), "top right": (.5, 0, 1, .5), "bottom left": (0, .5, .5, 1),

@@ -96,8 +96,23 @@ def build_tiny_sd(target: Path) -> None:
     build(target)
 
 
+def build_tiny_clipseg(target: Path) -> None:
+    """A CLIPSeg-shaped segmenter (see `visionloop.models.tiny_extras`)."""
+    from visionloop.models.tiny_extras import build_tiny_clipseg as build
+
+    build(target)
+
+
+def build_tiny_ip_adapter(target: Path) -> None:
+    """An IP-Adapter for the tiny SD, with its image encoder (see `visionloop.models.tiny_extras`)."""
+    from visionloop.models.tiny_extras import build_tiny_ip_adapter as build
+
+    build(target)
+
+
 #: name -> builder; the name is the `kind` that `ModelCache.resolve` asks for.
-BUILDERS = {"llava": build_tiny_llava, "sd": build_tiny_sd}
+BUILDERS = {"llava": build_tiny_llava, "sd": build_tiny_sd, "clipseg": build_tiny_clipseg,
+            "ip_adapter": build_tiny_ip_adapter}
 
 
 def tiny_model_path(kind: str, cache_dir: Path) -> Path:
