@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
+from visionloop.cli.batch_options import (
+    RAY_FLAGS,
+    add_batch_arguments,
+    batch_engine,
+    print_batch,
+)
 from visionloop.cli.jsonlines import json_command
 from visionloop.cli.workflow_files import cmd_validate, cmd_workflows
 from visionloop.errors import UsageError
 from visionloop.paths import user_path
-from visionloop.workflows.plan import add_run_arguments, build_plan, format_plan, parse_inputs
+from visionloop.workflows.plan import (
+    add_run_arguments,
+    build_plan,
+    format_plan,
+    parse_inputs,
+)
 
 
 def add_commands(sub, common) -> None:
@@ -31,6 +43,7 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("run", parents=[common()], help="run a workflow (once, or per image of a folder or glob)",
                        description="Run a workflow. An image input given a folder or a glob runs it once per image.")
     add_run_arguments(p)
+    add_batch_arguments(p)
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("replay", parents=[common()], help="re-run a run's manifest and compare the results",
@@ -47,6 +60,9 @@ def _out_dir(args, app) -> Path:
     out = getattr(args, "out", None)
     if out is not None and not str(out).strip():  # `--out "$DIR"` with DIR unset: not the default folder
         raise UsageError("--out: the folder name is empty (leave --out out to use the configured output folder)")
+    if out is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(out)):
+        raise UsageError(f"--out {out}: a URL is not written directly; mount the bucket or share at a path "
+                         "and give that (see docs/scaling.md)")
     return user_path(out or app.config.output, "--out")
 
 
@@ -88,13 +104,20 @@ def _input_file(wf, values: dict) -> str | None:
 def cmd_run(args, app, out) -> int:
     from visionloop.loop import wait
     from visionloop.workflows import check_inputs, load_workflow, run_workflow
-    from visionloop.workflows.batch import BatchItem, RunInterrupted, batch_input, run_batch
+    from visionloop.workflows.batch import (
+        BatchItem,
+        RunInterrupted,
+        batch_input,
+        run_batch,
+    )
+    from visionloop.workflows.resume import finished_runs
 
     out.fields["workflow"] = args.workflow  # the name asked for, until the file says its own
     wf = load_workflow(args.workflow, app.config, app.registry)
     out.fields["workflow"] = wf.name
     given = parse_inputs(args.inputs)
     out_dir = _out_dir(args, app)
+    engine = batch_engine(args, app.config)
     batch = batch_input(wf, given)
     # Every input is checked (for a batch: with its first file) before any model loads.
     values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given,
@@ -108,8 +131,12 @@ def cmd_run(args, app, out) -> int:
         return out.end(0, workflow=wf.name, status="planned")
     from visionloop.images import ensure_output_dir
 
+    if batch is not None and engine == "ray":
+        from visionloop.workflows.ray_engine import import_ray
+
+        import_ray()  # not installed: one line saying how, before anything is written
     ensure_output_dir(out_dir)  # once, up front: a bad --out is one error, not one failed item per file
-    loop = app.loop
+    loop = app.loop  # made, not started: the Ray engine never submits to it
     quiet_steps = batch is not None  # one batch bar, not a diffusers bar per item under it
 
     def run_one(inputs):
@@ -130,6 +157,8 @@ def cmd_run(args, app, out) -> int:
         out.result(item.to_json(), count=item.status, say=said if item.status == "failed" else False)
 
     if batch is None:
+        if getattr(args, "engine", None) == "ray":
+            _note(app, "note: --engine ray runs batches (a folder or glob); a single run runs here")
         file = _input_file(wf, values)
         try:
             outcome = run_one(values)
@@ -146,19 +175,22 @@ def cmd_run(args, app, out) -> int:
         code = 0 if outcome.ok else 1
         return out.end(code, workflow=wf.name, status=outcome.status)
     name, files = batch
-    result = run_batch(wf, given, name, files, run_one, progress=loop.ctx.progress,
-                       on_item=item_done if app.json else None)
+    done = {} if getattr(args, "rerun", False) else finished_runs(
+        wf, {str(f): {**values, name: str(f.resolve())} for f in files}, out_dir, app.config)
+    on_item = item_done if app.json else None
+    if engine == "ray":
+        from visionloop.cli.progress import wanted
+        from visionloop.workflows.ray_engine import run_batch_ray, settings
+
+        ray = settings(app.config, **{key: getattr(args, key, None) for key in RAY_FLAGS})
+        others = {**given, **{n: values[n] for n in wf.image_inputs() if n in given and n != name}}
+        result = run_batch_ray(wf, others, name, files, app.config, out_dir, ray, progress=wanted(args, app.json),
+                               on_item=on_item, done=done, verbose=bool(getattr(args, "verbose", 0)))
+    else:
+        result = run_batch(wf, given, name, files, run_one, progress=loop.ctx.progress, on_item=on_item, done=done)
     code = 130 if result.interrupted else 0 if result.status == "ok" else 1
     if not app.json:
-        for item in result.items:
-            if item.status == "ok":
-                print(f"ok      {item.file} -> {item.run_dir}")
-            else:
-                print(f"{item.status:<7} {item.file}: {item.error}")
-        s = result.summary
-        skipped = f", {s['skipped']} not run (interrupted)" if result.interrupted else ""
-        failed = s["failed"] + s["interrupted"]
-        print(f"{wf.name}: {s['total']} items, {s['ok']} ok, {failed} failed{skipped}")
+        print_batch(result)
     out.end(code, workflow=wf.name, status=result.status)
     if result.interrupted:
         print("interrupted", file=sys.stderr)
@@ -183,12 +215,21 @@ def cmd_replay(args, app, out) -> int:
     where = where / "manifest.json" if where.is_dir() else where
     flags = {key: getattr(args, key, None) or os.environ.get(f"VISIONLOOP_{key.upper()}")
              for key in ("profile", "device", "dtype")}
+    forced = {}  # kind -> the dtype each model ran in (dtype: auto may choose otherwise elsewhere)
     if app._loop is None:  # a one-shot command: its loop is made with the recorded config
+        from visionloop.models.device import recorded_dtypes
+
         app.config, warnings = replay_config(data, str(where), app.config, flags)
+        forced = {} if flags.get("dtype") else recorded_dtypes(data)
         for line in warnings:
             print(line, file=sys.stderr)
     loop = app.loop
-    result = wait(loop, loop.submit(lambda ctx: replay(args.manifest, ctx, app.registry, out_dir)))
+
+    def run(ctx):
+        ctx.models.forced_dtypes.update(forced)
+        return replay(args.manifest, ctx, app.registry, out_dir)
+
+    result = wait(loop, loop.submit(run))
     code = 0 if result.identical and result.status == "ok" else 1
     if app.json:
         workflow = (data.get("workflow") or {}).get("name")

@@ -2,24 +2,30 @@
 
 The models load once (every item runs on the same `Context`); a failed item is recorded and
 the batch goes on; the summary counts what happened. Each item is an ordinary run with its own
-run folder and manifest.
+run folder and manifest. A file whose earlier run finished ok is skipped (`resume.py`). The
+same items, outcome and progress bar serve the batch on Ray (`ray_engine.py`), which runs the
+items on actors instead of `run_one`.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Self
 
 from visionloop.errors import VisionloopError
 from visionloop.images import IMAGE_SUFFIXES
+from visionloop.paths import user_path
 from visionloop.workflows.engine import WorkflowOutcome
 from visionloop.workflows.schema import MANIFEST
 from visionloop.workflows.validate import Workflow, WorkflowError
-from visionloop.paths import user_path
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")  # two letters at least: C:\\ is a path
 
 
 def _is_pattern(value: str) -> bool:
@@ -34,10 +40,14 @@ def _is_dir(path: Path) -> bool:
 
 
 def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] | None:
-    """`(input name, files)` when an image input names a folder or a glob, else None."""
+    """`(input name, files)` when an image input names a folder or a glob, else None. A URL
+    (s3://, gs://, https://) is refused: files are read at paths (mount a bucket to use one)."""
     batched = []
     for name in wf.image_inputs():
         value = inputs.get(name)
+        if isinstance(value, str) and _URL.match(value):
+            raise WorkflowError(f"{value}: input {name!r}: a URL is not read directly; mount the bucket or share "
+                                "at a path and give that (see docs/scaling.md)")
         # a blank value is no folder (it would be "."): `check_inputs` refuses it
         if isinstance(value, str) and value.strip() and (_is_dir(user_path(value, f"input {name!r}"))
                                                           or _is_pattern(value)):
@@ -75,8 +85,11 @@ class RunInterrupted(KeyboardInterrupt):
 @dataclass
 class BatchItem:
     """One run's outcome as `visionloop run --json` prints it, a batch item or a single run:
-    status "ok", "failed", "interrupted" (the run Ctrl-C stopped) or "skipped" (not run,
-    because the batch was interrupted); `file` the input file (None for a run without one)."""
+    status "ok", "failed", "interrupted" (the run Ctrl-C stopped) or "skipped": not run, either
+    because the batch was interrupted (`error` says so) or because an earlier run of the same
+    file finished ok (`resumed`: no error, `manifest` and `run_dir` name that run, `outputs`
+    and `steps` are its own; see `visionloop.workflows.resume`); `file` the input file (None
+    for a run without one)."""
 
     file: str | None
     status: str
@@ -89,14 +102,14 @@ class BatchItem:
     failed_step: str | None = None
 
     @classmethod
-    def of(cls, outcome: WorkflowOutcome, file: str | None = None) -> "BatchItem":
+    def of(cls, outcome: WorkflowOutcome, file: str | None = None) -> BatchItem:
         return cls(file, outcome.status, outcome.outputs, outcome.error,
                    str(outcome.manifest) if outcome.manifest else None,
                    str(outcome.run_dir) if outcome.run_dir else None, outcome.steps, outcome.workflow,
                    outcome.failed_step)
 
     @classmethod
-    def interrupted(cls, workflow: str, file: str | None, run_dir: str | None) -> "BatchItem":
+    def interrupted(cls, workflow: str, file: str | None, run_dir: str | None) -> BatchItem:
         """The run Ctrl-C stopped: its steps as its manifest recorded them (none without one)."""
         manifest = Path(run_dir) / MANIFEST if run_dir else None
         try:
@@ -105,6 +118,11 @@ class BatchItem:
             steps = []
         return cls(file, "interrupted", error="interrupted (Ctrl-C)", manifest=str(manifest) if manifest else None,
                    run_dir=run_dir, steps=steps if isinstance(steps, list) else [], workflow=workflow)
+
+    @property
+    def resumed(self) -> bool:
+        """Skipped because an earlier run of this file finished ok (not because of a Ctrl-C)."""
+        return self.status == "skipped" and self.error is None and self.manifest is not None
 
     def to_json(self) -> dict:
         """Exactly the line `visionloop run --json` prints for this run."""
@@ -122,10 +140,11 @@ class BatchOutcome:
 
     workflow: str
     items: list[BatchItem]
+    stopped: bool = False  # Ctrl-C ended it where no single run was stopped (on Ray: items left unsettled)
 
     @property
     def interrupted(self) -> bool:
-        return any(i.status == "interrupted" for i in self.items)
+        return self.stopped or any(i.status == "interrupted" for i in self.items)
 
     @property
     def summary(self) -> dict:
@@ -135,18 +154,72 @@ class BatchOutcome:
     def status(self) -> str:
         if self.interrupted:
             return "interrupted"
-        return "ok" if all(i.status == "ok" for i in self.items) else "failed"
+        return "ok" if all(i.status == "ok" or i.resumed for i in self.items) else "failed"
+
+
+class BatchProgress:
+    """The batch's bar on stderr, on a terminal only (else it does nothing): items settled of
+    all, how many failed, items per second and the time left. Shared by both engines."""
+
+    def __init__(self, title: str, total: int, enabled: bool):
+        self.title, self.total, self.failed = title, total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar = self._task = None
+
+    def __enter__(self) -> Self:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            class Rate(ProgressColumn):
+                def render(self, task):
+                    return f"{task.speed:.2f}/s" if task.speed else "-/s"
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[failed]} failed"), Rate(), TimeRemainingColumn(),
+                                 transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.title, total=self.total, failed=0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def working_on(self, name: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"{self.title}: {name}")
+
+    def advance(self, item: BatchItem) -> None:
+        self.failed += item.status in ("failed", "interrupted")
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, failed=self.failed)
+
+
+def not_run(wf: Workflow, file: str) -> BatchItem:
+    """A file the batch did not get to because it was interrupted."""
+    return BatchItem(file, "skipped", error="not run: the batch was interrupted", workflow=wf.name)
 
 
 def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path],
               run_one: Callable[[dict[str, Any]], WorkflowOutcome], progress: bool = False,
-              on_item: Callable[[BatchItem], None] | None = None) -> BatchOutcome:
+              on_item: Callable[[BatchItem], None] | None = None,
+              done: dict[str, BatchItem] | None = None) -> BatchOutcome:
     """Run `run_one(inputs)` once per file (the file given as input `name`), continuing past
-    failures. `run_one` decides where it runs (the CLI hands it to the loop). Ctrl-C (a
-    `KeyboardInterrupt`, or `RunInterrupted` naming the run folder) ends the batch: the outcome
-    then has that file "interrupted" and the files after it "skipped", so that the caller can
-    still say what was done. `on_item(item)` hears of each item as it is settled, in order."""
+    failures. `run_one` decides where it runs (the CLI hands it to the loop). A file in `done`
+    (`visionloop.workflows.resume.finished_runs`) is not run: its item is the one given there.
+    Ctrl-C (a `KeyboardInterrupt`, or `RunInterrupted` naming the run folder) ends the batch:
+    the outcome then has that file "interrupted" and the files after it "skipped", so that the
+    caller can still say what was done. `on_item(item)` hears of each item as it is settled,
+    in order."""
     items: list[BatchItem] = []
+    done = done or {}
 
     def add(item: BatchItem) -> None:
         items.append(item)
@@ -154,6 +227,9 @@ def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path]
             on_item(item)
 
     def one(path: Path) -> None:
+        if str(path) in done:
+            add(done[str(path)])
+            return
         try:
             add(BatchItem.of(run_one({**inputs, name: str(path)}), str(path)))
         except VisionloopError as exc:  # e.g. the file vanished before its turn
@@ -161,26 +237,15 @@ def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path]
         except KeyboardInterrupt as exc:
             add(BatchItem.interrupted(wf.name, str(path), getattr(exc, "run_dir", None)))
             for p in files[len(items):]:
-                add(BatchItem(str(p), "skipped", error="not run: the batch was interrupted", workflow=wf.name))
+                add(done.get(str(p)) or not_run(wf, str(p)))
             raise
 
-    if progress and sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True) as bar:
-            task = bar.add_task(wf.name, total=len(files))
-            try:
-                for path in files:
-                    bar.update(task, description=f"{wf.name}: {path.name}")
-                    one(path)
-                    bar.advance(task)
-            except KeyboardInterrupt:
-                pass
-    else:
+    with BatchProgress(wf.name, len(files), progress) as bar:
         try:
             for path in files:
+                bar.working_on(path.name)
                 one(path)
+                bar.advance(items[-1])
         except KeyboardInterrupt:
             pass
     return BatchOutcome(wf.name, items)

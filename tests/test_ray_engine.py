@@ -1,0 +1,104 @@
+"""The Ray engine's driver without a Ray: connecting, how many actors, and the items Ray never
+returns (stand-ins for `ray`; the batch on a real local Ray is tests/test_ray_batch.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+class _NoCluster:
+    """A stand-in `ray` module whose `init` fails as Ray's does when nothing answers."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("address, error, message", [
+    ("auto", ConnectionError("Could not find any running Ray instance. Please specify ...\nmore"),
+     "--address: cannot reach the Ray cluster at auto: Could not find any running Ray instance. Please specify ..."),
+    ("ray://10.0.0.9:10001", ConnectionError("ray client connection timeout"),
+     "--address: cannot reach the Ray cluster at ray://10.0.0.9:10001: ray client connection timeout"),
+    (None, RuntimeError(""), "cannot start a local Ray: RuntimeError"),
+])
+def test_a_cluster_that_does_not_answer_is_one_line(address, error, message):
+    from visionloop.errors import VisionloopError
+    from visionloop.workflows.ray_engine import _connect
+
+    with pytest.raises(VisionloopError) as caught:
+        _connect(_NoCluster(error), address, verbose=False)
+    assert str(caught.value) == message
+
+
+class _Initialized:
+    """A stand-in `ray` already initialized (so nothing is started or shut down)."""
+
+    def is_initialized(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("ending", ["ctrl-c", "lost"])
+def test_items_ray_never_returned_are_reported(tiny_config, registry, tmp_path, monkeypatch, ending):
+    """Ctrl-C while items are on the actors: the batch is interrupted, what came back is kept and the
+    rest is "not run". A block Ray gave up on: its items are "failed", saying so; the batch goes on."""
+    from visionloop.workflows import load_workflow, ray_engine
+    from visionloop.workflows.batch import BatchItem
+
+    wf = load_workflow("describe-folder", tiny_config, registry)
+    files = [tmp_path / f"p{i}.png" for i in range(3)]  # never opened: nothing runs
+
+    def rows(ray, wf, inputs, name, todo, *rest):
+        yield BatchItem(str(todo[1]), "ok", workflow=wf.name)
+        if ending == "ctrl-c":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray_engine, "import_ray", _Initialized)
+    monkeypatch.setattr(ray_engine, "_run_on_ray", rows)
+    seen = []
+    outcome = ray_engine.run_batch_ray(wf, {}, "photo", files, tiny_config, tmp_path, tiny_config.ray,
+                                       on_item=seen.append)
+    assert [i.file for i in outcome.items] == [str(f) for f in files]  # in the files' order
+    assert [i.status for i in outcome.items] == (["skipped", "ok", "skipped"] if ending == "ctrl-c"
+                                                 else ["failed", "ok", "failed"])
+    assert outcome.interrupted == (ending == "ctrl-c") and seen[0].file == str(files[1]) and len(seen) == 3
+    error = outcome.items[0].error
+    assert error == ("not run: the batch was interrupted" if ending == "ctrl-c" else ray_engine.LOST)
+
+
+class _Resources:
+    def __init__(self, cpus: float, gpus: float = 0.0):
+        self.res = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+
+    def cluster_resources(self) -> dict:
+        return self.res
+
+
+@pytest.mark.parametrize("res, flags, local, todo, expected", [
+    (_Resources(2), {}, True, 8, 2),  # as many as fit
+    (_Resources(2), {"workers": 5}, True, 8, 2),  # a local Ray: never more than fit (they would wait for ever)
+    (_Resources(2), {"workers": 5}, False, 8, 5),  # a cluster may scale up
+    (_Resources(8), {}, True, 3, 3),  # never more than there are items
+    (_Resources(16, 4), {"gpus_per_worker": 1.0}, True, 100, 4),
+    (_Resources(16, 4), {"gpus_per_worker": 0.5}, True, 100, 8),
+])
+def test_how_many_actors(tiny_config, res, flags, local, todo, expected):
+    from visionloop.workflows.ray_engine import _workers, settings
+
+    assert _workers(res, settings(tiny_config, **flags), todo, local) == expected
+
+
+@pytest.mark.parametrize("res, flags, message", [
+    (_Resources(2), {"gpus_per_worker": 1.0}, "--gpus-per-worker 1: this Ray has 0 GPUs"),
+    (_Resources(2), {"cpus_per_worker": 4.0}, "--cpus-per-worker 4: this Ray has 2 CPUs"),
+])
+def test_actors_a_local_ray_cannot_place_are_one_line(tiny_config, res, flags, message):
+    from visionloop.errors import UsageError
+    from visionloop.workflows.ray_engine import _workers, settings
+
+    with pytest.raises(UsageError, match=f"^{message}$"):
+        _workers(res, settings(tiny_config, **flags), 8, True)
