@@ -1,9 +1,12 @@
 """Device and dtype choice: `auto` picks cuda, then mps, then cpu.
 
 `dtype: auto` is chosen per model (`kind`) and device: on CUDA bf16 where the GPU supports it,
-else fp16; fp16 on MPS; on a CPU the diffusion models run in bf16 when the CPU computes bf16
-natively (AMX or AVX512-BF16, read at run time from the CPU's flags), fp32 otherwise. The vision
-model stays fp32 on a CPU (it is quantized instead, see `vision.quantize`).
+else fp16; fp16 on MPS; on a CPU the diffusion models run in bf16 when the CPU has AMX tiles
+(`amx_bf16`, read at run time from the CPU's flags), fp32 otherwise. AVX512-BF16 alone is not
+enough: measured on such a CPU (benchmarks/full_size.py, 2 cores, SD 1.5 UNet at 256x256), a bf16
+step took 1.23x the fp32 one (oneDNN's bf16 convolutions are slower there), while AMX machines
+run it in about 0.4x. The vision model stays fp32 on a CPU (it is quantized instead, see
+`vision.quantize`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from visionloop.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-#: CPU flags (as /proc/cpuinfo names them) that mean native bf16 matrix maths.
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: CPU flags (as /proc/cpuinfo names them) that make bf16 drawing faster than fp32: AMX only
+#: (AVX512-BF16 without AMX measured slower than fp32, see above).
+BF16_FLAGS = ("amx_bf16",)
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
@@ -57,7 +61,7 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_has_bf16(flags=None) -> bool:
-    """Does this CPU compute bf16 natively (AMX or AVX512-BF16)? `flags` injects a flag set."""
+    """Does this CPU draw faster in bf16 (AMX tiles)? `flags` injects a flag set."""
     flags = cpu_flags() if flags is None else flags
     return any(flag in flags for flag in BF16_FLAGS)
 
