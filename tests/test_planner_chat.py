@@ -107,6 +107,9 @@ def test_save_validates_and_reruns_with_the_same_result(attached, tmp_path, chat
     first = attached.chat.session.images[-1].path
     out, err = attached.say("/save water-describe")
     assert "saved the plan as workflow water-describe" in out, err
+    assert "visionloop run water-describe --input image=PICTURE" in out  # the plan's own inputs
+    _, err = attached.say("/save alt-text")  # would hide the bundled example of that name
+    assert "a workflow alt-text already exists" in err and "give another name" in err
     wf = load_workflow("water-describe", attached.chat.config, attached.chat.registry)  # what `validate` does
     assert wf.image_inputs() == ["image"] and wf.spec.inputs["seed"].default == attached.chat.last_plan.plan.seed
     outcome = chat_loop.submit(lambda ctx: run_workflow(wf, {"image": str(example_image)}, ctx,

@@ -259,11 +259,11 @@ class Chat:
         if len(words) != 1:
             raise VisionloopError("usage: /save FILE" + (" (quote a name with spaces)" if words else ""))
         if self.last_plan is not None and "." not in os.path.basename(words[0]) and "/" not in words[0]:
-            from visionloop.chat.plan_view import save
+            from visionloop.chat.plan_view import rerun_hint, save
 
             target = save(self, words[0])  # after a plan, a bare name is a workflow
             self._say(f"saved the plan as workflow {words[0]} ({target}); rerun it with "
-                      f"visionloop run {words[0]} --input image=PICTURE", "saved")
+                      f"{rerun_hint(words[0], target.read_text(encoding='utf-8'))}", "saved")
             return
         target = self.session.save(words[0])
         self._say(f"saved the transcript to {target}", "saved")

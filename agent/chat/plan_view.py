@@ -185,6 +185,11 @@ def save(chat, name: str) -> Path:
     target = folder / f"{name}.yaml"
     if target.exists() and str(target) not in chat.session.saved:
         raise VisionloopError(f"/save {name}: {target} already exists; give another name")
+    from visionloop.workflows.library import find_in_folders, workflow_folders
+
+    other = find_in_folders(name, [f for f in workflow_folders(chat.config) if f.path.resolve() != folder.resolve()])
+    if other is not None and not target.exists():  # a bundled or user workflow of that name would be hidden
+        raise VisionloopError(f"/save {name}: a workflow {name} already exists ({other}); give another name")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
@@ -192,3 +197,13 @@ def save(chat, name: str) -> Path:
         raise VisionloopError(f"/save {name}: cannot write {target}: {exc.strerror or exc}") from None
     chat.session.saved.add(str(target))
     return target
+
+
+def rerun_hint(name: str, text: str) -> str:
+    """`visionloop run NAME --input ...=PICTURE ...` with the saved plan's required inputs."""
+    import yaml
+
+    inputs = (yaml.safe_load(text) or {}).get("inputs") or {}
+    wanted = [key for key, spec in inputs.items()
+              if not (isinstance(spec, dict) and "default" in spec)]
+    return f"visionloop run {name}" + "".join(f" --input {key}=PICTURE" for key in wanted)

@@ -184,7 +184,8 @@ class ModelCache:
             check_remote_code(spec.revision, self.config.trust_remote_code, key)  # before building or loading
             from visionloop.models.llava_speed import resolve_quantize
 
-            quantize = resolve_quantize(spec.quantize, self.config.dtype, self.device)
+            quantize = resolve_quantize(spec.quantize, self.config.dtype, self.device,
+                                        where=self.where("vision.quantize"))
             source = self.resolve(spec.model, "llava")
             return LlavaBackend(spec.model, source, spec.revision, self.device,
                                 self.dtype, offline=self.offline_for(source),

@@ -26,15 +26,16 @@ log = logging.getLogger(__name__)
 QUANTIZE = ("auto", "none", "int8", "int4")
 
 
-def resolve_quantize(setting: str, dtype_setting: str, device: str) -> str:
-    """What `vision.quantize` means on `device`: `none` or `int8` (`int4` is refused here)."""
+def resolve_quantize(setting: str, dtype_setting: str, device: str, where: str = "vision.quantize") -> str:
+    """What `vision.quantize` means on `device`: `none` or `int8` (`int4` is refused here).
+    `where` names the setting in a refusal (`profiles.NAME.vision.quantize in FILE`)."""
     if setting == "auto":
         return "int8" if dtype_setting == "auto" and str(device).startswith("cpu") else "none"
     if setting == "int4":
-        raise ConfigError("vision.quantize: int4 needs a CUDA GPU and the torchao package; "
+        raise ConfigError(f"{where}: int4 needs a CUDA GPU and the torchao package; "
                           "on this device use int8 or none")
     if setting == "int8" and not str(device).startswith("cpu"):
-        raise ConfigError(f"vision.quantize: int8 dynamic quantization runs on the CPU, not on {device}; "
+        raise ConfigError(f"{where}: int8 dynamic quantization runs on the CPU, not on {device}; "
                           "on a GPU use dtype float16 or bfloat16 (quantize: none)")
     return setting
 

@@ -51,6 +51,11 @@ def load_taesd(name: str, dtype, tiny: bool, cache_dir: Path, load_kwargs: dict)
         source = str(tiny_taesd_path(cache_dir)) if tiny else TAESD_HUB_ID
     else:
         source = name
+    from visionloop.models.loading import load_guarded, quiet_loading
+
     kwargs = {k: v for k, v in load_kwargs.items() if k in ("revision", "local_files_only", "use_safetensors")}
     kwargs.pop("revision", None)  # the profile's revision pins the main model
-    return AutoencoderTiny.from_pretrained(source, torch_dtype=dtype, **kwargs), source
+    with quiet_loading():  # a bad name or folder: one line naming diffusion.vae, not the hub's warnings
+        vae = load_guarded(f"diffusion.vae: {source}",
+                           lambda: AutoencoderTiny.from_pretrained(source, torch_dtype=dtype, **kwargs))
+    return vae, source
