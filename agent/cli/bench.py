@@ -56,7 +56,9 @@ def draw_rows(config, p: dict, device: str):
     for dtype, vae in runs:
         backend = diffusion_backend(config, p["model"], dtype, vae=vae)
         measure_draw(backend, steps=1, width=p["size"], height=p["size"])  # warm-up
-        t = measure_draw(backend, steps=p["steps"], width=p["size"], height=p["size"])
+        # the faster of two pictures: a busy machine's pauses fall in one of them, rarely both
+        t = min((measure_draw(backend, steps=p["steps"], width=p["size"], height=p["size"]) for _ in range(2)),
+                key=lambda timing: timing.picture_seconds)
         del backend
         yield {"model": "diffusion", "source": p["model"], "auto": dtype == auto, **t.to_dict(),
                "error": None if t.status == "ok" else f"the picture came out {t.status}"}
@@ -70,7 +72,7 @@ def vision_rows(config, p: dict, random: bool):
         yield {"model": "vision", "error": f"vision not measured: {exc}"}
         return
     for row in measure_vision(config, random=random, tokens=p["tokens"]):
-        yield {"model": "vision", **row, "error": row.get("error")}
+        yield {"model": "vision", "status": "failed" if row.get("error") else "ok", **row, "error": row.get("error")}
 
 
 def _plain(row: dict) -> str:
