@@ -170,6 +170,19 @@ class PlanSettings(Strict):
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)  # the model's choice of tool below this share: ask back
 
 
+def ray_address_problem(value: str) -> str | None:
+    """Why `value` is no Ray address visionloop takes (None when it is one): "auto", Ray
+    Client's "ray://HOST:PORT", or a cluster node's "HOST:PORT" (its GCS port)."""
+    if not value.strip():
+        return "is empty (leave it out to start a local Ray)"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme and scheme[1].lower() != "ray":
+        return f"{scheme[0]} is not a Ray address: use auto, ray://HOST:10001 (Ray Client) or HOST:PORT"
+    if value == "auto" or re.fullmatch(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}", value):
+        return None
+    return "must be auto, ray://HOST:10001 (Ray Client) or HOST:PORT (from a node of the cluster)"
+
+
 class RaySettings(Strict):
     """Where and how `visionloop run --engine ray` runs a batch (each has a command-line flag)."""
 
@@ -178,6 +191,14 @@ class RaySettings(Strict):
     gpus_per_worker: float = Field(0.0, ge=0.0)  # 1: one GPU per actor
     cpus_per_worker: float = Field(1.0, gt=0.0)
     batch_size: Annotated[StrictInt, Field(ge=1)] = 1  # items handed to an actor at a time
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value):
+        problem = None if value is None else ray_address_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class WatchRule(Strict):

@@ -36,7 +36,7 @@ PLAN = {"workflow", "file", "sha256", "status", "inputs", "batch", "steps", "out
 WATCH = {"file", "rule", "status", "run", "outputs", "moved_to", "error"}
 STATUS = {"rule", "output", "counts", "error"}
 
-RUN_SUMMARY = {"interrupted", "skipped", "workflow", "status"}
+RUN_SUMMARY = {"interrupted", "skipped", "not_run", "workflow", "status"}
 REPLAY_SUMMARY = {"workflow", "status", "identical"}
 WATCH_SUMMARY = {"unfinished", "skipped"}
 WATCH_ARGS = ("--workflow", "{look_wf}", "--input", "photo", "--out", "{watch_out}", "--settle", "0.05")

@@ -104,7 +104,7 @@ def test_ray_batch_matches_in_process_resumes_and_reruns(cli, setup, tmp_path, l
     remote, ray_items, ray_summary = run(cli, config, wf, photos, tmp_path / "ray", "--engine", "ray")
     assert remote.code == local.code == 1  # the broken picture fails; the batch goes on
     assert ray_summary == local_summary == {
-        "command": "run", "results": 8, "ok": 7, "failed": 1, "interrupted": 0, "skipped": 0,
+        "command": "run", "results": 8, "ok": 7, "failed": 1, "interrupted": 0, "skipped": 0, "not_run": 0,
         "workflow": "caption-draw", "status": "failed", "exit": 1, "error": None}
     assert set(ray_items) == set(local_items) == {f"p{i}.png" for i in range(7)} | {"broken.png"}
     broken = ray_items["broken.png"]
@@ -153,6 +153,10 @@ def test_engine_ray_without_ray_says_how_to_install(cli, setup, tmp_path, monkey
 @pytest.mark.parametrize("flags, message", [
     (["--workers", "2"], "error: --workers is a Ray setting: add --engine ray (or engine: ray in the config)"),
     (["--engine", "ray", "--address", " "], "error: --address is empty (leave it out to start a local Ray)"),
+    (["--engine", "ray", "--address", "http://x"],  # not Ray's "It looks like you set RAY_ADDRESS"
+     "error: --address http://x: http:// is not a Ray address: use auto, ray://HOST:10001 (Ray Client) or HOST:PORT"),
+    (["--engine", "ray", "--address", "head"],
+     "error: --address head: must be auto, ray://HOST:10001 (Ray Client) or HOST:PORT (from a node of the cluster)"),
 ])
 def test_ray_settings_mistakes_are_one_line(cli, setup, tmp_path, flags, message):
     photos, config, wf = setup
@@ -200,6 +204,12 @@ def test_engine_and_ray_settings_from_the_config(cli, setup, tmp_path, monkeypat
     result = cli("--config", config, "run", wf, "--input", f"image={photos}", "--out", tmp_path / "o")
     assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert f"{config}:" in result.err and "ray.workers" in result.err
+    for address, why in (('""', "is empty"), ("http://x", "http:// is not a Ray address")):
+        config.write_text(shared + f"ray: {{address: {address}}}\n")  # refused as the flag is, with its line
+        result = cli("--config", config, "run", wf, "--input", f"image={photos}", "--out", tmp_path / "o")
+        assert result.code == 1 and len(result.err.strip().splitlines()) == 1, result.err
+        assert f"{config}:{len(shared.splitlines()) + 1}:" in result.err and "ray.address" in result.err
+        assert why in result.err
 
 
 def test_a_single_run_with_engine_ray_runs_here(cli, setup, tmp_path, monkeypatch):

@@ -138,9 +138,12 @@ def test_few_step_schedulers(bf16_backend, scheduler):
 def test_few_step_note():
     from visionloop.models.schedulers import few_step_note
 
-    assert "guidance" in few_step_note("lcm", 4, 7.5)
-    assert few_step_note("tcd", 4, 1.0) is None and few_step_note("euler", 4, 7.5) is None
-    assert "4-8 steps" in few_step_note("lcm", 30, 1.0)
+    lcm = [{"path": "latent-consistency/lcm-lora-sdv1-5", "scale": 1.0}]
+    assert "guidance" in few_step_note("lcm", 4, 7.5, lcm)
+    assert few_step_note("tcd", 4, 1.0, lcm) is None and few_step_note("euler", 4, 7.5) is None
+    assert "4-8 steps" in few_step_note("lcm", 30, 1.0, lcm)
+    assert "distilled model or its LoRA" in few_step_note("lcm", 4, 1.0, [], "stable-diffusion-v1-5")
+    assert few_step_note("lcm", 4, 1.0, [], "SimianLuo/LCM_Dreamshaper_v7") is None  # an LCM-distilled model
 
 
 def test_taesd_decodes(taesd_backend):

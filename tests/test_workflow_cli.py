@@ -82,7 +82,7 @@ def test_folder_batch_example_with_a_broken_file(cli, example_image, tmp_path):
     lines, summary = parse(result.out)  # one line per item, the shape of a single run's
     assert all(set(i) == RUN_KEYS for i in lines) and summary["status"] == "failed"
     assert summary == {"command": "run", "results": 3, "ok": 2, "failed": 1, "interrupted": 0, "skipped": 0,
-                       "workflow": "describe-folder", "status": "failed", "exit": 1, "error": None}
+                       "not_run": 0, "workflow": "describe-folder", "status": "failed", "exit": 1, "error": None}
     assert result.err.count("error: ") == 1 and "broken.png: " in result.err
     items = {Path(i["file"]).name: i for i in lines}
     assert items["broken.png"]["status"] == "failed" and "not a supported image" in items["broken.png"]["error"]
@@ -162,3 +162,24 @@ def test_workflows_folder_from_config_lists_invalid_files_and_dry_run_batch(cli,
     plan = cli("--config", config, "run", "mine", "--input", f"photo={photos}", "--dry-run", "--out", tmp_path / "o")
     assert plan.code == 0 and "once per image for input 'photo': 2 files" in plan.out
     assert not (tmp_path / "o").exists()
+
+
+def test_subfolders_a_batch_leaves_out_are_noted(cli, example_image, tmp_path):
+    """A folder input takes the pictures directly in it; its subfolders, or folders a glob
+    matches, are left out with a note (an error when nothing else is left)."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(example_image, photos / "a.png")
+    shutil.copy(example_image, photos / "sub" / "b.png")
+    result = cli("run", "describe-folder", "--input", f"photo={photos}", "--dry-run")
+    assert result.code == 0, result.err
+    assert result.err.strip().splitlines() == [
+        f"note: {photos}: 1 subfolder left out (a folder input takes the pictures directly in it; for those in "
+        f"subfolders too give a glob: 'photo={photos / '**' / '*.jpg'}')"]
+    result = cli("run", "describe-folder", "--input", f"photo={photos}/s*", "--dry-run")  # only a folder matches
+    error = result.err.strip()
+    assert result.code == 1 and "\n" not in error and error.startswith(f"error: {photos}/s*: no images found for ")
+    assert error.endswith("); 1 folder it matches left out (a glob takes the files it matches, and a folder is not "
+                          "read through: end the glob in the files, e.g. *.jpg)")
+    result = cli("run", "describe-folder", "--input", f"photo={photos}/**/*.png", "--dry-run", "--json")
+    assert result.code == 0 and result.err == ""  # a glob ending in files: no note

@@ -218,7 +218,7 @@ def test_batch_over_a_folder_continues_past_a_broken_file(write, ctx, fakes, tmp
     assert [f.name for f in batch_input(wf, {"photo": str(folder / "*.png")})[1]] == ["a.png", "b.png"]
     result = run_batch(wf, {}, name, files, lambda inputs: run_workflow(wf, inputs, ctx, fakes, tmp_path / "runs"))
     assert [i.status for i in result.items] == ["ok", "failed", "ok"]
-    assert result.summary == {"total": 3, "ok": 2, "failed": 1, "interrupted": 0, "skipped": 0}
+    assert result.summary == {"total": 3, "ok": 2, "failed": 1, "interrupted": 0, "skipped": 0, "not_run": 0}
     assert result.status == "failed"
     assert "b.png" in result.items[1].error and result.items[0].outputs == {"size": "12x10"}
     assert json.loads(Path(result.items[1].manifest).read_text())["status"] == "failed"

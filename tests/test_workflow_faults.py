@@ -189,9 +189,9 @@ def test_ctrl_c_in_a_batch_keeps_what_was_done(tmp_path, tiny_config, fakes):
 
     result = run_batch(wf, {}, "photo", files, run_one)
     assert isinstance(result, BatchOutcome) and result.status == "interrupted"
-    assert [i.status for i in result.items] == ["ok", "interrupted", "skipped", "skipped"]
+    assert [i.status for i in result.items] == ["ok", "interrupted", "not_run", "not_run"]
     assert result.items[1].manifest == str(tmp_path / "run-2" / "manifest.json")
-    assert result.summary == {"total": 4, "ok": 1, "failed": 0, "interrupted": 1, "skipped": 2}
+    assert result.summary == {"total": 4, "ok": 1, "failed": 0, "interrupted": 1, "skipped": 0, "not_run": 2}
 
 
 @pytest.mark.parametrize("batch", [False, True])
@@ -216,11 +216,11 @@ def test_ctrl_c_during_a_run_still_prints_its_lines_and_the_summary(fake_cli, tm
     result = fake_cli("run", wf, "--input", given, "--json", "--out", tmp_path / "runs")
     assert result.code == 130 and result.err.strip() == "interrupted"
     lines, summary = parse(result.out)  # the same shape for one input and for a batch
-    assert [i["status"] for i in lines] == (["interrupted", "skipped"] if batch else ["interrupted"])
+    assert [i["status"] for i in lines] == (["interrupted", "not_run"] if batch else ["interrupted"])
     assert all(set(i) == set(lines[0]) for i in lines) and lines[0]["file"] == str(photo)
     assert lines[0]["steps"] and lines[0]["error"] == "interrupted (Ctrl-C)"
     assert summary == {"command": "run", "results": len(lines), "ok": 0, "failed": 0, "interrupted": 1,
-                       "skipped": len(lines) - 1, "workflow": "c", "status": "interrupted", "exit": 130,
+                       "skipped": 0, "not_run": len(lines) - 1, "workflow": "c", "status": "interrupted", "exit": 130,
                        "error": None}
     assert os.path.isfile(lines[0]["manifest"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from visionloop.config_schema import ray_address_problem
 from visionloop.errors import UsageError
 
 
@@ -45,8 +46,10 @@ def batch_engine(args, config) -> str:
     given = [flag for key, flag in RAY_FLAGS.items() if getattr(args, key, None) is not None]
     if given and engine != "ray":
         raise UsageError(f"{given[0]} is a Ray setting: add --engine ray (or engine: ray in the config)")
-    if getattr(args, "address", None) is not None and not args.address.strip():
-        raise UsageError("--address is empty (leave it out to start a local Ray)")
+    address = getattr(args, "address", None)
+    problem = None if address is None else ray_address_problem(address)
+    if problem:  # e.g. http://x: Ray would blame RAY_ADDRESS; a bare HOST:PORT is checked on connecting
+        raise UsageError(f"--address {problem}" if not address.strip() else f"--address {address}: {problem}")
     return engine
 
 
@@ -63,7 +66,6 @@ def print_batch(result) -> None:
     s = result.summary
     resumed = sum(1 for i in result.items if i.resumed)
     earlier = f", {resumed} skipped (finished earlier)" if resumed else ""
-    not_run = s["skipped"] - resumed
-    skipped = f", {not_run} not run (interrupted)" if result.interrupted else ""
+    skipped = f", {s['not_run']} not run (interrupted)" if result.interrupted else ""
     failed = s["failed"] + s["interrupted"]
     print(f"{result.workflow}: {s['total']} items, {s['ok']} ok, {failed} failed{earlier}{skipped}")

@@ -74,7 +74,7 @@ def _note(app, text: str) -> None:
 # --- run -----------------------------------------------------------------------------------
 
 #: what a run's (and a replay's) summary counts: its items by status
-RUN_COUNTS = ("ok", "failed", "interrupted", "skipped")
+RUN_COUNTS = ("ok", "failed", "interrupted", "skipped", "not_run")
 
 
 def _print_outcome(outcome, app) -> None:
@@ -118,7 +118,10 @@ def cmd_run(args, app, out) -> int:
     given = parse_inputs(args.inputs)
     out_dir = _out_dir(args, app)
     engine = batch_engine(args, app.config)
-    batch = batch_input(wf, given)
+    notes: list[str] = []
+    batch = batch_input(wf, given, notes)
+    for line in notes:  # e.g. subfolders a folder input leaves out
+        _note(app, line)
     # Every input is checked (for a batch: with its first file) before any model loads.
     values = check_inputs(wf, {**given, batch[0]: str(batch[1][0])} if batch else given,
                           hint="--input {name}=VALUE")

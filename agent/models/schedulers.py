@@ -45,10 +45,17 @@ FLOW_SCHEDULERS: dict[str, tuple[str, dict]] = {
 FEW_STEP = ("lcm", "tcd")
 
 
-def few_step_note(name: str | None, steps: int, guidance: float) -> str | None:
-    """A note when a few-step scheduler runs with settings it was not made for, or None."""
+def few_step_note(name: str | None, steps: int, guidance: float, loras=(), model: str = "") -> str | None:
+    """A note when a few-step scheduler runs with settings it was not made for, or None.
+    `loras` (the `data["loras"]` records) and `model` tell whether a few-step LoRA or a
+    distilled model is there at all."""
     if not name or str(name).strip().lower() not in FEW_STEP:
         return None
+    distilled = ("lcm", "tcd", "turbo", "lightning", "hyper")
+    named = [str(model)] + [str(r.get("path") or r.get("name") or "") for r in loras if isinstance(r, dict)]
+    if not any(word in n.lower() for n in named for word in distilled):
+        return (f"scheduler {name} draws in a few steps only with a distilled model or its LoRA (e.g. "
+                "loras: [{path: latent-consistency/lcm-lora-sdv1-5}]); without one the picture stays unfinished")
     if guidance > 2.0:
         return (f"scheduler {name} is made for guidance about 1 (got {guidance:g}); "
                 "high guidance burns the picture with a few-step LoRA: try --guidance 1")

@@ -72,13 +72,33 @@ class SegmenterBackend:
     def describe(self) -> dict:
         return {"model": self.model_id, "source": self.source, "revision": self.revision}
 
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens of a phrase the text model reads (77 for CLIPSeg), start and end included."""
+        limit = self.model.config.text_config.max_position_embeddings
+        return min(limit, getattr(self.processor.tokenizer, "model_max_length", limit) or limit)
+
+    def fit(self, words: list[str]) -> tuple[list[str], list[int]]:
+        """Each phrase cut at a word boundary to what the text model reads, and how many words
+        each lost (a longer phrase is an error in the model: positions past its table)."""
+        tokenizer, limit = self.processor.tokenizer, self.max_tokens
+        used, dropped = [], []
+        for phrase in words:
+            parts = phrase.split()
+            kept = len(parts)
+            while kept > 1 and len(tokenizer(" ".join(parts[:kept])).input_ids) > limit:
+                kept -= 1
+            used.append(" ".join(parts[:kept]))
+            dropped.append(len(parts) - kept)
+        return used, dropped
+
     def logits(self, picture, words: list[str]):
         """The raw CLIPSeg logits, one map per phrase, at the model's resolution (352x352 for
         CLIPSeg; 64x64 for the tiny one): a tensor (len(words), h, w) on the CPU."""
         import torch
 
-        inputs = self.processor(text=list(words), images=[picture] * len(words), padding=True,
-                                return_tensors="pt").to(self.device)
+        inputs = self.processor(text=list(words), images=[picture] * len(words), padding=True, truncation=True,
+                                max_length=self.max_tokens, return_tensors="pt").to(self.device)
         with torch.inference_mode():
             out = self.model(**inputs).logits
         return out.reshape(len(words), *out.shape[-2:]).float().cpu()

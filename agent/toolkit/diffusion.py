@@ -180,7 +180,8 @@ def generate(ctx, tool: str, mode: str, *, prompt: str, negative_prompt: str | N
     notes += _truncation_notes(backend.pipeline(mode), prompt, negative_prompt)
     from visionloop.models.schedulers import few_step_note
 
-    notes += [n for n in [few_step_note(data.get("scheduler_name"), steps, guidance)] if n]
+    notes += [n for n in [few_step_note(data.get("scheduler_name"), steps, guidance, data.get("loras") or (),
+                                        f"{data.get('model_id')} {data.get('model')}")] if n]
     if data.get("vae_float32"):
         notes.append(f"the VAE overflowed in {data['dtype']} and decoded again in float32 "
                      f"(seeds {', '.join(map(str, data['vae_float32']))})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -39,9 +40,11 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] | None:
+def batch_input(wf: Workflow, inputs: dict[str, Any], notes: list[str] | None = None) -> tuple[str, list[Path]] | None:
     """`(input name, files)` when an image input names a folder or a glob, else None. A URL
-    (s3://, gs://, https://) is refused: files are read at paths (mount a bucket to use one)."""
+    (s3://, gs://, https://) is refused: files are read at paths (mount a bucket to use one).
+    A folder takes the pictures directly in it; subfolders (of a folder, or matched by a glob)
+    are left out, and `notes` (when given) gets a line saying so."""
     batched = []
     for name in wf.image_inputs():
         value = inputs.get(name)
@@ -61,15 +64,26 @@ def batch_input(wf: Workflow, inputs: dict[str, Any]) -> tuple[str, list[Path]] 
     value = str(folder)
     if _is_dir(folder):
         try:
-            files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                     and not p.name.startswith(".")]
+            with os.scandir(folder) as listing:  # the kind of each entry comes with the listing
+                entries = [e for e in listing if not e.name.startswith(".")]
+            files = [Path(e.path) for e in entries if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
+            folders = sum(1 for e in entries if e.is_dir())
         except OSError as exc:  # e.g. a folder without read permission
             raise WorkflowError(f"{value}: cannot list the folder for input {name!r}: {exc.strerror or exc}") from None
+        left_out = (f"{folders} subfolder{'s' if folders != 1 else ''} left out (a folder input takes the pictures "
+                    f"directly in it; for those in subfolders too give a glob: '{name}={folder / '**' / '*.jpg'}')")
     else:
-        files = [Path(p) for p in glob.glob(value, recursive=True) if Path(p).is_file()]
+        matched = [Path(p) for p in glob.glob(value, recursive=True)]
+        files = [p for p in matched if p.is_file()]
+        folders = sum(1 for p in matched if _is_dir(p))
+        left_out = (f"{folders} folder{'s' if folders != 1 else ''} it matches left out (a glob takes the files "
+                    "it matches, and a folder is not read through: end the glob in the files, e.g. *.jpg)")
+    left_out = left_out if folders else ""
     if not files:
         raise WorkflowError(f"{value}: no images found for input {name!r} "
-                            f"(a folder takes {', '.join(IMAGE_SUFFIXES)})")
+                            f"(a folder takes {', '.join(IMAGE_SUFFIXES)}){'; ' + left_out if left_out else ''}")
+    if left_out and notes is not None:
+        notes.append(f"note: {value}: {left_out}")
     return name, sorted(files)
 
 
@@ -85,11 +99,11 @@ class RunInterrupted(KeyboardInterrupt):
 @dataclass
 class BatchItem:
     """One run's outcome as `visionloop run --json` prints it, a batch item or a single run:
-    status "ok", "failed", "interrupted" (the run Ctrl-C stopped) or "skipped": not run, either
-    because the batch was interrupted (`error` says so) or because an earlier run of the same
-    file finished ok (`resumed`: no error, `manifest` and `run_dir` name that run, `outputs`
-    and `steps` are its own; see `visionloop.workflows.resume`); `file` the input file (None
-    for a run without one)."""
+    status "ok", "failed", "interrupted" (the run Ctrl-C stopped), "not_run" (the batch was
+    interrupted before its turn; `error` says so) or "skipped": an earlier run of the same file
+    finished ok (`resumed`: no error, `manifest` and `run_dir` name that run, `outputs` and
+    `steps` are its own; see `visionloop.workflows.resume`); `file` the input file (None for a
+    run without one)."""
 
     file: str | None
     status: str
@@ -121,7 +135,7 @@ class BatchItem:
 
     @property
     def resumed(self) -> bool:
-        """Skipped because an earlier run of this file finished ok (not because of a Ctrl-C)."""
+        """Skipped because an earlier run of this file finished ok."""
         return self.status == "skipped" and self.error is None and self.manifest is not None
 
     def to_json(self) -> dict:
@@ -131,7 +145,7 @@ class BatchItem:
 
 
 #: the statuses a batch counts, in the order its summary shows them
-STATUSES = ("ok", "failed", "interrupted", "skipped")
+STATUSES = ("ok", "failed", "interrupted", "skipped", "not_run")
 
 
 @dataclass
@@ -204,7 +218,7 @@ class BatchProgress:
 
 def not_run(wf: Workflow, file: str) -> BatchItem:
     """A file the batch did not get to because it was interrupted."""
-    return BatchItem(file, "skipped", error="not run: the batch was interrupted", workflow=wf.name)
+    return BatchItem(file, "not_run", error="not run: the batch was interrupted", workflow=wf.name)
 
 
 def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path],
@@ -215,7 +229,7 @@ def run_batch(wf: Workflow, inputs: dict[str, Any], name: str, files: list[Path]
     failures. `run_one` decides where it runs (the CLI hands it to the loop). A file in `done`
     (`visionloop.workflows.resume.finished_runs`) is not run: its item is the one given there.
     Ctrl-C (a `KeyboardInterrupt`, or `RunInterrupted` naming the run folder) ends the batch:
-    the outcome then has that file "interrupted" and the files after it "skipped", so that the
+    the outcome then has that file "interrupted" and the files after it "not_run", so that the
     caller can still say what was done. `on_item(item)` hears of each item as it is settled,
     in order."""
     items: list[BatchItem] = []

@@ -22,20 +22,24 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from visionloop.errors import UsageError, VisionloopError
 from visionloop.paths import resolved_path
 from visionloop.workflows.batch import BatchItem, BatchOutcome, BatchProgress, not_run
+from visionloop.workflows.resume import runs_since
 from visionloop.workflows.validate import Workflow
 
 INSTALL = "pip install 'visionloop[cluster]' (or pip install 'ray[data,client]')"
 #: environment variables a local Ray's workers get from the driver (never tokens or keys)
 FORWARDED = ("VISIONLOOP_", "HF_")
 MAX_BLOCKS = 20_000  # Ray Data's bookkeeping per block: a million items go in blocks of 50
+GCS_WAIT = 5.0  # seconds a bare HOST:PORT address has to answer a TCP connect
 LOST = "no result from the Ray worker (it died, or its block failed); run the batch again to retry it"
 
 
@@ -60,11 +64,30 @@ def _forwarded_env() -> dict[str, str]:
             if k.startswith(FORWARDED) and not any(w in k for w in ("TOKEN", "KEY", "SECRET"))}
 
 
+def _check_gcs(address: str) -> None:
+    """A bare HOST:PORT (a node of the cluster joining its GCS): Ray would wait for ever for a
+    GCS that is not there, so a plain TCP connect, bounded, goes first."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=GCS_WAIT).close()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise VisionloopError(f"--address {address}: no Ray GCS answers there ({why}); HOST:PORT joins from a node "
+                              "of the cluster (its head's GCS port, e.g. 6379); from elsewhere use "
+                              "ray://HOST:10001 (Ray Client)") from None
+
+
 def _connect(ray, address: str | None, verbose: bool) -> bool:
     """Join Ray (or start a local one); True when this call started it (and must shut it down)."""
     if ray.is_initialized():
         return False
+    if address and address != "auto" and "://" not in address:
+        _check_gcs(address)
     level = logging.INFO if verbose else logging.ERROR  # -v: Ray's own logs and warnings too
+    # Ray's C++ log lines on stderr (e.g. an E-line on every actor pool, ray-project/ray#53727) only with -v
+    quiet_core = not verbose and "RAY_BACKEND_LOG_LEVEL" not in os.environ
+    if quiet_core:
+        os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
     try:
         with warnings.catch_warnings():  # e.g. Ray Client's own timeout warning: the error below says it
             if not verbose:
@@ -79,6 +102,9 @@ def _connect(ray, address: str | None, verbose: bool) -> bool:
         if address:
             raise VisionloopError(f"--address: cannot reach the Ray cluster at {address}: {why}") from None
         raise VisionloopError(f"cannot start a local Ray: {why}") from None
+    finally:
+        if quiet_core:
+            os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     return True
 
 
@@ -122,6 +148,7 @@ def run_batch_ray(wf: Workflow, inputs: dict[str, Any], name: str, files: list[P
             settle(done[str(f)])
     if todo:
         s = ray_settings
+        since = datetime.now(UTC).isoformat(timespec="milliseconds")  # as manifests write "started"
         started = _connect(ray, s.address, verbose)
         try:
             with BatchProgress(f"{wf.name} on Ray", len(todo), progress) as bar:
@@ -132,14 +159,16 @@ def run_batch_ray(wf: Workflow, inputs: dict[str, Any], name: str, files: list[P
                     for f in todo:  # a block Ray gave up on: its items are still reported
                         if str(f) not in settled:
                             settle(BatchItem(str(f), "failed", error=LOST, workflow=wf.name))
-                except KeyboardInterrupt:  # the items in flight die with the actors (manifests say "running")
+                except KeyboardInterrupt:  # the items in flight die with the actors
                     stopped = True
-                    for f in todo:
-                        if str(f) not in settled:
-                            settle(not_run(wf, str(f)))
         finally:
             if started:
                 ray.shutdown()
+        if stopped:  # items that ended on the actors but never reached here: their run folders say how
+            left = {str(f): str(resolved_path(f)) for f in todo if str(f) not in settled}
+            found = runs_since(wf, inputs, name, left, out_dir, since, mark=started)
+            for f in left:
+                settle(found.get(f) or not_run(wf, f))
     return BatchOutcome(wf.name, [settled[str(f)] for f in files], stopped=stopped)
 
 

@@ -8,6 +8,8 @@ then says "skipped" and points at the earlier run's manifest; `--rerun` runs eve
 
 Only folders whose name fits the file (a run folder is named `DATE-TIME-WORKFLOW-STEM`) are
 read, so that a folder of a million runs costs one directory listing and one manifest per file.
+The same reading tells, after a Ctrl-C on Ray, which items finished on the workers although
+their results never reached the driver (`runs_since`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from visionloop.images import safe_stem
 from visionloop.paths import resolved_path
 from visionloop.workflows.batch import BatchItem
-from visionloop.workflows.manifest import hash_or_none
+from visionloop.workflows.manifest import hash_or_none, mark_interrupted
 from visionloop.workflows.schema import MANIFEST
 from visionloop.workflows.validate import Workflow
 
@@ -96,3 +98,33 @@ def finished_runs(wf: Workflow, values_of: dict[str, dict[str, Any]], out_dir: P
                                        steps=manifest.get("steps") or [], workflow=wf.name)
                 break
     return done
+
+
+def runs_since(wf: Workflow, inputs: dict[str, Any], name: str, paths: dict[str, str], out_dir: Path, since: str,
+               mark: bool = False) -> dict[str, BatchItem]:
+    """After a Ctrl-C on Ray: `{file: item}` for each file (keys of `paths`, the path its run read
+    as input `name`, with the other `inputs`) whose run under `out_dir` started at `since` (an
+    ISO time, as manifests write it) or later. A finished run gives its own status ("ok",
+    "failed"); one still "running" was stopped with its worker: "interrupted" (`mark`: its
+    manifest is rewritten to say so, for a Ray this process shut down)."""
+    folders = _folders_by_label(out_dir)
+    found: dict[str, BatchItem] = {}
+    for file, path in paths.items():
+        for folder in folders.get(safe_stem(run_label(wf, {**inputs, name: path}), "run", 50), ()):
+            manifest = _read(folder / MANIFEST)
+            if (manifest is None or str(manifest.get("started") or "") < since
+                    or (manifest.get("workflow") or {}).get("sha256") != wf.sha256
+                    or ((manifest.get("inputs") or {}).get(name) or {}).get("value") != path):
+                continue
+            status = manifest.get("status")
+            if status in ("ok", "failed"):
+                found[file] = BatchItem(file, status, outputs=manifest.get("outputs") or {},
+                                        error=manifest.get("error"), manifest=str(folder / MANIFEST),
+                                        run_dir=str(folder), steps=manifest.get("steps") or [], workflow=wf.name,
+                                        failed_step=manifest.get("failed_step"))
+            else:
+                if mark:
+                    mark_interrupted(folder, "interrupted: the batch was stopped (Ctrl-C) during the run")
+                found[file] = BatchItem.interrupted(wf.name, file, str(folder))
+            break
+    return found
