@@ -178,7 +178,8 @@ def ray_address_problem(value: str) -> str | None:
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
     if scheme and scheme[1].lower() != "ray":
         return f"{scheme[0]} is not a Ray address: use auto, ray://HOST:10001 (Ray Client) or HOST:PORT"
-    if value == "auto" or re.fullmatch(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}", value):
+    host = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)"
+    if value == "auto" or re.fullmatch(rf"ray://{host}(:\d{{1,5}})?|{host}:\d{{1,5}}", value):  # Ray Client: 10001
         return None
     return "must be auto, ray://HOST:10001 (Ray Client) or HOST:PORT (from a node of the cluster)"
 

@@ -174,3 +174,43 @@ def test_ctrl_c_on_ray_counts_the_runs_that_ended_on_the_actors(tiny_config, reg
     manifest = json.loads((Path(stopped.run_dir) / "manifest.json").read_text())
     assert again[str(files[2])].status == "interrupted" and manifest["status"] == "interrupted"
     assert again[str(files[2])].steps[0]["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("address, ok", [
+    ("auto", True), ("ray://head", True), ("ray://head:10001", True), ("ray://[::1]:10001", True),
+    ("10.0.0.1:6379", True), ("head", False), ("ray://", False), ("http://head:8265", False), (" ", False),
+])
+def test_the_address_forms_taken(address, ok):
+    from visionloop.config_schema import ray_address_problem
+
+    assert (ray_address_problem(address) is None) == ok
+
+
+class _Recorder:
+    """A stand-in `ray` whose `init` notes Ray's C++ log level and writes to fd 2 as Ray's core does."""
+
+    def __init__(self):
+        self.level = "unset"
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs):
+        import os
+
+        self.level = os.environ.get("RAY_BACKEND_LOG_LEVEL")
+        os.write(2, b"[I logging.cc] Set ray log level from environment variable RAY_BACKEND_LOG_LEVEL\n")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_ray_core_lines_only_with_v(capfd, monkeypatch, verbose):
+    """Ray's C++ lines (an E-line on every actor pool, ray-project/ray#53727) are off unless -v."""
+    import os
+
+    from visionloop.workflows.ray_engine import _connect
+
+    monkeypatch.delenv("RAY_BACKEND_LOG_LEVEL", raising=False)
+    ray = _Recorder()
+    assert _connect(ray, None, verbose=verbose)
+    assert ray.level == (None if verbose else "fatal") and "RAY_BACKEND_LOG_LEVEL" not in os.environ
+    assert ("Set ray log level" in capfd.readouterr().err) == verbose

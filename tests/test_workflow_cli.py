@@ -173,9 +173,9 @@ def test_subfolders_a_batch_leaves_out_are_noted(cli, example_image, tmp_path):
     shutil.copy(example_image, photos / "sub" / "b.png")
     result = cli("run", "describe-folder", "--input", f"photo={photos}", "--dry-run")
     assert result.code == 0, result.err
-    assert result.err.strip().splitlines() == [
+    assert result.err.strip().splitlines() == [(
         f"note: {photos}: 1 subfolder left out (a folder input takes the pictures directly in it; for those in "
-        f"subfolders too give a glob: 'photo={photos / '**' / '*.jpg'}')"]
+        f"subfolders too give a glob: 'photo={photos / '**' / '*.jpg'}')")]
     result = cli("run", "describe-folder", "--input", f"photo={photos}/s*", "--dry-run")  # only a folder matches
     error = result.err.strip()
     assert result.code == 1 and "\n" not in error and error.startswith(f"error: {photos}/s*: no images found for ")

@@ -19,10 +19,12 @@ filesystem; see docs/scaling.md). A process that already called `ray.init` is us
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import socket
+import sys
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -77,6 +79,24 @@ def _check_gcs(address: str) -> None:
                               "ray://HOST:10001 (Ray Client)") from None
 
 
+@contextlib.contextmanager
+def _quiet_stderr(quiet: bool):
+    """The process's stderr (fd 2, where Ray's C++ side writes) to /dev/null while Ray starts:
+    with RAY_BACKEND_LOG_LEVEL set, Ray says so there in an I-line of its own."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _connect(ray, address: str | None, verbose: bool) -> bool:
     """Join Ray (or start a local one); True when this call started it (and must shut it down)."""
     if ray.is_initialized():
@@ -89,8 +109,8 @@ def _connect(ray, address: str | None, verbose: bool) -> bool:
     if quiet_core:
         os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
     try:
-        with warnings.catch_warnings():  # e.g. Ray Client's own timeout warning: the error below says it
-            if not verbose:
+        with warnings.catch_warnings(), _quiet_stderr(quiet_core):  # e.g. Ray Client's own timeout warning:
+            if not verbose:                                          # the error below says it
                 warnings.simplefilter("ignore")
             if address:
                 ray.init(address=address, logging_level=level, log_to_driver=verbose)
