@@ -6,13 +6,27 @@ alpha channel instead (painted = repaint), with a note. The result has the input
 the pipeline runs at the working size (`working_size`: the profile's, or --size), and its
 picture is upscaled and composited into the original (`composited: true`)."""
 
-from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
-                                      generate, pick_loras, pick_seeds, pick_size)
 from visionloop.errors import InputError
 from visionloop.hookspecs import hookimpl
 from visionloop.images import save_image
+from visionloop.toolkit.diffusion import (
+    DATA_KEYS,
+    MAX_PROMPT_CHARS,
+    check_settings,
+    clean_prompt,
+    common_inputs,
+    generate,
+    pick_loras,
+    pick_seeds,
+    pick_size,
+)
+from visionloop.toolkit.regions import (
+    check_region_settings,
+    find_region,
+    region_inputs,
+    where_words,
+)
 from visionloop.tools import Input, Tool
-from visionloop.toolkit.regions import check_region_settings, find_region, region_inputs, where_words
 
 
 def mask_channel(rgba, mask, notes) -> tuple:
@@ -86,6 +100,7 @@ def edit(ctx, image, prompt, mask=None, box=None, strength=1.0, negative_prompt=
     if words:  # the words' region, inside the mask or box when one was given too
         found = find_region(ctx, picture, words, threshold, grow, feather, str(image), within=region)
         region, channel = found.hard, ("words" if channel is None else f"words+{channel}")
+        notes.extend(found.notes)
     seeds = pick_seeds(seed, count)
     loras = pick_loras(lora)
     # 2. The exact pixels the pipeline gets, at the working size (recorded as working_size and resize).
@@ -132,10 +147,14 @@ def register_tools(register):
                 Input("prompt", "text", help="what to paint in the region", required=True, max_chars=MAX_PROMPT_CHARS),
                 Input("mask", "image", None, "mask image of the image's size or aspect ratio: white = repaint, "
                       "black = keep; a mask with "
-                      "transparency is read by its alpha: painted (opaque) = repaint, transparent = keep"),
-                Input("box", "box", None, "region to repaint instead of a mask: x0,y0,x1,y1 in pixels"),
+                      "transparency is read by its alpha: painted (opaque) = repaint, transparent = keep; "
+                      "with --where, the region is what lies in both"),
+                Input("box", "box", None, "region to repaint instead of a mask: x0,y0,x1,y1 in pixels "
+                      "(x1, y1 exclusive); with --where, the region is what lies in both, and nothing "
+                      "outside the box or mask changes"),
                 *region_inputs(),
-                Input("save_mask", "bool", False, "also save the mask that was repainted, beside the result"),
+                Input("save_mask", "bool", False, "also save the mask that was repainted, in the output "
+                      "folder beside the result (edit-mask-*.png; its path is data.mask_file)"),
                 *common_inputs(strength=1.0)],
         run=edit,
         returns_images=True,

@@ -8,10 +8,19 @@ names an IP-Adapter (`diffusion.ip_adapter`), the picture also goes in as an ima
 `--style-strength` (`visionloop.models.ip_adapter`). Without one, the words alone carry the
 style, and `data` says so (`style_path: text`)."""
 
-from visionloop.toolkit.diffusion import (DATA_KEYS, MAX_PROMPT_CHARS, check_settings, clean_prompt, common_inputs,
-                                      generate, pick_loras, pick_seeds, pick_size)
 from visionloop.errors import InputError, ModelError
 from visionloop.hookspecs import hookimpl
+from visionloop.toolkit.diffusion import (
+    DATA_KEYS,
+    MAX_PROMPT_CHARS,
+    check_settings,
+    clean_prompt,
+    common_inputs,
+    generate,
+    pick_loras,
+    pick_seeds,
+    pick_size,
+)
 from visionloop.tools import Input, Tool
 
 DESCRIBE = "Describe this image in one sentence."
@@ -48,8 +57,10 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
                               f"{picture.width}x{picture.height} (--size picks another)")
     # 2. The prompt: the user's, or LLaVA's description of the image, then the style (the
     #    user's words, then LLaVA's description of the reference's style).
-    if reference is not None:
-        style = ", ".join(part for part in (style, describe_style(ctx, style_image, extra)) if part)
+    if style_image is None and style_strength != 0.6:  # the default: given or not, it changes nothing here
+        extra["notes"].append("--style-strength has no effect without --style-image (and an IP-Adapter in the "
+                              "profile)")
+    looks = describe_style(ctx, style_image, extra) if reference is not None else ""
     if given:
         subject = given
     else:
@@ -57,12 +68,20 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
 
         described = ask_llava(ctx, "restyle", [image], DESCRIBE)
         subject = full = clean_prompt(described.text, "caption")[:MAX_CAPTION_CHARS]
-        # The text encoder reads a fixed number of tokens (77 for SD 1.5) and drops the rest:
-        # shorten the description, never the style the user asked for.
-        subject, dropped = fit_description(ctx.models.diffusion().pipeline("img2img"), subject, style)
-        if dropped:
-            extra["notes"].append(f"LLaVA's description was shortened by {dropped} words so that the style "
-                                  "fits in what the text encoder reads")
+    # The text encoder reads a fixed number of tokens (77 for SD 1.5) and drops the rest: shorten
+    # LLaVA's words (the photo's description and the style picture's, each keeping a fair share),
+    # never the user's own prompt or --style.
+    cut = ""
+    if looks or (style and not given):
+        full_looks = looks
+        subject, looks, cut = fit_prompt(ctx.models.diffusion().pipeline("img2img"), subject, style, looks,
+                                         subject_fixed=bool(given))
+        if looks != full_looks:
+            extra.update(style_description=looks, style_description_full=full_looks)
+    style = ", ".join(part for part in (style, looks) if part)
+    if cut:
+        extra["notes"].append(cut)
+    if not given:
         # the caption call's own record (chat-templated prompt, decoding settings, model), so
         # the LLaVA half of a restyle can be replayed from the data like the diffusion half
         call = {key: described.data[key] for key in CAPTION_CALL_KEYS if key in described.data}
@@ -79,7 +98,8 @@ def restyle(ctx, image, style=None, prompt=None, strength=0.6, negative_prompt=N
     if reference is not None and adapter is None:
         extra.update(style_path="text", ip_adapter=None, ip_adapter_scale=None)
         extra["notes"].append("no IP-Adapter in the profile (diffusion.ip_adapter): the reference's style "
-                              "reached the picture through LLaVA's words only")
+                              "reached the picture through LLaVA's words only"
+                              + (", and --style-strength had no effect" if style_strength != 0.6 else ""))
     if adapter is None:
         return generate(ctx, "restyle", "img2img", **run)
     from visionloop.models.ip_adapter import attached, guided
@@ -109,18 +129,44 @@ def describe_style(ctx, style_image, extra: dict) -> str:
     return words
 
 
-def fit_description(pipe, subject: str, style: str | None) -> tuple[str, int]:
-    """`subject` cut at a word boundary so that "subject, style" fits the pipeline's tokenizer;
-    returns it and the number of words dropped."""
+def fit_prompt(pipe, subject: str, style: str | None, looks: str, subject_fixed: bool = False
+               ) -> tuple[str, str, str]:
+    """"subject, style, looks" cut to what the pipeline's tokenizer reads: LLaVA's words for the
+    photo (`subject`, unless `subject_fixed`: the user's prompt) and for the style picture
+    (`looks`) lose words from their end, the longer of the two first, so that when both are long
+    each keeps about half of the room the user's `style` leaves (`style` is never cut). Returns
+    both, and a note saying what was dropped ("" when nothing was)."""
     tokenizer = getattr(pipe, "tokenizer", None)
-    if tokenizer is None or not style:
-        return subject, 0
-    words = subject.split()
+    if tokenizer is None:
+        return subject, looks, ""
     limit = tokenizer.model_max_length
-    kept = len(words)
-    while kept > 0 and len(tokenizer(", ".join([" ".join(words[:kept]), style])).input_ids) > limit:
-        kept -= 1
-    return " ".join(words[:kept]), len(words) - kept
+
+    def size(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False, verbose=False).input_ids) if text else 0
+
+    def fits(a: list[str], b: list[str]) -> bool:
+        text = ", ".join(part for part in (" ".join(a), style, " ".join(b)) if part)
+        return len(tokenizer(text, verbose=False).input_ids) <= limit
+
+    words, extra = subject.split(), looks.split()
+    kept_s, kept_l = len(words), len(extra)
+    while not fits(words[:kept_s], extra[:kept_l]):
+        cut_subject = not subject_fixed and kept_s > 0 and (
+            kept_l == 0 or size(" ".join(words[:kept_s])) >= size(" ".join(extra[:kept_l])))
+        if cut_subject:
+            kept_s -= 1
+        elif kept_l > 0:
+            kept_l -= 1
+        else:  # only the user's own words are left: the encoder drops what is past its limit
+            break
+    parts = []
+    if kept_s < len(words):
+        parts.append(f"the photo's description shortened by {len(words) - kept_s} words (of {len(words)})")
+    if kept_l < len(extra):
+        parts.append(f"the style picture's description shortened by {len(extra) - kept_l} words (of {len(extra)})")
+    note = (f"LLaVA's words were cut so that the prompt fits in the {limit} tokens the text encoder reads: "
+            f"{' and '.join(parts)}" + ("; your --style words were kept" if style else "") if parts else "")
+    return " ".join(words[:kept_s]), " ".join(extra[:kept_l]), note
 
 
 @hookimpl
@@ -135,12 +181,15 @@ def register_tools(register):
                 Input("style_image", "image", None, "a picture whose style to take (LLaVA describes it; with an "
                                                     "IP-Adapter in the profile it is an image prompt too)"),
                 Input("style_strength", "float", 0.6, "how strongly the style picture steers, as an image prompt "
-                                                      "(the IP-Adapter's scale; 0 = not at all)", min=0.0, max=1.0),
+                                                      "(the IP-Adapter's scale; 0 = not at all); needs --style-image "
+                                                      "and an IP-Adapter in the profile (diffusion.ip_adapter)",
+                      min=0.0, max=1.0),
                 *common_inputs(strength=0.6)],
         run=restyle,
         returns_images=True,
         data_keys=(*DATA_KEYS, "image", "input_size", "resize", "style", "caption", "caption_full", "caption_model",
                    "caption_question", "caption_call", "style_image", "style_image_sha256", "style_description",
+                   "style_description_full",
                    "style_question", "style_call", "style_path", "ip_adapter", "ip_adapter_scale"),
                    # and generate's: restyle's `extra`
     ))

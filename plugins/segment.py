@@ -23,9 +23,10 @@ def segment(ctx, image, where=None, threshold=0.4, grow=0, feather=0):
     picture = ctx.load_image(image)
     ensure_output_dir(ctx.out_dir)
     # 2. Words -> mask, saved with its record.
-    region = find_region(ctx, picture, words, threshold, grow, feather, str(image))
+    # a mask of nearly everything may be the right answer here (edit refuses it: a full repaint)
+    region = find_region(ctx, picture, words, threshold, grow, feather, str(image), refuse_full=False)
     data = {"image": str(image), "width": picture.width, "height": picture.height, **region.record,
-            "device": ctx.models.segmenter().device}
+            "device": ctx.models.segmenter().device, "notes": region.notes}
     stem = f"segment-{'-'.join(words)[:40]}"
     path = str(save_image(region.soft, ctx.out_dir, stem, {"tool": "segment", **data}))
     data["images"] = [path]
@@ -37,11 +38,12 @@ def segment(ctx, image, where=None, threshold=0.4, grow=0, feather=0):
 def register_tools(register):
     register(Tool(
         name="segment",
-        description="Find things in a picture by words (CLIPSeg) and return the mask: white = found.",
+        description="Find things in a picture by words (CLIPSeg) and return the mask: white = found; "
+                    "it is written to the output folder (segment-<words>.png; its path is data.images).",
         inputs=[Input("image", "image", help="the picture to search", required=True, positional=True),
                 *region_inputs(grow=0, feather=0, required=True)],
         run=segment,
         returns_images=True,
         data_keys=("image", "width", "height", "where", "threshold", "grow", "feather", "covered", "covered_grown",
-                   "covered_by_words", "segmenter", "segmenter_source", "device", "images"),
+                   "covered_by_words", "segmenter", "segmenter_source", "device", "notes", "images"),
     ))

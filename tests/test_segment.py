@@ -47,14 +47,18 @@ def test_threshold_grow_and_feather_shape_the_mask(loop, example_image):
     assert soft.any() and np.all(feathered[plain] == 255)  # softened outwards only
 
 
-def test_an_empty_or_full_mask_is_refused(loop, example_image, tmp_path):
+def test_an_empty_mask_is_refused_and_a_full_one_only_by_edit(loop, example_image, tmp_path):
     nothing = call(loop, "segment", image=str(example_image), where=["the sky"], threshold=0.999)
     assert not nothing.ok
     assert nothing.error == (f"no 'sky' found in {example_image}: try other words or a lower --threshold")
     plain = tmp_path / "plain.png"
     Image.new("RGB", (96, 64), (200, 30, 30)).save(plain)  # the tiny segmenter finds "it" everywhere
-    everything = call(loop, "segment", image=str(plain), where=["a red wall"])
+    everything = call(loop, "edit", image=str(plain), prompt="a door", where=["a red wall"])
     assert not everything.ok and "almost the whole picture" in everything.error and str(plain) in everything.error
+    mask = call(loop, "segment", image=str(plain), where=["a red wall"])  # for segment, a possible answer
+    assert mask.ok, mask.error
+    assert mask.data["covered"] > 0.98 and (mask_of(mask) == 255).mean() > 0.98
+    assert any("almost all of it" in n for n in mask.data["notes"])
 
 
 def test_segment_matches_a_raw_clipseg_call(loop, example_image):
@@ -112,9 +116,9 @@ def test_where_intersects_a_box_and_several_where_unite(loop, example_image):
 @pytest.mark.parametrize("args, message", [
     (["segment", "{img}", "--where", "  "], "error: where: must not be empty"),
     (["edit", "{img}", "--prompt", "x", "--where", " "], "error: where: must not be empty"),
-    (["segment", "{img}", "--where", "sky", "--threshold", "1.5"], "error: threshold: must be at most 1, got 1.5"),
-    (["edit", "{img}", "--prompt", "x", "--where", "sky", "--threshold", "0"],
-     "error: threshold: must be between 0 and 1 (not 0 or 1 themselves), got 0"),
+    *[([tool, "{img}", *extra, "--where", "sky", "--threshold", t],
+       f"threshold: must be between 0 and 1 (not 0 or 1 themselves), got {t}")
+      for tool, extra in (("segment", []), ("edit", ["--prompt", "x"])) for t in ("0", "1", "1.5")],
     (["segment", "nosuch.png", "--where", "sky"], "nosuch.png: file not found"),
 ])
 def test_bad_region_inputs_are_one_line(cli, example_image, args, message):
@@ -122,3 +126,48 @@ def test_bad_region_inputs_are_one_line(cli, example_image, args, message):
     assert result.code != 0 and "Traceback" not in result.err
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].endswith(message), result.err
+
+
+def _changed(before_path, after_path) -> np.ndarray:
+    before = np.asarray(Image.open(before_path).convert("RGB")).astype(int)
+    after = np.asarray(Image.open(after_path).convert("RGB")).astype(int)
+    return np.abs(after - before).max(axis=2) > 0
+
+
+def test_a_box_or_mask_with_where_is_a_hard_limit(loop, example_image, tmp_path):
+    """Growing and feathering the words' region must not spill out of the box or mask."""
+    image = str(example_image)
+    boxed = call(loop, "edit", image=image, prompt="a sunset", where=["the sky"], box="24,16,128,96", seed=8,
+                 grow=8, feather=4, save_mask=True)
+    assert boxed.ok, boxed.error
+    outside = np.ones(Image.open(example_image).size[::-1], bool)
+    outside[16:96, 24:128] = False
+    changed = _changed(example_image, boxed.images[0])
+    assert changed[~outside].sum() > 100 and not changed[outside].any()
+    assert not np.asarray(Image.open(boxed.data["mask_file"]).convert("L"))[outside].any()
+    mask_file = tmp_path / "hard.png"
+    hard = np.zeros(outside.shape, np.uint8)
+    hard[10:80, 40:150] = 255
+    Image.fromarray(hard).save(mask_file)
+    masked = call(loop, "edit", image=image, prompt="a sunset", where=["the sky"], mask=str(mask_file), seed=8)
+    assert masked.ok, masked.error
+    changed = _changed(example_image, masked.images[0])
+    assert changed[hard == 255].sum() > 100 and not changed[hard == 0].any()
+
+
+def test_long_where_words_are_cut_to_what_the_segmenter_reads(loop, example_image):
+    words = "the sky" + " a" * 138  # 140 words, 283 characters: more tokens than CLIPSeg's 77 positions
+    r = call(loop, "segment", image=str(example_image), where=[words])
+    assert r.ok, r.error
+    assert r.data["where"] == [words] and r.data["covered"] > 0
+    assert any("tokens the segmenter reads" in n for n in r.data["notes"]), r.data["notes"]
+
+
+def test_help_says_where_masks_go_and_how_regions_combine(cli):
+    edit_help = " ".join(cli("edit", "--help").out.split())
+    assert "the region is what lies in both" in edit_help and "data.mask_file" in edit_help
+    assert "output folder" in edit_help
+    segment_help = " ".join(cli("segment", "--help").out.split())
+    assert "output folder" in segment_help and "data.images" in segment_help
+    restyle_help = " ".join(cli("restyle", "--help").out.split())
+    assert "needs --style-image and an IP-Adapter in the profile" in restyle_help

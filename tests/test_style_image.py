@@ -174,3 +174,70 @@ def test_with_attention_slicing_the_adapter_comes_off_and_slicing_stays(example_
         assert all(type(p).__name__ == "SlicedAttnProcessor" for p in procs)
     finally:
         loop.close()
+
+
+LONG_PHOTO = ("a tall white lighthouse with a red top stands on dark rocks at the edge of a calm blue sea "
+              "under a pale sky with a few clouds")
+LONG_STYLE = ("an oil painting on coarse canvas with thick impasto brushwork, a warm ochre and burnt sienna "
+              "palette, soft golden evening light, visible knife marks, nineteenth century "
+              "post-impressionist era")  # under MAX_STYLE_CHARS
+
+
+def test_a_long_style_description_leaves_the_photo_its_share(loop, example_image, references, monkeypatch):
+    """Both of LLaVA's descriptions are cut, the longer first: the photo keeps about half of the
+    tokens, the user's --style words are all there, and the note counts what each lost."""
+    from types import SimpleNamespace
+
+    from visionloop.toolkit import vision
+    from visionloop_plugins.restyle import DESCRIBE
+
+    def fake(ctx, tool, images, question, **kwargs):
+        return SimpleNamespace(text=LONG_PHOTO if question == DESCRIBE else LONG_STYLE, data={"model": "fake"})
+
+    monkeypatch.setattr(vision, "ask_llava", fake)
+    r = call(loop, "restyle", image=str(example_image), style_image=str(references[0]), style="oil paint", seed=4)
+    assert r.ok, r.error
+    d = r.data
+    tokenizer = loop.ctx.models.diffusion().pipeline("img2img").tokenizer
+    size = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+    assert len(tokenizer(d["prompt"]).input_ids) <= tokenizer.model_max_length
+    assert d["caption_full"] == LONG_PHOTO and LONG_PHOTO.startswith(d["caption"]) and d["caption"]
+    assert d["style_description_full"] == LONG_STYLE and LONG_STYLE.startswith(d["style_description"])
+    assert d["prompt"] == f"{d['caption']}, oil paint, {d['style_description']}"
+    assert size(d["caption"]) >= 0.4 * (size(d["caption"]) + size(d["style_description"]))
+    dropped_photo = len(LONG_PHOTO.split()) - len(d["caption"].split())
+    dropped_style = len(LONG_STYLE.split()) - len(d["style_description"].split())
+    assert dropped_photo > 0 and dropped_style > 0
+    note = next(n for n in d["notes"] if "shortened" in n)
+    assert f"the photo's description shortened by {dropped_photo} words (of {len(LONG_PHOTO.split())})" in note
+    assert (f"the style picture's description shortened by {dropped_style} words (of {len(LONG_STYLE.split())})"
+            in note)
+    assert "your --style words were kept" in note
+
+
+def test_style_strength_without_a_style_image_says_so(loop, example_image):
+    r = call(loop, "restyle", image=str(example_image), prompt="a lighthouse", style="oil paint",
+             style_strength=0.3, seed=1)
+    assert r.ok, r.error
+    assert any("--style-strength has no effect without --style-image" in n for n in r.data["notes"])
+
+
+def test_an_adapter_of_another_family_is_one_line(loop):
+    """An adapter whose weights are shaped for another UNet (SD 1.5's on SDXL): one line naming
+    the adapter and the family, and the UNet is left without it."""
+    from types import SimpleNamespace
+
+    import torch
+    from visionloop.errors import ModelError
+    from visionloop.models.ip_adapter import attached, loaded
+
+    backend, adapter = loop.ctx.models.diffusion(), loop.ctx.models.ip_adapter()
+    state = {part: {name: (torch.zeros(t.shape[0], t.shape[1] * 2) if "to_k_ip" in name else t)
+                    for name, t in weights.items()} for part, weights in adapter.state.items()}
+    other = SimpleNamespace(state=state, source=adapter.source, spec=adapter.spec)
+    with pytest.raises(ModelError) as caught, attached(backend, other, 1.0):
+        pass
+    message = str(caught.value)
+    assert "\n" not in message and "github.com" not in message and "expected shape" not in message
+    assert message.startswith("models/ip-adapter_sd15.safetensors: this IP-Adapter does not fit tiny, a sd model")
+    assert not loaded(backend.text2img)

@@ -164,8 +164,7 @@ def attached(backend, adapter: IpAdapterBackend, scale: float):
             pipe.unet.set_default_attn_processor()
         quiet.setLevel(logging.ERROR)
         with quiet_loading():
-            load_guarded(adapter.source, lambda: pipe.load_ip_adapter(state, subfolder="", weight_name="",
-                                                                       image_encoder_folder=None))
+            load_guarded(adapter.source, lambda: _load(pipe, state, adapter, backend))
         quiet.setLevel(level)
         pipe.set_ip_adapter_scale(float(scale))
         yield pipe
@@ -175,6 +174,24 @@ def attached(backend, adapter: IpAdapterBackend, scale: float):
             pipe.unload_ip_adapter()
         if slicing:  # back to what the profile asked for
             pipe.enable_attention_slicing()
+
+
+def _load(pipe, state: dict, adapter, backend) -> None:
+    """diffusers' `load_ip_adapter`; weights shaped for another UNet (an SD 1.5 adapter on an
+    SDXL model, or the reverse) are one line naming the adapter and the model's family."""
+    try:
+        pipe.load_ip_adapter(state, subfolder="", weight_name="", image_encoder_folder=None)
+    except (ValueError, RuntimeError) as exc:
+        text = str(exc)
+        if "expected shape" not in text and "size mismatch" not in text:
+            raise
+        family = getattr(getattr(backend, "family", None), "name", "unknown")
+        weight = "/".join(p for p in (adapter.spec.subfolder, adapter.spec.weight) if p)
+        fits = ("sdxl_models/ip-adapter_sdxl.safetensors" if family == "sdxl"
+                else "models/ip-adapter_sd15.safetensors")
+        raise ModelError(f"{weight}: this IP-Adapter does not fit {backend.model_id}, a {family} model (its weights "
+                         f"are shaped for another family's UNet); use one made for {family}, e.g. h94/IP-Adapter "
+                         f"{fits} (check diffusion.ip_adapter)") from None
 
 
 def loaded(pipe) -> bool:

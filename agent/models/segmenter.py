@@ -85,9 +85,14 @@ class SegmenterBackend:
         used, dropped = [], []
         for phrase in words:
             parts = phrase.split()
-            kept = len(parts)
-            while kept > 1 and len(tokenizer(" ".join(parts[:kept])).input_ids) > limit:
-                kept -= 1
+            low, high = 1, len(parts)  # the most words that fit (at least one: cut by truncation then)
+            while low < high:
+                mid = (low + high + 1) // 2
+                if len(tokenizer(" ".join(parts[:mid]), verbose=False).input_ids) <= limit:
+                    low = mid
+                else:
+                    high = mid - 1
+            kept = low
             used.append(" ".join(parts[:kept]))
             dropped.append(len(parts) - kept)
         return used, dropped
