@@ -183,3 +183,15 @@ def test_auto_batch_size_is_one_under_int8_and_sampling_is_never_batched(session
         assert can_batch(loop.ctx, [{}, {}]) and not can_batch(loop.ctx, [{}])
     finally:
         loop.close()
+
+
+def test_replays_force_the_recorded_quantization():
+    from visionloop.models.llava_speed import recorded_quantize
+
+    def manifest(llava):
+        return {"environment": {"models": {"llava": llava, "diffusion": {"dtype": "float32"}}}}
+
+    assert recorded_quantize(manifest({"dtype": "float32", "quantize": "int8"})) == "int8"
+    assert recorded_quantize(manifest({"dtype": "float32"})) == "none"  # written before quantization existed
+    assert recorded_quantize({"environment": {"models": {"diffusion": {}}}}) is None  # no LLaVA ran
+    assert recorded_quantize({}) is None

@@ -3,6 +3,7 @@ reason, a non-zero exit, nothing written: empty values, `~user` that names no ho
 long, reserved sidecar names, text longer than the tool takes, and the schema module's CLI."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -105,6 +106,14 @@ def test_unreadable_folders_are_one_line(cli, tmp_path, monkeypatch, example_ima
         return real(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # the batch lists a folder with os.scandir (each entry's kind comes with it)
+        if Path(path) in (photos, flows):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
     err = one_line_error(cli("run", "describe-folder", "--input", f"photo={photos}", "--out", tmp_path / "o"))
     assert err == f"error: {photos}: cannot list the folder for input 'photo': Permission denied"
     config = tmp_path / "config.yaml"

@@ -219,17 +219,23 @@ def cmd_replay(args, app, out) -> int:
     flags = {key: getattr(args, key, None) or os.environ.get(f"VISIONLOOP_{key.upper()}")
              for key in ("profile", "device", "dtype")}
     forced = {}  # kind -> the dtype each model ran in (dtype: auto may choose otherwise elsewhere)
+    quantize = None  # how LLaVA was quantized (int8 by default on a CPU, never on a GPU)
     if app._loop is None:  # a one-shot command: its loop is made with the recorded config
         from visionloop.models.device import recorded_dtypes
 
         app.config, warnings = replay_config(data, str(where), app.config, flags)
         forced = {} if flags.get("dtype") else recorded_dtypes(data)
+        from visionloop.models.llava_speed import recorded_quantize
+
+        quantize = None if flags.get("dtype") else recorded_quantize(data)
         for line in warnings:
             print(line, file=sys.stderr)
     loop = app.loop
 
     def run(ctx):
         ctx.models.forced_dtypes.update(forced)
+        if quantize:
+            ctx.models.forced_quantize = quantize
         return replay(args.manifest, ctx, app.registry, out_dir)
 
     result = wait(loop, loop.submit(run))

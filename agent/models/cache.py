@@ -38,6 +38,7 @@ class ModelCache:
         self._dtype = None
         self.report: Callable[[str], None] | None = None  # progress lines (a terminal's stderr)
         self.forced_dtypes: dict[str, str] = {}  # kind -> dtype name (replay: what the manifest recorded)
+        self.forced_quantize: str | None = None  # vision.quantize as recorded (replay)
 
     # -- device ----------------------------------------------------------------------------
     @property
@@ -153,6 +154,8 @@ class ModelCache:
                                   "revision": getattr(model, "revision", None)}
             if getattr(model, "dtype", None) is not None:  # the dtype this model actually runs in
                 out["models"][key]["dtype"] = dtype_name(model.dtype)
+            if isinstance(getattr(model, "quantize", None), str):  # in-process LLaVA: none | int8
+                out["models"][key]["quantize"] = model.quantize
             if callable(getattr(model, "describe", None)) and key == "diffusion":  # family, pipeline class
                 out["models"][key].update(model.describe())
         return out
@@ -184,8 +187,8 @@ class ModelCache:
             check_remote_code(spec.revision, self.config.trust_remote_code, key)  # before building or loading
             from visionloop.models.llava_speed import resolve_quantize
 
-            quantize = resolve_quantize(spec.quantize, self.config.dtype, self.device,
-                                        where=self.where("vision.quantize"))
+            quantize = self.forced_quantize or resolve_quantize(spec.quantize, self.config.dtype, self.device,
+                                                                where=self.where("vision.quantize"))
             source = self.resolve(spec.model, "llava")
             return LlavaBackend(spec.model, source, spec.revision, self.device,
                                 self.dtype, offline=self.offline_for(source),

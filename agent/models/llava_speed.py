@@ -40,6 +40,18 @@ def resolve_quantize(setting: str, dtype_setting: str, device: str, where: str =
     return setting
 
 
+def recorded_quantize(manifest: dict) -> str | None:
+    """How the in-process LLaVA of a run manifest was quantized (`environment.models.llava.quantize`),
+    for a replay to force: `none` for a manifest written before quantization existed; None when
+    no in-process LLaVA ran."""
+    env = manifest.get("environment") if isinstance(manifest.get("environment"), dict) else {}
+    models = env.get("models") if isinstance(env.get("models"), dict) else {}
+    llava = models.get("llava")
+    if not isinstance(llava, dict):
+        return None
+    return llava.get("quantize") if llava.get("quantize") in ("none", "int8") else "none"
+
+
 def quantize_int8(model) -> int:
     """Quantize `model`'s language model (every `nn.Linear`) and output head to int8 in place.
     Returns how many linear layers were quantized."""
