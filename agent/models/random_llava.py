@@ -13,7 +13,6 @@ back through `from_pretrained` like real weights.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -62,23 +61,10 @@ def build_random_llava(target: Path, shape: str = "0.5b") -> None:
 
 def random_llava_path(cache_dir: Path, shape: str = "0.5b") -> Path:
     """The random LLaVA folder under `cache_dir`, built once (1.6 GB for 0.5b, 14 GB for 7b)."""
-    from filelock import FileLock
+    from visionloop.models.random_sd import built_once
 
-    root = Path(cache_dir) / "random" / f"llava-{shape}-v{VERSION}"
-    marker = root / ".complete"
-    if marker.exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root) + ".lock", timeout=3600):
-        if marker.exists():
-            return root
-        staging = root.with_name(root.name + ".building")
-        shutil.rmtree(staging, ignore_errors=True)
-        build_random_llava(staging, shape)
-        shutil.rmtree(root, ignore_errors=True)
-        staging.rename(root)
-        marker.write_text("ok\n")
-    return root
+    return built_once(Path(cache_dir) / "random" / f"llava-{shape}-v{VERSION}",
+                      lambda target: build_random_llava(target, shape))
 
 
 def llava_backend(source: str, device: str, dtype: str, quantize: str, batch_cache: int = 8):

@@ -83,22 +83,27 @@ def build_random_sd(target: Path) -> None:
     taesd.to(torch.bfloat16).save_pretrained(target / "taesd", safe_serialization=True)
 
 
-def random_sd_path(cache_dir: Path) -> Path:
-    """The random SD 1.5 folder under `cache_dir`, built once (about 2.2 GB on disk)."""
+def built_once(root: Path, build) -> Path:
+    """`root`, built by `build(staging_folder)` the first time (under a file lock; a marker
+    written last means a half-built folder from a killed process is built again)."""
     from filelock import FileLock
 
-    root = Path(cache_dir) / "random" / f"sd15-v{VERSION}"
     marker = root / ".complete"
     if marker.exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root) + ".lock", timeout=1800):
+    with FileLock(str(root) + ".lock", timeout=3600):
         if marker.exists():
             return root
         staging = root.with_name(root.name + ".building")
         shutil.rmtree(staging, ignore_errors=True)
-        build_random_sd(staging)
+        build(staging)
         shutil.rmtree(root, ignore_errors=True)
         staging.rename(root)
         marker.write_text("ok\n")
     return root
+
+
+def random_sd_path(cache_dir: Path) -> Path:
+    """The random SD 1.5 folder under `cache_dir`, built once (about 2.2 GB on disk)."""
+    return built_once(Path(cache_dir) / "random" / f"sd15-v{VERSION}", build_random_sd)
