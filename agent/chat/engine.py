@@ -34,8 +34,9 @@ HELP = {
     "/caption [#N]": "describe an image (--detail long for more)",
     "/read [#N]": "read the text in an image",
     "/draw PROMPT": "draw a new picture",
-    "/edit [--box x0,y0,x1,y1] PROMPT": "change a region of the current image",
-    "/restyle PROMPT": "redraw the current image in a style",
+    "/edit [--box x0,y0,x1,y1 | --where WORDS] PROMPT": "change a region ('replace the sky with a sunset')",
+    "/restyle [--style-image #N] PROMPT": "redraw the current image in a style (or say 'in the style of #2')",
+    "/segment --where WORDS": "a mask of what the words name (or say 'segment the sky')",
     "/run WORKFLOW [#N] [name=value ...]": "run a workflow (its image input: #N, or the current image); "
                                            "--input NAME=VALUE and --dry-run as in `visionloop run`",
     "/plan MESSAGE": "show the plan for a request (several steps: 'describe it, then ...') without running it",
