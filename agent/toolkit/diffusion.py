@@ -34,14 +34,17 @@ def common_inputs(strength: float | None = None) -> list[Input]:
     inputs = [
         Input("negative_prompt", "text", None, "what the picture should not show", flags=("--negative",),
               max_chars=MAX_PROMPT_CHARS),
-        Input("width", "int", None, "width in pixels, a multiple of 8 (default: the profile's)", min=8),
-        Input("height", "int", None, "height in pixels, a multiple of 8 (default: the profile's)", min=8),
+        Input("width", "int", None, "width in pixels, a multiple of 8, of 16 for SD3 and FLUX (default: the "
+                                    "profile's, else the model's)", min=8),
+        Input("height", "int", None, "height in pixels, a multiple of 8, of 16 for SD3 and FLUX (default: the "
+                                     "profile's, else the model's)", min=8),
         Input("size", "size", None, "width and height at once, e.g. 512x512"),
         Input("steps", "int", None, "denoising steps (default: the profile's)", min=1, max=500),
         Input("guidance", "float", None, "classifier-free guidance scale, CFG (default: the profile's)",
               min=0.0, max=50.0),
         Input("seed", "int", None, "random seed; drawn and recorded when not given", min=0, max=MAX_SEED),
-        Input("scheduler", "text", None, "sampler: euler, euler_a, dpm++_2m, dpm++_2m_karras, ddim, lcm, ... "
+        Input("scheduler", "text", None, "sampler: euler, euler_a, dpm++_2m, dpm++_2m_karras, ddim, lcm, tcd, ... "
+                                         "for SD 1.x/2.x and SDXL; flow_euler, flow_heun for SD3 and FLUX "
                                          "(default: the model's own)"),
         Input("count", "int", 1, "how many images (seeds seed, seed+1, ...)", min=1, max=MAX_COUNT),
         Input("lora", "text", None, "a LoRA to draw with, NAME[:SCALE] (a trained LoRA's name or a .safetensors "
