@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from visionloop.errors import InputError, ModelError
+from family_helpers import make_ctx, pixels, raw_pipe, run_step
 from visionloop.tools import run_tool
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one intra-op thread
@@ -24,40 +25,13 @@ def folders(tmp_path_factory):
     return {name: build_family(name, root / name) for name in ("sd3", "flux")}
 
 
-def make_ctx(tiny_config, folder, out, **changes):
-    from visionloop.context import Context
-
-    config = tiny_config.model_copy(deep=True)
-    spec = config.profiles[config.profile].diffusion
-    spec.model = str(folder)
-    for key, value in changes.items():
-        setattr(spec, key, value)
-    return Context.create(config, out)
-
-
 @pytest.fixture(scope="module")
 def contexts(tiny_config, folders, tmp_path_factory):
     return {name: make_ctx(tiny_config, folder, tmp_path_factory.mktemp(name)) for name, folder in folders.items()}
 
 
 def run(ctx, registry, tool, **args):
-    (result,) = run_tool(registry.tool(tool), {"steps": 2, "seed": 11, **args}, ctx)
-    assert result.ok, result.error
-    return result
-
-
-def pixels(image) -> np.ndarray:
-    return np.asarray((Image.open(image) if not isinstance(image, Image.Image) else image).convert("RGB"))
-
-
-def raw_pipe(cls_name: str, data):
-    import diffusers
-    import torch
-
-    pipe = getattr(diffusers, cls_name).from_pretrained(data["model"], use_safetensors=True, local_files_only=True,
-                                                        torch_dtype=getattr(torch, data["dtype"]))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return run_step(ctx, registry, tool, 11, **args)
 
 
 PIPELINES = {"sd3": ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline", "StableDiffusion3InpaintPipeline"),

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-from visionloop.tools import run_tool
+from family_helpers import make_ctx, pixels, raw_pipe, run_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py: one intra-op thread
 
@@ -21,40 +20,13 @@ def folders(tmp_path_factory):
     return {name: build_family(name, root / name) for name in ("sdxl", "sdxl-refiner")}
 
 
-def make_ctx(tiny_config, folder, out, **changes):
-    from visionloop.context import Context
-
-    config = tiny_config.model_copy(deep=True)
-    spec = config.profiles[config.profile].diffusion
-    spec.model = str(folder)
-    for key, value in changes.items():
-        setattr(spec, key, value)
-    return Context.create(config, out)
-
-
 @pytest.fixture(scope="module")
 def ctx(tiny_config, folders, tmp_path_factory):
     return make_ctx(tiny_config, folders["sdxl"], tmp_path_factory.mktemp("sdxl-out"))
 
 
 def run(ctx, registry, tool, **args):
-    (result,) = run_tool(registry.tool(tool), {"steps": 2, "seed": 3, **args}, ctx)
-    assert result.ok, result.error
-    return result
-
-
-def pixels(image) -> np.ndarray:
-    return np.asarray((Image.open(image) if not isinstance(image, Image.Image) else image).convert("RGB"))
-
-
-def raw_pipe(cls_name: str, data):
-    import diffusers
-    import torch
-
-    pipe = getattr(diffusers, cls_name).from_pretrained(data["model"], use_safetensors=True, local_files_only=True,
-                                                        torch_dtype=getattr(torch, data["dtype"]))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return run_step(ctx, registry, tool, 3, **args)
 
 
 def test_sdxl_draws_like_raw_diffusers_and_records_its_family(ctx, registry):

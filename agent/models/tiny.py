@@ -56,20 +56,27 @@ def _make_tokenizer():
                                    model_max_length=2048)
 
 
+def tiny_llava_towers(tokenizer) -> dict:
+    """The tiny LLaVAs' vision tower (CLIP) and language model (Llama) configs, for `LlavaConfig`
+    and `LlavaNextConfig` alike."""
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    return {"vision_config": CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                              num_attention_heads=4, image_size=32, patch_size=8),
+            "text_config": LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                       max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+                                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)}
+
+
 def build_tiny_llava(target: Path) -> None:
     """A LLaVA-1.5-shaped model: CLIP vision tower, small Llama, real BPE tokenizer, processor."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     tokenizer = _make_tokenizer()
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=4, image_size=32, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        **tiny_llava_towers(tokenizer),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
     )

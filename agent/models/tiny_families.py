@@ -164,24 +164,17 @@ def build_llava_next(target: Path) -> None:
     (`image_grid_pinpoints`), so an image's token count depends on its size."""
     import torch
     from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessor,
         LlavaNextProcessor,
     )
-    from visionloop.models.tiny import LLAVA_CHAT_TEMPLATE, _make_tokenizer
+    from visionloop.models.tiny import LLAVA_CHAT_TEMPLATE, _make_tokenizer, tiny_llava_towers
 
     tokenizer = _make_tokenizer()
     grid = [[32, 64], [64, 32], [64, 64]]
     config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=4, image_size=32, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id),
+        **tiny_llava_towers(tokenizer),
         image_grid_pinpoints=grid, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default")
     torch.manual_seed(0)
