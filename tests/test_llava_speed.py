@@ -107,11 +107,19 @@ def test_see_with_several_questions_answers_each_and_encodes_the_picture_once(lo
     assert results[0].data["quantize"] == "int8" and results[0].data["dtype"] == "float32"  # dtype auto on a CPU
 
 
-def test_quantize_in_the_config_is_checked(cli, tmp_path):
+@pytest.mark.parametrize("setting, words", [
+    ("quantize: int3", "quantize"),
+    ("batch_size: 0", "batch_size: must be auto or a whole number from 1 to 256 (got 0)"),
+    ("batch_size: x", "batch_size: must be auto or a whole number from 1 to 256"),
+    ("feature_cache: -1", "feature_cache"),
+    ("quantize: int4", "profiles.tiny.vision.quantize in"),  # refused when the model loads, naming the file
+])
+def test_speed_settings_in_the_config_are_checked_in_one_line(cli, tmp_path, example_image, setting, words):
     config = tmp_path / "config.yaml"
-    config.write_text("profile: tiny\nprofiles:\n  tiny:\n    vision: {model: tiny, quantize: int3}\n")
-    r = cli("--config", config, "caption", "x.png")
-    assert r.code != 0 and "quantize" in r.err and "Traceback" not in r.err
+    config.write_text(f"profile: tiny\nprofiles:\n  tiny:\n    vision: {{model: tiny, {setting}}}\n")
+    r = cli("--config", config, "caption", example_image)
+    assert r.code != 0 and words in r.err and "Traceback" not in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "config.yaml" in r.err
 
 
 @pytest.fixture(scope="module")

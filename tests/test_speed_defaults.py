@@ -164,3 +164,11 @@ def test_gpu_knobs_are_noops_on_cpu(tiny_config, caplog):
     assert not compile_wanted(spec, "cpu")
     assert "not compiled" in caplog.text
     assert compile_wanted(spec, "cuda")
+
+
+def test_a_bad_vae_setting_is_one_line_naming_it(cli, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("profile: tiny\nprofiles:\n  tiny:\n    diffusion: {model: tiny, vae: no-such-autoencoder}\n")
+    r = cli("--config", config, "draw", "a cat", "--steps", "1")
+    assert r.code != 0 and "Traceback" not in r.err and "UserWarning" not in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1 and "diffusion.vae: no-such-autoencoder" in r.err
